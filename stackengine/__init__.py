@@ -1,0 +1,30 @@
+"""stackengine: out-of-core, parallel stacking of registered astronomical frames.
+
+The public names are :func:`open_frames`, :func:`stack` and :func:`write`.
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .errors import (
+    FrameError,
+    FrameMismatchError,
+    OutputError,
+    ParameterError,
+    StackEngineError,
+)
+from .frames import open_frames
+from .io.write import write
+from .stack import stack
+
+__all__ = [
+    "__version__",
+    "open_frames",
+    "stack",
+    "write",
+    "StackEngineError",
+    "ParameterError",
+    "FrameError",
+    "FrameMismatchError",
+    "OutputError",
+]

@@ -1,0 +1,36 @@
+"""Exceptions raised by stackengine.
+
+Every error caused by bad input is a :class:`StackEngineError`; its message
+names the offending file (or parameter) and the problem in one line, so the
+command line can print it as is.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "StackEngineError",
+    "ParameterError",
+    "FrameError",
+    "FrameMismatchError",
+    "OutputError",
+]
+
+
+class StackEngineError(Exception):
+    """Base class of every error stackengine raises on bad input."""
+
+
+class ParameterError(StackEngineError, ValueError):
+    """A parameter of :func:`stackengine.stack` or the CLI is invalid."""
+
+
+class FrameError(StackEngineError, OSError):
+    """An input frame is missing, unreadable, truncated or corrupt."""
+
+
+class FrameMismatchError(StackEngineError, ValueError):
+    """Frames disagree in shape, dtype or channels."""
+
+
+class OutputError(StackEngineError, OSError):
+    """The output cannot be written (exists, folder missing or not writable)."""

@@ -1,0 +1,157 @@
+"""Shared per-pixel helpers: gathering, sorting, order statistics, moments.
+
+Every rejection algorithm works on the same per-pixel buffers:
+
+``vals[0:n]``
+    the pixel's values in frame order, as float64;
+``flags[0:n]``
+    what happened to each value: :data:`MISSING` (NaN/inf input),
+    :data:`KEPT`, :data:`LOW` or :data:`HIGH` (rejected on that side);
+``srt[0:m]``
+    scratch space for the sorted kept values.
+
+All functions are numba ``njit(nogil=True, cache=True)`` so the dask threads
+that call the block kernels run truly in parallel. Arithmetic is float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "MISSING",
+    "KEPT",
+    "LOW",
+    "HIGH",
+    "MAD_TO_STD",
+    "load_pixel",
+    "sorted_kept",
+    "median_sorted",
+    "mad_sorted",
+    "mean_std_sorted",
+    "mark_outside",
+]
+
+MISSING = 0
+KEPT = 1
+LOW = 2
+HIGH = 3
+
+#: 1 / Phi^-1(3/4): the factor that turns a MAD into a Gaussian sigma (astropy's mad_std).
+MAD_TO_STD = 1.482602218505602
+
+
+@njit(nogil=True, cache=True)
+def load_pixel(block, p, vals, flags):
+    """Copy pixel ``p`` of ``block`` (frames x pixels) into ``vals``/``flags``.
+
+    Returns the number of finite values. Non-finite values are flagged MISSING.
+    """
+    n = block.shape[0]
+    m = 0
+    for k in range(n):
+        v = np.float64(block[k, p])
+        vals[k] = v
+        if math.isfinite(v):
+            flags[k] = KEPT
+            m += 1
+        else:
+            flags[k] = MISSING
+    return m
+
+
+@njit(nogil=True, cache=True)
+def sorted_kept(vals, flags, n, srt):
+    """Write the kept values into ``srt[0:m]`` in ascending order; return m."""
+    m = 0
+    for k in range(n):
+        if flags[k] == KEPT:
+            srt[m] = vals[k]
+            m += 1
+    # insertion sort: fastest for the few tens of frames a pixel usually has
+    if m <= 128:
+        for i in range(1, m):
+            x = srt[i]
+            j = i - 1
+            while j >= 0 and srt[j] > x:
+                srt[j + 1] = srt[j]
+                j -= 1
+            srt[j + 1] = x
+    else:
+        srt[:m].sort()
+    return m
+
+
+@njit(nogil=True, cache=True)
+def median_sorted(srt, a, b):
+    """Median of the sorted window ``srt[a:b]`` (b > a); numpy's convention for even sizes."""
+    length = b - a
+    h = a + length // 2
+    if length % 2 == 1:
+        return srt[h]
+    return (srt[h - 1] + srt[h]) / 2.0
+
+
+@njit(nogil=True, cache=True)
+def mad_sorted(srt, a, b, med):
+    """Median of ``|x - med|`` over the sorted window ``srt[a:b]``, without sorting again.
+
+    The deviations left of the middle grow leftwards and those right of it grow
+    rightwards, so the k-th smallest deviation is found by merging the two
+    runs from the middle outwards (O(n/2)).
+    """
+    length = b - a
+    q = a + length // 2  # srt[a:q] <= med <= srt[q:b]
+    i = q - 1
+    j = q
+    need = length // 2  # index (0-based) of the upper middle deviation
+    prev = 0.0
+    cur = 0.0
+    for step in range(need + 1):
+        if i >= a and (j >= b or med - srt[i] <= srt[j] - med):
+            d = med - srt[i]
+            i -= 1
+        else:
+            d = srt[j] - med
+            j += 1
+        prev = cur
+        cur = d
+        if step == need:
+            break
+    if length % 2 == 1:
+        return cur
+    return (prev + cur) / 2.0
+
+
+@njit(nogil=True, cache=True)
+def mean_std_sorted(srt, a, b):
+    """Mean and population standard deviation (ddof 0) of ``srt[a:b]`` (two-pass)."""
+    length = b - a
+    s = 0.0
+    for i in range(a, b):
+        s += srt[i]
+    mean = s / length
+    ss = 0.0
+    for i in range(a, b):
+        d = srt[i] - mean
+        ss += d * d
+    return mean, math.sqrt(ss / length)
+
+
+@njit(nogil=True, cache=True)
+def mark_outside(vals, flags, n, lo, hi):
+    """Flag kept values below ``lo`` LOW and above ``hi`` HIGH; return how many were flagged."""
+    newly = 0
+    for k in range(n):
+        if flags[k] == KEPT:
+            v = vals[k]
+            if v < lo:
+                flags[k] = LOW
+                newly += 1
+            elif v > hi:
+                flags[k] = HIGH
+                newly += 1
+    return newly

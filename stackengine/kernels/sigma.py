@@ -1,0 +1,86 @@
+"""Iterated sigma clipping on one pixel (DESIGN.md, "Semantics of rejection").
+
+The kept values are sorted once; because clipping by a lower and an upper
+bound always keeps a contiguous run of the sorted values, every iteration only
+shrinks a window ``srt[a:b]`` and never sorts again.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from .select import MAD_TO_STD, mad_sorted, mark_outside, mean_std_sorted, median_sorted, sorted_kept
+
+__all__ = ["CENTER_MEDIAN", "CENTER_MEAN", "SPREAD_MAD_STD", "SPREAD_STD", "sigma_stage"]
+
+CENTER_MEDIAN = 0
+CENTER_MEAN = 1
+SPREAD_MAD_STD = 0
+SPREAD_STD = 1
+
+
+@njit(nogil=True, cache=True)
+def center_spread(srt, a, b, center, spread):
+    """Center and spread of the sorted window ``srt[a:b]`` by the chosen estimators."""
+    med = 0.0
+    if center == CENTER_MEDIAN or spread == SPREAD_MAD_STD:
+        med = median_sorted(srt, a, b)
+    mean = 0.0
+    std = 0.0
+    if center == CENTER_MEAN or spread == SPREAD_STD:
+        mean, std = mean_std_sorted(srt, a, b)
+    c = med if center == CENTER_MEDIAN else mean
+    if spread == SPREAD_MAD_STD:
+        s = mad_sorted(srt, a, b, med) * MAD_TO_STD
+    else:
+        s = std
+    return c, s
+
+
+@njit(nogil=True, cache=True)
+def clip_window(srt, a, b, lo, hi):
+    """Shrink ``srt[a:b]`` to the values inside ``[lo, hi]`` (inclusive)."""
+    while a < b and srt[a] < lo:
+        a += 1
+    while b > a and srt[b - 1] > hi:
+        b -= 1
+    return a, b
+
+
+@njit(nogil=True, cache=True)
+def mark_window(vals, flags, n, srt, a, b, m):
+    """Flag every kept value outside the final window ``srt[a:b]`` of ``srt[0:m]``."""
+    if a == 0 and b == m:
+        return
+    if b > a:
+        mark_outside(vals, flags, n, srt[a], srt[b - 1])
+    elif a < m:
+        # empty window: srt[:a] went low, srt[a:] went high
+        mark_outside(vals, flags, n, srt[a], -math.inf)
+    else:
+        mark_outside(vals, flags, n, math.inf, math.inf)
+
+
+@njit(nogil=True, cache=True)
+def sigma_stage(vals, flags, n, srt, sigma_lower, sigma_upper, maxiters, center, spread):
+    """Iterated, cumulative sigma clipping of the kept values of one pixel.
+
+    ``maxiters < 0`` iterates until no new value is rejected.
+    """
+    m = sorted_kept(vals, flags, n, srt)
+    a = 0
+    b = m
+    it = 0
+    while b > a and (maxiters < 0 or it < maxiters):
+        it += 1
+        c, s = center_spread(srt, a, b, center, spread)
+        lo = c - s * sigma_lower
+        hi = c + s * sigma_upper
+        na, nb = clip_window(srt, a, b, lo, hi)
+        if na == a and nb == b:
+            break
+        a = na
+        b = nb
+    mark_window(vals, flags, n, srt, a, b, m)
