@@ -28,7 +28,15 @@ STAGE_SIGMA = 1
 def _run_stage(code, prm, vals, flags, n, srt):
     if code == STAGE_SIGMA:
         sigma_stage(
-            vals, flags, n, srt, prm[0], prm[1], np.int64(prm[2]), np.int64(prm[3]), np.int64(prm[4])
+            vals,
+            flags,
+            n,
+            srt,
+            prm[0],
+            prm[1],
+            np.int64(prm[2]),
+            np.int64(prm[3]),
+            np.int64(prm[4]),
         )
 
 

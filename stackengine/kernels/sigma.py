@@ -11,7 +11,14 @@ import math
 
 from numba import njit
 
-from .select import MAD_TO_STD, mad_sorted, mark_outside, mean_std_sorted, median_sorted, sorted_kept
+from .select import (
+    MAD_TO_STD,
+    mad_sorted,
+    mark_outside,
+    mean_std_sorted,
+    median_sorted,
+    sorted_kept,
+)
 
 __all__ = ["CENTER_MEDIAN", "CENTER_MEAN", "SPREAD_MAD_STD", "SPREAD_STD", "sigma_stage"]
 

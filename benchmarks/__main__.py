@@ -1,0 +1,8 @@
+"""``python -m benchmarks``: run the sigma-clipping benchmark (see bench_sigma)."""
+
+from __future__ import annotations
+
+from .bench_sigma import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

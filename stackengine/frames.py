@@ -1,0 +1,277 @@
+"""open_frames(): discovery, validation and the lazy (frame, y, x[, channel]) DataArray."""
+
+from __future__ import annotations
+
+import glob
+import os
+import weakref
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.base import tokenize
+
+from .errors import FrameError, FrameMismatchError, ParameterError
+from .io.sources import FrameSource, FrameStack
+from .plan import plan_tiles
+
+__all__ = ["open_frames", "frame_sources", "source_of", "chunks_for"]
+
+#: frame-axis coordinates taken from headers: coordinate name -> header keywords tried in turn
+HEADER_COORDS = {
+    "exptime": ("EXPTIME", "EXPOSURE"),
+    "filter": ("FILTER",),
+    "imagetyp": ("IMAGETYP",),
+    "date_obs": ("DATE-OBS",),
+}
+_NUMERIC_COORDS = {"exptime"}
+
+#: dask array name -> the FrameStack it reads, for stack() to re-plan tiles without rechunking
+_SOURCES: weakref.WeakValueDictionary[str, FrameStack] = weakref.WeakValueDictionary()
+
+DEFAULT_MEMORY = "1GiB"
+
+
+def _openers():
+    from .io import fits, tiff
+    from .io import zarr as zarr_io
+
+    return [
+        (fits.SUFFIXES, fits.open_fits),
+        (tiff.SUFFIXES, tiff.open_tiff),
+        (zarr_io.SUFFIXES, zarr_io.open_zarr),
+    ]
+
+
+def _opener_for(path: str):
+    name = path.lower().rstrip("/")
+    for suffixes, opener in _openers():
+        if name.endswith(tuple(suffixes)):
+            return opener
+    if os.path.isdir(path) and (
+        os.path.exists(os.path.join(path, "zarr.json"))
+        or os.path.exists(os.path.join(path, ".zarray"))
+    ):
+        from .io import zarr as zarr_io
+
+        return zarr_io.open_zarr
+    return None
+
+
+def _expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """Turn a glob, a folder, a path or a list of them into a sorted list of files."""
+    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    if not items:
+        raise FrameError("no input frames given")
+    out: list[str] = []
+    for item in items:
+        text = os.path.expanduser(os.fspath(item))
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise FrameError(f"{text}: no file matches this pattern")
+            out.extend(matches)
+        elif os.path.isdir(text) and _opener_for(text) is None:
+            found = sorted(
+                os.path.join(text, f)
+                for f in os.listdir(text)
+                if _opener_for(os.path.join(text, f))
+            )
+            if not found:
+                raise FrameError(f"{text}: folder holds no FITS, TIFF or zarr frames")
+            out.extend(found)
+        else:
+            out.append(text)
+    return out
+
+
+def frame_sources(paths: Any, *, hdu: int | str = 0) -> list[FrameSource]:
+    """Open every input's headers and return one FrameSource per frame (cubes expand)."""
+    frames: list[FrameSource] = []
+    for path in _expand(paths):
+        if not os.path.exists(path):
+            raise FrameError(f"{path}: no such file")
+        opener = _opener_for(path)
+        if opener is None:
+            raise FrameError(f"{path}: unknown format (expected FITS, TIFF or zarr)")
+        if opener.__module__.endswith("fits"):
+            frames.extend(opener(path, hdu=hdu))
+        else:
+            frames.extend(opener(path))
+    _check_consistent(frames)
+    return frames
+
+
+def _check_consistent(frames: Sequence[FrameSource]) -> None:
+    first = frames[0]
+    for f in frames[1:]:
+        if f.shape != first.shape:
+            what = "channel" if f.shape[:2] == first.shape[:2] else "shape"
+            raise FrameMismatchError(
+                f"{f.path}: {what} mismatch: {f.shape} but {first.path} has {first.shape}"
+            )
+        if np.dtype(f.dtype) != np.dtype(first.dtype):
+            raise FrameMismatchError(
+                f"{f.path}: dtype mismatch: {np.dtype(f.dtype)} but {first.path} has "
+                f"{np.dtype(first.dtype)}"
+            )
+
+
+def chunks_for(
+    shape: tuple[int, ...], dtype: np.dtype, chunks: Any, block: tuple[int, int] = (1, 0)
+) -> tuple[int, int]:
+    """Resolve ``chunks`` ("auto", an int, a (y, x) pair or a memory size) to a tile shape."""
+    if chunks is None or chunks == "auto":
+        return plan_tiles(shape, np.dtype(dtype).itemsize, DEFAULT_MEMORY, block=block)
+    if isinstance(chunks, str):
+        return plan_tiles(shape, np.dtype(dtype).itemsize, chunks, block=block)
+    if isinstance(chunks, int):
+        chunks = (chunks, chunks)
+    if isinstance(chunks, dict):
+        chunks = (chunks.get("y", shape[1]), chunks.get("x", shape[2]))
+    ty, tx = (
+        int(c) if c not in (None, -1) else full for c, full in zip(chunks, shape[1:3], strict=True)
+    )
+    if ty <= 0 or tx <= 0:
+        raise ParameterError(f"chunks={chunks!r}: tile sizes must be positive")
+    return min(ty, shape[1]), min(tx, shape[2])
+
+
+def stack_array(stack: FrameStack, tile: tuple[int, int]) -> da.Array:
+    """The dask array over ``stack`` with blocks (all frames, tile_y, tile_x[, all channels])."""
+    chunks = (stack.shape[0], tile[0], tile[1]) + tuple(stack.shape[3:])
+    paths = [getattr(f, "path", "") for f in stack.frames]
+    mtimes = [os.path.getmtime(p) if p and os.path.exists(p) else 0 for p in paths]
+    name = "open_frames-" + tokenize(paths, mtimes, [f.shape for f in stack.frames], chunks)
+    arr = da.from_array(
+        stack,
+        chunks=chunks,
+        name=name,
+        lock=False,
+        asarray=False,
+        fancy=False,
+        meta=np.empty((0,) * stack.ndim, dtype=stack.dtype),
+    )
+    _SOURCES[arr.name] = stack
+    return arr
+
+
+def source_of(array: Any) -> FrameStack | None:
+    """The FrameStack behind a dask array made by :func:`open_frames`, if it is untouched."""
+    name = getattr(array, "name", None)
+    return _SOURCES.get(name) if isinstance(name, str) else None
+
+
+def _coords(frames: Sequence[FrameSource]) -> dict[str, Any]:
+    coords: dict[str, Any] = {"path": ("frame", np.array([str(f.path) for f in frames]))}
+    for name, keys in HEADER_COORDS.items():
+        values = []
+        for f in frames:
+            header = getattr(f, "header", {}) or {}
+            values.append(next((header[k] for k in keys if k in header), None))
+        if all(v is None for v in values):
+            continue
+        if name in _NUMERIC_COORDS:
+            try:
+                arr = np.array([np.nan if v is None else float(v) for v in values])
+            except (TypeError, ValueError):
+                arr = np.array(["" if v is None else str(v) for v in values])
+        else:
+            arr = np.array(["" if v is None else str(v) for v in values])
+        coords[name] = ("frame", arr)
+    return coords
+
+
+def _dims(ndim: int) -> tuple[str, ...]:
+    if ndim == 3:
+        return ("frame", "y", "x")
+    if ndim == 4:
+        return ("frame", "y", "x", "channel")
+    raise FrameMismatchError(
+        f"frames must be (frame, y, x) or (frame, y, x, channel); got {ndim} dimensions"
+    )
+
+
+def _from_memory(data: Any, chunks: Any) -> xr.DataArray:
+    if isinstance(data, xr.DataArray):
+        arr = data
+        if arr.dims[0] != "frame":
+            raise FrameMismatchError(
+                f"in-memory frames: first dimension must be 'frame', not {arr.dims}"
+            )
+    else:
+        arr = xr.DataArray(data, dims=_dims(np.ndim(data)))
+    if chunks is not None and not isinstance(arr.data, da.Array):
+        tile = chunks_for(arr.shape, arr.dtype, chunks)
+        arr = arr.copy(
+            data=da.from_array(np.asarray(arr.data), chunks=(-1, *tile) + (-1,) * (arr.ndim - 3))
+        )
+    return arr
+
+
+def open_frames(
+    paths: Any,
+    *,
+    hdu: int | str = 0,
+    chunks: Any = "auto",
+) -> xr.DataArray:
+    """Open registered frames lazily as one chunked DataArray.
+
+    Parameters
+    ----------
+    paths : str, path-like, sequence of them, or array
+        A glob pattern (``"lights/*.fits"``), a folder, a list of files, a
+        single FITS cube (frames along its first numpy axis), zarr arrays, or
+        an in-memory numpy/dask/xarray array of shape (frame, y, x[, channel]).
+    hdu : int or str, optional
+        FITS HDU to read (default 0; if the primary HDU holds no image, the
+        first HDU that does).
+    chunks : "auto", int, (int, int), dict or size string, optional
+        Tile shape (y, x) of the dask blocks; the frame axis is always one
+        chunk. ``"auto"`` plans tiles for a 1 GiB budget per worker aligned
+        to the file layout; a size string such as ``"256MiB"`` plans for that
+        budget.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ("frame", "y", "x"[, "channel"]), dask-backed; each block reads
+        only its own tile from each file. Coordinates along "frame": "path"
+        and, where the headers have them, "exptime", "filter", "imagetyp",
+        "date_obs".
+
+    Raises
+    ------
+    FrameError
+        No file matches, a file is missing, unreadable, truncated or corrupt.
+    FrameMismatchError
+        Frames differ in shape, channels or dtype (the message names the file).
+    """
+    if isinstance(paths, np.ndarray | da.Array | xr.DataArray):
+        return _from_memory(paths, chunks)
+    frames = frame_sources(paths, hdu=hdu)
+    stack = FrameStack(frames)
+    tile = chunks_for(stack.shape, stack.dtype, chunks, stack.block)
+    data = stack_array(stack, tile)
+    return xr.DataArray(data, dims=_dims(stack.ndim), coords=_coords(frames), name="frames")
+
+
+def source_paths(frames: xr.DataArray) -> list[str]:
+    """The file of each frame, or an empty list for in-memory frames."""
+    if "path" in frames.coords:
+        return [str(p) for p in frames.coords["path"].values]
+    return []
+
+
+def first_path(frames: xr.DataArray) -> str | None:
+    """The first frame's file, if any."""
+    paths = source_paths(frames)
+    return paths[0] if paths else None
+
+
+def as_path(value: Any) -> Path:
+    """``value`` as a :class:`pathlib.Path`."""
+    return Path(os.fspath(value))

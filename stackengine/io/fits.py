@@ -1,0 +1,339 @@
+"""FITS frame reader.
+
+:func:`open_fits` parses headers only and returns one :class:`FitsFrame` per
+image plane: a 2-D image HDU is one frame, a 3-D HDU (a cube) is ``NAXIS3``
+frames. Plain (uncompressed) images are read raw: the byte offset of each
+frame is computed once at open, and :meth:`FitsFrame.read` reads one
+contiguous run of full-width rows, byte-swaps it and applies BZERO/BSCALE/BLANK
+exactly as :func:`astropy.io.fits.getdata` does. Tile-compressed images
+(``CompImageHDU``, e.g. ``.fits.fz``) are read through astropy's
+``CompImageHDU.section``, which decompresses only the tiles a read touches.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
+
+from ..errors import FrameError
+
+__all__ = ["SUFFIXES", "FitsFrame", "open_fits"]
+
+SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fit.fz")
+
+#: Header keywords copied into :attr:`FitsFrame.header` when present.
+HEADER_KEYS = (
+    "EXPTIME", "EXPOSURE", "FILTER", "IMAGETYP", "DATE-OBS", "OBJECT", "MJD-OBS", "JD",
+    "GAIN", "RDNOISE", "CCD-TEMP", "XBINNING", "YBINNING", "AIRMASS", "INSTRUME",
+    "TELESCOP", "BUNIT",
+)  # fmt: skip
+
+_RAW = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+_UNSIGNED = {16: (">u2", 0x8000), 32: (">u4", 0x80000000), 64: (">u8", 0x8000000000000000)}
+
+
+def _layout(bitpix: int, bzero: Any, bscale: Any, blank: Any) -> tuple[str, np.dtype, str]:
+    """Return (raw dtype string, output dtype, conversion mode) like astropy's rules."""
+    if bitpix not in _RAW:
+        raise ValueError(f"unsupported BITPIX {bitpix}")
+    if bitpix > 0 and blank is not None:
+        return _RAW[bitpix], np.dtype("float32" if bitpix <= 16 else "float64"), "scaled"
+    if bzero == 0 and bscale == 1:
+        return _RAW[bitpix], np.dtype(_RAW[bitpix]).newbyteorder("="), "plain"
+    if bscale == 1 and bitpix == 8 and bzero == -128:
+        return "u1", np.dtype("int8"), "flip"
+    if bscale == 1 and bitpix in _UNSIGNED and bzero == 1 << (bitpix - 1):
+        raw = _UNSIGNED[bitpix][0]
+        return raw, np.dtype(raw).newbyteorder("="), "flip"
+    if bitpix < 0:
+        return _RAW[bitpix], np.dtype(_RAW[bitpix]).newbyteorder("="), "scaled"
+    return _RAW[bitpix], np.dtype("float32" if bitpix <= 16 else "float64"), "scaled"
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value.strip()
+    return None
+
+
+def _select_header(header: fits.Header) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in HEADER_KEYS:
+        try:
+            value = _scalar(header[key]) if key in header else None
+        except Exception:  # an unparsable card: leave it out, the data is still fine
+            value = None
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _is_image(hdu: Any) -> bool:
+    return isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU) and not isinstance(hdu, fits.GroupsHDU)
+
+
+def _naxes(header: fits.Header) -> list[int]:
+    """Axis lengths in numpy order (slowest first), trailing length-1 axes dropped."""
+    axes = [int(header.get(f"NAXIS{k}", 0)) for k in range(1, int(header.get("NAXIS", 0)) + 1)]
+    while len(axes) > 3 and axes[-1] == 1:
+        axes.pop()
+    return axes[::-1]
+
+
+@dataclass
+class FitsFrame:
+    """One image plane of a FITS file (see :class:`stackengine.io.sources.FrameSource`).
+
+    Attributes
+    ----------
+    path, shape, dtype, block, header
+        As in the FrameSource protocol; ``block`` is ``(1, width)``.
+    hdu : int
+        Index of the HDU in the file.
+    plane : int or None
+        Index along ``NAXIS3`` for a cube, None for a 2-D image.
+    compressed : bool
+        True for a tile-compressed HDU (read through astropy).
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    block: tuple[int, int]
+    header: dict[str, Any]
+    hdu: int = 0
+    plane: int | None = None
+    compressed: bool = False
+    _offset: int = 0
+    _raw: str = ">f4"
+    _mode: str = "plain"
+    _bscale: float = 1.0
+    _bzero: float = 0.0
+    _blank: int | None = None
+
+    def read(self, ys: slice, xs: slice) -> np.ndarray:
+        """Read rows ``ys`` and columns ``xs``; see ``FrameSource.read``."""
+        h, w = self.shape
+        y0, y1, _ = ys.indices(h)
+        x0, x1, _ = xs.indices(w)
+        y1, x1 = max(y0, y1), max(x0, x1)
+        if self.compressed:
+            return self._read_compressed(slice(y0, y1), slice(x0, x1))
+        raw = np.empty((y1 - y0, w), dtype=self._raw)
+        offset = self._offset + y0 * w * raw.itemsize
+        try:
+            with open(self.path, "rb", buffering=0) as f:
+                f.seek(offset)
+                view = memoryview(raw).cast("B")
+                got = 0
+                while got < raw.nbytes:
+                    n = f.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+        except OSError as exc:
+            raise FrameError(f"{self.path}: cannot read ({exc.strerror or exc})") from exc
+        if got < raw.nbytes:
+            raise FrameError(
+                f"{self.path}: truncated: rows {y0}:{y1} end at byte {offset + raw.nbytes}, "
+                f"file has {offset + got}"
+            )
+        return self._convert(raw, x0, x1)
+
+    def _convert(self, raw: np.ndarray, x0: int, x1: int) -> np.ndarray:
+        full = x0 == 0 and x1 == raw.shape[1]
+        sub = raw if full else raw[:, x0:x1]
+        if self._mode == "scaled":
+            out = sub.astype(self.dtype)
+            if self._bscale != 1:
+                np.multiply(out, self._bscale, out)
+            if self._bzero != 0:
+                out += self._bzero
+            if self._blank is not None:
+                out[sub == self._blank] = np.nan
+            return out
+        if full:  # the read buffer is ours: swap in place, no second copy
+            out = raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("="))
+        else:
+            out = sub.astype(sub.dtype.newbyteorder("="))
+        if self._mode == "flip":
+            out ^= out.dtype.type(1 << (8 * out.itemsize - 1))
+        return out.view(self.dtype)
+
+    def _read_compressed(self, ys: slice, xs: slice) -> np.ndarray:
+        key = (ys, xs) if self.plane is None else (self.plane, ys, xs)
+        try:
+            with _open_hdul(self.path) as hdul:
+                data = np.asarray(hdul[self.hdu].section[key])
+        except FrameError:
+            raise
+        except Exception as exc:
+            raise FrameError(f"{self.path}: cannot decompress ({exc})") from exc
+        return data.astype(self.dtype, copy=False)
+
+    def full_header(self) -> fits.Header:
+        """Re-read and return the full header of this frame's HDU (a copy)."""
+        with _open_hdul(self.path) as hdul:
+            return hdul[self.hdu].header.copy()
+
+
+@contextmanager
+def _open_hdul(path: str, shown: str | None = None) -> Iterator[fits.HDUList]:
+    """Open a FITS file lazily and quietly (astropy's header warnings are
+    silenced: the checks that matter raise FrameError) and always close it."""
+    shown = shown or path
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError as exc:
+        raise FrameError(f"{shown}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise FrameError(f"{shown}: is a directory, not a FITS file") from exc
+    except OSError as exc:
+        raise FrameError(f"{shown}: cannot open ({exc.strerror or exc})") from exc
+    with fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        try:
+            hdul = fits.open(fh, memmap=False, lazy_load_hdus=True)
+        except Exception as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise FrameError(f"{shown}: not a valid FITS file ({msg})") from exc
+        with hdul:
+            yield hdul
+
+
+def _find_hdu(hdul: fits.HDUList, hdu: int | str, shown: str) -> int:
+    try:
+        index = hdul.index_of(hdu)
+        chosen = hdul[index]
+    except (KeyError, IndexError) as exc:
+        raise FrameError(f"{shown}: no HDU {hdu!r}") from exc
+    except Exception as exc:
+        raise FrameError(f"{shown}: not a valid FITS file ({exc})") from exc
+    if hdu == 0 and _is_image(chosen) and not _naxes(chosen.header):
+        for i, candidate in enumerate(hdul):
+            if _is_image(candidate) and _naxes(candidate.header):
+                return i
+        raise FrameError(f"{shown}: no image data in any HDU")
+    if not _is_image(chosen):
+        raise FrameError(f"{shown}: HDU {hdu!r} is a {type(chosen).__name__}, not an image")
+    return index
+
+
+def open_fits(path: str | os.PathLike, hdu: int | str = 0) -> list[FitsFrame]:
+    """Open a FITS file as frames, reading headers only.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The FITS file (plain or tile-compressed).
+    hdu : int or str, default 0
+        HDU index or EXTNAME. With the default 0, if the primary HDU holds no
+        data (``NAXIS = 0``, as in ``.fits.fz`` files and many multi-extension
+        files), the first HDU with image data is used instead.
+
+    Returns
+    -------
+    list of FitsFrame
+        One frame for a 1-D or 2-D HDU (1-D data is one row, shape ``(1, n)``);
+        ``NAXIS3`` frames for a cube, frame ``k`` being ``data[k]``.
+
+    Raises
+    ------
+    FrameError
+        The file is missing, unreadable, not FITS, truncated, has no image data
+        in the chosen HDU, or the HDU does not exist.
+
+    Notes
+    -----
+    Output dtypes follow astropy: BITPIX 16/32/64 with BSCALE 1 and
+    BZERO 2**(BITPIX-1) give uint16/32/64, BITPIX 8 with BZERO -128 gives
+    int8, other scaled integers give float32 (BITPIX 8, 16) or float64
+    (BITPIX 32, 64). A BLANK keyword on integer data turns those pixels into
+    NaN (float output) in every case, including pseudo-unsigned data and
+    BLANK = 0, where astropy leaves the raw values.
+    """
+    shown = os.fspath(path)
+    abspath = os.path.abspath(shown)
+    if not os.path.exists(abspath):
+        raise FrameError(f"{shown}: no such file")
+    with _open_hdul(abspath, shown) as hdul:
+        index = _find_hdu(hdul, hdu, shown)
+        try:
+            base, n_planes = _describe(hdul, index, abspath, shown)
+        except FrameError:
+            raise
+        except Exception as exc:
+            raise FrameError(f"{shown}: not a valid FITS file ({exc})") from exc
+    plane_bytes = base.pop("_plane_bytes")
+    offset = base.pop("_offset")
+    return [
+        FitsFrame(
+            plane=k if n_planes else None,
+            _offset=offset + k * plane_bytes,
+            **{**base, "header": dict(base["header"])},
+        )
+        for k in range(max(1, n_planes))
+    ]
+
+
+def _describe(
+    hdul: fits.HDUList, index: int, abspath: str, shown: str
+) -> tuple[dict[str, Any], int]:
+    """FitsFrame fields shared by all planes of HDU ``index``, and the plane count (0: 2-D)."""
+    chosen = hdul[index]
+    header = chosen.header
+    axes = _naxes(header)
+    compressed = isinstance(chosen, fits.CompImageHDU)
+    info = hdul.fileinfo(index)
+    if not axes or not math.prod(axes):
+        raise FrameError(f"{shown}: HDU {index} has no image data")
+    if len(axes) > 3:
+        raise FrameError(f"{shown}: HDU {index} has {len(axes)} axes; expected 2 or 3")
+    bitpix = int(header["BITPIX"])
+    if compressed:  # the binary table (and heap) holding the compressed tiles
+        with open(abspath, "rb") as fh:
+            fh.seek(info["hdrLoc"])
+            table = fits.Header.fromfile(fh)
+        nbytes = int(table["NAXIS1"]) * int(table["NAXIS2"]) + int(table.get("PCOUNT", 0))
+    else:
+        nbytes = abs(bitpix) // 8 * math.prod(axes)
+    size = os.path.getsize(abspath)
+    if size < info["datLoc"] + nbytes:
+        raise FrameError(
+            f"{shown}: truncated: expected {nbytes} bytes of data, "
+            f"file has {max(0, size - info['datLoc'])}"
+        )
+    shape = (axes[-2], axes[-1]) if len(axes) > 1 else (1, axes[0])
+    base: dict[str, Any] = dict(
+        path=abspath,
+        shape=shape,
+        block=(1, shape[1]),
+        header=_select_header(header),
+        hdu=index,
+        _offset=info["datLoc"],
+        _plane_bytes=shape[0] * shape[1] * abs(bitpix) // 8,
+    )
+    if compressed:
+        probe = chosen.section[(0,) * (len(axes) - 2) + (slice(0, 1), slice(0, 1))]
+        base.update(dtype=np.asarray(probe).dtype.newbyteorder("="), compressed=True)
+    else:
+        blank = header.get("BLANK") if bitpix > 0 else None
+        blank = blank if isinstance(blank, int) and not isinstance(blank, bool) else None
+        bzero, bscale = header.get("BZERO", 0), header.get("BSCALE", 1)
+        raw, dtype, mode = _layout(bitpix, bzero, bscale, blank)
+        base.update(dtype=dtype, _raw=raw, _mode=mode, _bscale=bscale, _bzero=bzero)
+        base.update(_blank=blank)
+    return base, axes[0] if len(axes) == 3 else 0

@@ -1,0 +1,197 @@
+"""TIFF frame reader.
+
+:func:`open_tiff` reads the tags of the first image series (pyramid level 0)
+with :mod:`tifffile`; :meth:`TiffFrame.read` opens the file again, wraps the
+series as a zarr array with :meth:`tifffile.TiffPageSeries.aszarr` (one zarr
+chunk per TIFF strip or tile) and slices it, so a tile read decodes only the
+strips or tiles it touches.
+
+Shapes: a grey image is ``(H, W)``; samples (RGB, RGBA, any extra samples) go
+last, ``(H, W, S)``, also for planar-separate files (stored ``(S, H, W)``); a
+1-D series (one row) is ``(1, W)``. Any further leading axes of the series (a
+multi-page stack such as ``(N, H, W)``) become separate frames, in C order.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tifffile
+import zarr
+
+from ..errors import FrameError
+
+__all__ = ["SUFFIXES", "TiffFrame", "open_tiff"]
+
+SUFFIXES = (".tif", ".tiff")
+
+_ALPHA = (1, 2)  # ExtraSamples: associated / unassociated alpha
+
+
+def _iso_datetime(value: str) -> str | None:
+    """TIFF ``YYYY:MM:DD HH:MM:SS`` -> ISO 8601 ``YYYY-MM-DDTHH:MM:SS``."""
+    value = value.strip().rstrip("\x00")
+    if len(value) != 19 or value[4] != ":" or value[7] != ":":
+        return None
+    return f"{value[:4]}-{value[5:7]}-{value[8:10]}T{value[11:]}"
+
+
+def _header(page: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    tags = page.tags
+    exif = tags.valueof("ExifTag") or {}
+    stamp = exif.get("DateTimeOriginal") or tags.valueof("DateTime")
+    if isinstance(stamp, str) and (iso := _iso_datetime(stamp)):
+        out["DATE-OBS"] = iso
+    exposure = exif.get("ExposureTime")
+    if isinstance(exposure, tuple) and len(exposure) == 2 and exposure[1]:
+        out["EXPTIME"] = exposure[0] / exposure[1]
+    iso_speed = exif.get("ISOSpeedRatings")
+    if isinstance(iso_speed, int):
+        out["ISO"] = iso_speed
+    return out
+
+
+@dataclass
+class TiffFrame:
+    """One image of a TIFF file (see :class:`stackengine.io.sources.FrameSource`).
+
+    Attributes
+    ----------
+    path, shape, dtype, block, header
+        As in the FrameSource protocol; ``block`` is the tile shape of a tiled
+        file, ``(rows_per_strip, width)`` of a strip file.
+    index : tuple of int
+        Position of this image along the series' leading (non-image) axes;
+        ``()`` for a single image.
+    alpha : int or None
+        Channel index the file declares as alpha (ExtraSamples tag), else None.
+        The reader returns all channels unchanged; whether to use the alpha
+        channel as a mask is the caller's decision.
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    block: tuple[int, int]
+    header: dict[str, Any]
+    index: tuple[int, ...] = ()
+    alpha: int | None = None
+    _axes: str = "YX"
+    _series: int = 0
+
+    def read(self, ys: slice, xs: slice) -> np.ndarray:
+        """Read rows ``ys`` and columns ``xs``; see ``FrameSource.read``."""
+        h, w = self.shape[:2]
+        y0, y1, _ = ys.indices(h)
+        x0, x1, _ = xs.indices(w)
+        ys, xs = slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
+        key: list[Any] = list(self.index)
+        for ax in self._axes:
+            key.append({"Y": ys, "X": xs, "S": slice(None)}[ax])
+        try:
+            with tifffile.TiffFile(self.path) as tif:
+                with tif.series[self._series].aszarr(level=0) as store:
+                    data = zarr.open_array(store, mode="r")[tuple(key)]
+        except FileNotFoundError as exc:
+            raise FrameError(f"{self.path}: no such file") from exc
+        except Exception as exc:
+            raise FrameError(f"{self.path}: cannot read TIFF data ({exc})") from exc
+        data = np.asarray(data)
+        if "Y" not in self._axes:  # 1-D series: one row
+            data = data[np.newaxis][ys]
+        if self._axes.startswith("S"):  # planar separate: channel last
+            data = np.moveaxis(data, 0, -1)
+        return data.astype(self.dtype, copy=False)
+
+
+def _check_size(path: str, shown: str, page: Any) -> None:
+    offsets, counts = page.dataoffsets, page.databytecounts
+    if not offsets:
+        raise FrameError(f"{shown}: TIFF page has no image data")
+    end = max(o + c for o, c in zip(offsets, counts, strict=False))
+    size = os.path.getsize(path)
+    if size < end:
+        raise FrameError(f"{shown}: truncated: image data ends at byte {end}, file has {size}")
+
+
+def open_tiff(path: str | os.PathLike) -> list[TiffFrame]:
+    """Open a TIFF file as frames, reading tags only.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A TIFF or BigTIFF file, strips or tiles, any compression tifffile reads.
+
+    Returns
+    -------
+    list of TiffFrame
+        The images of the first series at level 0: usually one frame, shape
+        ``(H, W)`` or ``(H, W, S)`` (channel last, also for planar-separate
+        files); a multi-page stack ``(N, H, W)`` gives N frames.
+
+    Raises
+    ------
+    FrameError
+        The file is missing, unreadable, not a TIFF, or its first page's
+        strips/tiles lie beyond the end of the file.
+    """
+    shown = os.fspath(path)
+    abspath = os.path.abspath(shown)
+    if not os.path.exists(abspath):
+        raise FrameError(f"{shown}: no such file")
+    if os.path.isdir(abspath):
+        raise FrameError(f"{shown}: is a directory, not a TIFF file")
+    try:
+        with tifffile.TiffFile(abspath) as tif:
+            series = tif.series[0].levels[0]
+            page = series.keyframe
+            axes, shape = series.axes, series.shape
+            dtype = np.dtype(series.dtype)
+            extrasamples = tuple(page.extrasamples)
+            _check_size(abspath, shown, page)
+            header = _header(page)
+            tiled = page.is_tiled
+            tile = (page.tilelength, page.tilewidth)
+            rows_per_strip = page.rowsperstrip
+    except FrameError:
+        raise
+    except PermissionError as exc:
+        raise FrameError(f"{shown}: cannot open ({exc.strerror or exc})") from exc
+    except Exception as exc:
+        raise FrameError(f"{shown}: not a valid TIFF file ({exc})") from exc
+    image_axes = "".join(a for a in axes if a in "YXS")
+    n_lead = len(axes) - len(image_axes)
+    if "X" not in image_axes or axes[n_lead:] != image_axes or image_axes not in (
+        "X", "YX", "YXS", "SYX", "XS",
+    ):  # fmt: skip
+        raise FrameError(f"{shown}: unsupported TIFF layout (axes {axes!r})")
+    dims = dict(zip(axes[n_lead:], shape[n_lead:], strict=True))
+    h, w = dims.get("Y", 1), dims["X"]
+    frame_shape = (h, w) if "S" not in dims else (h, w, dims["S"])
+    block = tile if tiled else (max(1, min(rows_per_strip or h, h)), w)
+    alpha = None
+    if "S" in dims:
+        for i, code in enumerate(extrasamples):
+            if code in _ALPHA:
+                alpha = dims["S"] - len(extrasamples) + i
+                break
+    native = dtype.newbyteorder("=")
+    lead = shape[:n_lead]
+    return [
+        TiffFrame(
+            path=abspath,
+            shape=frame_shape,
+            dtype=native,
+            block=(int(block[0]), int(block[1])),
+            header=dict(header),
+            index=tuple(int(i) for i in np.unravel_index(k, lead)) if lead else (),
+            alpha=alpha,
+            _axes=image_axes,
+        )
+        for k in range(math.prod(lead))
+    ]

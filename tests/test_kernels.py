@@ -1,0 +1,445 @@
+"""The numba block kernel against the plain-numpy reference, astropy and hand-worked values."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from astropy.stats import mad_std as astropy_mad_std
+from astropy.stats import sigma_clip
+from astropy.utils.exceptions import AstropyUserWarning
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from stackengine.kernels.combine import COMBINE_CODES
+from stackengine.kernels.engine import N_STAGE_PARAMS, N_OUT, STAGE_SIGMA, reduce_block
+
+try:
+    from .reference import MAD_TO_STD, reference_stack
+except ImportError:  # tests/ is not a package: pytest puts it on sys.path
+    from reference import MAD_TO_STD, reference_stack
+
+OUTPUTS = ("image", "count", "rejected_low", "rejected_high", "noise")
+TIE_RTOL = 1e-9
+SQRT_HALF_PI = math.sqrt(math.pi / 2)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def run_kernel(stack, *, reject=None, combine="mean", weights=None, **defaults):
+    """Call ``reduce_block`` on ``stack`` (n, ...) with reference_stack-style arguments."""
+    n = stack.shape[0]
+    block = np.ascontiguousarray(np.asarray(stack).reshape(n, -1))
+    specs = [] if reject is None else ([reject] if isinstance(reject, str | dict) else reject)
+    stages = np.full(len(specs), STAGE_SIGMA, dtype=np.int64)
+    params = np.zeros((len(specs), N_STAGE_PARAMS))
+    base = dict(sigma_lower=3.0, sigma_upper=3.0, maxiters=5, center="median", spread="mad_std")
+    base.update(defaults)
+    for i, spec in enumerate(specs):
+        p = dict(base, **({} if isinstance(spec, str) else spec))
+        assert p.pop("method", "sigma") == "sigma"
+        params[i, :5] = [
+            p["sigma_lower"],
+            p["sigma_upper"],
+            -1 if p["maxiters"] is None else p["maxiters"],
+            {"median": 0, "mean": 1}[p["center"]],
+            {"mad_std": 0, "std": 1}[p["spread"]],
+        ]
+    use_weights = weights is not None
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    out = reduce_block(block, stages, params, COMBINE_CODES[combine], w, use_weights)
+    assert out.shape == (N_OUT, block.shape[1])
+    return {name: out[i].reshape(stack.shape[1:]) for i, name in enumerate(OUTPUTS)}
+
+
+def both(values, **kw):
+    """Kernel and reference results for one pixel given as a list of frame values."""
+    stack = np.asarray(values, dtype=np.float64)[:, None]
+    k = {name: v[0] for name, v in run_kernel(stack, **kw).items()}
+    r = {name: v[0] for name, v in reference_stack(stack, **kw).items()}
+    return k, r
+
+
+def assert_pixel(values, expected, **kw):
+    """Check one pixel against hand-worked ``expected`` in both kernel and reference."""
+    for res in both(values, **kw):
+        for name, want in expected.items():
+            got = res[name]
+            if isinstance(want, float) and math.isnan(want):
+                assert math.isnan(got), (name, got)
+            else:
+                assert got == pytest.approx(want, rel=1e-12, abs=1e-12), (name, got, want)
+
+
+def make_stack(seed, n, npix, dtype, nan_frac, inf_frac, outlier_frac, outlier_amp):
+    """Continuous random frames (exact ties with a bound have probability ~0)."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        level = 5000.0 if dtype.kind == "u" else 0.0
+        scale = 10 ** rng.uniform(0.0, 2.5)  # small scales give many integer ties
+    else:
+        level = rng.uniform(-100.0, 100.0)
+        scale = 10 ** rng.uniform(-2.0, 2.0)
+    pixel_level = level + rng.normal(0.0, 3 * scale, npix)
+    pixel_scale = scale * rng.uniform(0.5, 2.0, npix)
+    x = pixel_level + rng.normal(0.0, 1.0, (n, npix)) * pixel_scale
+    hit = rng.random((n, npix)) < outlier_frac
+    x[hit] += rng.choice([-1.0, 1.0], hit.sum()) * outlier_amp * scale * rng.uniform(1, 2, hit.sum())
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(x), info.min, info.max).astype(dtype)
+    x = x.astype(dtype)
+    x[rng.random((n, npix)) < nan_frac] = np.nan
+    inf = rng.random((n, npix)) < inf_frac
+    x[inf] = rng.choice([-np.inf, np.inf], inf.sum())
+    return x
+
+
+def data_scale(stack):
+    x = np.asarray(stack, dtype=np.float64)
+    finite = x[np.isfinite(x)]
+    return max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
+
+
+def assert_close(got, want, scale, where=None):
+    """Equal to float32 rounding relative to the data scale; NaN positions equal."""
+    if where is not None:
+        got, want = got[where], want[where]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * scale, equal_nan=True)
+
+
+def astropy_clip(x, *, cumulative, maxiters, center, spread, sigma_lower, sigma_upper):
+    """astropy's sigma_clip along axis 0 (float64 data).
+
+    String ``cenfunc``/``stdfunc`` take astropy's compiled fast path; callables take its
+    python loop, which (astropy 8.0, ``copy=True``) masks every value rejected in any
+    iteration, i.e. is cumulative like DESIGN.md.
+    """
+    if cumulative:
+        cenfunc = {"median": np.nanmedian, "mean": np.nanmean}[center]
+
+        def mad(d, axis=None):
+            return astropy_mad_std(d, axis=axis, ignore_nan=True)
+
+        stdfunc = {"mad_std": mad, "std": np.nanstd}[spread]
+    else:
+        cenfunc, stdfunc = center, spread
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)  # "Input data contains invalid"
+        return sigma_clip(
+            np.asarray(x, dtype=np.float64),
+            axis=0,
+            sigma_lower=sigma_lower,
+            sigma_upper=sigma_upper,
+            maxiters=maxiters,
+            cenfunc=cenfunc,
+            stdfunc=stdfunc,
+            return_bounds=True,
+        )
+
+
+# ------------------------------------------------------------ kernel vs reference (property)
+
+sigmas = st.floats(0.5, 5.0, allow_nan=False)
+centers_spreads = st.sampled_from(
+    [("median", "mad_std"), ("median", "std"), ("mean", "mad_std"), ("mean", "std")]
+)
+
+
+@st.composite
+def cases(draw):
+    dtype = draw(st.sampled_from(["float32", "float64", "uint16", "int16"]))
+    data = dict(
+        seed=draw(st.integers(0, 2**32 - 1)),
+        n=draw(st.integers(2, 40)),
+        npix=draw(st.integers(1, 60)),
+        dtype=dtype,
+        nan_frac=draw(st.sampled_from([0.0, 0.05, 0.3, 0.8, 1.0]) | st.floats(0.0, 1.0)),
+        inf_frac=draw(st.sampled_from([0.0, 0.02, 0.2])),
+        outlier_frac=draw(st.floats(0.0, 0.5)),
+        outlier_amp=draw(st.floats(0.0, 50.0)),
+    )
+    center, spread = draw(centers_spreads)
+    params = dict(
+        sigma_lower=draw(sigmas),
+        sigma_upper=draw(sigmas),
+        maxiters=draw(st.sampled_from([1, 2, 5, None])),
+        center=center,
+        spread=spread,
+        combine=draw(st.sampled_from(sorted(COMBINE_CODES))),
+    )
+    mode = draw(st.sampled_from(["none", "sigma", "sigma", "two stages"]))
+    if mode == "none":
+        params["reject"] = None
+    elif mode == "sigma":
+        params["reject"] = "sigma"
+    else:
+        c2, s2 = draw(centers_spreads)
+        second = dict(method="sigma", sigma_lower=draw(sigmas), sigma_upper=draw(sigmas),
+                      maxiters=draw(st.sampled_from([1, 3, None])), center=c2, spread=s2)
+        params["reject"] = ["sigma", second]
+    if params["combine"] == "mean" and draw(st.booleans()):
+        params["weights_seed"] = draw(st.integers(0, 2**32 - 1))
+    return data, params
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases())
+def test_kernel_matches_reference(case):
+    data, params = case
+    stack = make_stack(**data)
+    params = dict(params)
+    wseed = params.pop("weights_seed", None)
+    if wseed is not None:
+        params["weights"] = np.random.default_rng(wseed).uniform(0.1, 10.0, data["n"])
+    k = run_kernel(stack, **params)
+    r = reference_stack(stack, tie_rtol=TIE_RTOL, **params)
+    # Every pixel is compared; a different decision is tolerated only where a kept value
+    # lay within 1e-9 (relative) of a bound, where float rounding may legitimately differ.
+    differ = np.zeros(stack.shape[1:], dtype=bool)
+    for name in ("count", "rejected_low", "rejected_high"):
+        differ |= k[name] != r[name]
+    if differ.any():
+        event("decision differs at a near tie")
+    bad = differ & ~r["near_tie"]
+    for name in ("count", "rejected_low", "rejected_high"):
+        np.testing.assert_array_equal(k[name][bad], r[name][bad], err_msg=name)
+    ok = ~differ
+    n_finite = np.isfinite(stack.astype(np.float64)).sum(axis=0)
+    np.testing.assert_array_equal(k["count"] + k["rejected_low"] + k["rejected_high"], n_finite)
+    scale = data_scale(stack) * data["n"]
+    assert_close(k["image"], r["image"], scale, ok)
+    assert_close(k["noise"], r["noise"], scale, ok)
+
+
+# ---------------------------------------------------------------- kernel vs astropy
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(2, 40),
+    npix=st.integers(1, 60),
+    nan_frac=st.floats(0.0, 0.6),
+    outlier_frac=st.floats(0.0, 0.4),
+    sl=sigmas,
+    su=sigmas,
+    cs=centers_spreads,
+    maxiters=st.sampled_from([1, 2, 5, None]),
+)
+def test_kernel_matches_astropy(seed, n, npix, nan_frac, outlier_frac, sl, su, cs, maxiters):
+    center, spread = cs
+    stack = make_stack(seed, n, npix, "float64", nan_frac, 0.02, outlier_frac, 30.0)
+    kw = dict(sigma_lower=sl, sigma_upper=su, maxiters=maxiters, center=center, spread=spread)
+    k = run_kernel(stack, reject="sigma", **kw)
+    ok = ~reference_stack(stack, reject="sigma", tie_rtol=TIE_RTOL, **kw)["near_tie"]
+    _check_against_astropy(stack, k, ok, **kw)
+
+
+def _check_against_astropy(stack, k, ok, **kw):
+    finite = np.isfinite(stack)
+    fast, lo, hi = astropy_clip(stack, cumulative=False, **kw)
+    fast_count = (~fast.mask).sum(axis=0)
+    scale = data_scale(stack)
+    if kw["maxiters"] == 1:
+        # DESIGN: one iteration equals astropy.stats.sigma_clip exactly, low/high included.
+        np.testing.assert_array_equal(k["count"][ok], fast_count[ok])
+        np.testing.assert_array_equal(k["rejected_low"][ok], (finite & (stack < lo)).sum(0)[ok])
+        np.testing.assert_array_equal(k["rejected_high"][ok], (finite & (stack > hi)).sum(0)[ok])
+        assert_close(k["image"], np.ma.mean(fast, axis=0).filled(np.nan), scale, ok)
+        return
+    # Several iterations: astropy's python loop is cumulative, like DESIGN -> equal.
+    slow, _, _ = astropy_clip(stack, cumulative=True, **kw)
+    np.testing.assert_array_equal(k["count"][ok], (~slow.mask).sum(axis=0)[ok])
+    assert_close(k["image"], np.ma.mean(slow, axis=0).filled(np.nan), scale, ok)
+    # astropy's compiled fast path iterates on the same sets but then masks the ORIGINAL
+    # data outside the LAST bounds only, so a value rejected in an earlier iteration comes
+    # back when the final bounds widen to include it (see test_astropy_fast_path_readmits).
+    # It therefore keeps exactly the cumulative survivors plus those re-admitted values.
+    readmitted = slow.mask & finite & (stack >= lo) & (stack <= hi)
+    np.testing.assert_array_equal(
+        k["count"][ok], (fast_count - readmitted.sum(axis=0))[ok]
+    )
+
+
+@pytest.mark.parametrize("maxiters", [1, 5, None])
+@pytest.mark.parametrize("sigmas_lu", [(3.0, 3.0), (2.0, 4.0), (1.5, 2.5)])
+@pytest.mark.parametrize("cs", [("median", "mad_std"), ("mean", "std")])
+def test_astropy_fixed_stack(cs, sigmas_lu, maxiters):
+    center, spread = cs
+    stack = make_stack(7, 31, 400, "float64", 0.05, 0.01, 0.08, 20.0)
+    kw = dict(sigma_lower=sigmas_lu[0], sigma_upper=sigmas_lu[1], maxiters=maxiters,
+              center=center, spread=spread)
+    k = run_kernel(stack, reject="sigma", **kw)
+    r = reference_stack(stack, reject="sigma", tie_rtol=TIE_RTOL, **kw)
+    ok = ~r["near_tie"]
+    assert ok.all()
+    assert k["rejected_low"].sum() > 0 and k["rejected_high"].sum() > 0
+    _check_against_astropy(stack, k, ok, **kw)
+
+
+def test_astropy_fast_path_readmits():
+    # Hand-worked, median/mad_std, sigma 1.5, iterate to convergence, values
+    # [7, 10, 10, 12, 13, 15, 16]:
+    # it 1: median 12, |x-12| = 5,2,2,0,1,3,4 -> MAD 2, s = 2.9652, bounds [7.552, 16.448]
+    #       -> 7 rejected low.
+    # it 2: [10,10,12,13,15,16], median 12.5, |dev| sorted .5,.5,2.5,2.5,2.5,3.5 -> MAD 2.5,
+    #       s = 3.7065, bounds [6.940, 18.060] -> nothing new: converged.
+    # Cumulative (DESIGN, astropy's python loop): 6 kept, mean 76/6. astropy's fast path
+    # masks by the final bounds [6.94, 18.06], which contain 7 again: 7 kept.
+    values = [7.0, 10.0, 10.0, 12.0, 13.0, 15.0, 16.0]
+    kw = dict(reject="sigma", sigma_lower=1.5, sigma_upper=1.5, maxiters=None)
+    assert_pixel(values, dict(count=6, rejected_low=1, rejected_high=0, image=76 / 6), **kw)
+    clip = dict(maxiters=None, center="median", spread="mad_std", sigma_lower=1.5,
+                sigma_upper=1.5)
+    stack = np.array(values)[:, None]
+    fast, lo, hi = astropy_clip(stack, cumulative=False, **clip)
+    slow, _, _ = astropy_clip(stack, cumulative=True, **clip)
+    assert (~fast.mask).sum() == 7
+    assert (~slow.mask).sum() == 6
+    assert lo[0] == pytest.approx(12.5 - 1.5 * 2.5 * MAD_TO_STD)
+    # with maxiters=1 both astropy paths and the kernel agree: 6 kept
+    assert_pixel(values, dict(count=6), reject="sigma", sigma_lower=1.5, sigma_upper=1.5,
+                 maxiters=1)
+
+
+# ----------------------------------------------------------------------- hand-worked
+
+
+def test_hand_one_high_outlier():
+    # median 3, |x-3| = 2,1,0,1,97 -> MAD 1, s = 1.4826; 3-sigma bounds [-1.448, 7.448]
+    # -> 100 rejected high; iteration 2 on [1,2,3,4]: median 2.5, MAD 1 -> nothing new.
+    # mean 2.5; population std of 1..4 = sqrt(1.25); noise = sqrt(1.25)/2.
+    s = MAD_TO_STD
+    assert 3 - 3 * s == pytest.approx(-1.4478066555)
+    for maxiters in (1, 5, None):
+        assert_pixel([1, 2, 3, 4, 100], dict(image=2.5, count=4, rejected_low=0, rejected_high=1,
+                     noise=math.sqrt(1.25) / 2), reject="sigma", maxiters=maxiters)
+
+
+def test_hand_one_low_outlier():
+    assert_pixel([-100, 1, 2, 3, 4], dict(image=2.5, count=4, rejected_low=1, rejected_high=0),
+                 reject="sigma")
+
+
+def test_hand_even_count_mad():
+    # [0,1,3,6,10,21]: median (3+6)/2 = 4.5; |x-4.5| sorted 1.5,1.5,3.5,4.5,5.5,16.5
+    # -> MAD (3.5+4.5)/2 = 4.0, s = 5.9304.
+    # sigma_upper 3:   hi = 4.5 + 17.791 = 22.29 -> 21 kept (a low-median MAD 3.5 would give
+    #                  hi = 20.07 and reject it).
+    # sigma_upper 2.7: hi = 4.5 + 16.012 = 20.51 -> 21 rejected (a high-median MAD 4.5 would
+    #                  give hi = 22.52 and keep it).
+    values = [0, 1, 3, 6, 10, 21]
+    assert 4.5 + 3 * 4 * MAD_TO_STD == pytest.approx(22.2912265)
+    assert 4.5 + 2.7 * 4 * MAD_TO_STD == pytest.approx(20.5121039)
+    assert_pixel(values, dict(count=6, rejected_high=0, image=41 / 6),
+                 reject="sigma", sigma_upper=3.0, maxiters=1)
+    assert_pixel(values, dict(count=5, rejected_high=1, image=4.0),
+                 reject="sigma", sigma_upper=2.7, maxiters=1)
+
+
+def test_hand_maxiters():
+    # [10,11,12,13,14,20,100], median/mad_std, 3 sigma:
+    # it 1: median 13, |dev| sorted 0,1,1,2,3,7,87 -> MAD 2, s 2.965, [4.10, 21.90] -> 100 out
+    # it 2: median 12.5, |dev| sorted .5,.5,1.5,1.5,2.5,7.5 -> MAD 1.5, s 2.224,
+    #       [5.83, 19.17] -> 20 out
+    # it 3: [10..14] median 12, MAD 1, [7.55, 16.45] -> nothing new.
+    values = [10, 11, 12, 13, 14, 20, 100]
+    assert_pixel(values, dict(count=6, rejected_high=1, image=80 / 6), reject="sigma", maxiters=1)
+    for maxiters in (2, 5, None):
+        assert_pixel(values, dict(count=5, rejected_high=2, rejected_low=0, image=12.0),
+                     reject="sigma", maxiters=maxiters)
+
+
+def test_hand_asymmetric():
+    # [0,1,2,3,4,5,6,7,8,9]: median 4.5, |dev| sorted .5,.5,1.5,1.5,2.5,2.5,... -> MAD 2.5,
+    # s = 3.7065; sigma_lower 1: lo = 0.7935 -> 0 rejected low; sigma_upper 10 -> none high.
+    # it 2: [1..9] median 5, MAD 2, s 2.965, lo 2.03 -> 1, 2 rejected low.
+    # it 3: [3..9] median 6, MAD 2, lo 3.03 -> 3 rejected. it 4: [4..9] median 6.5,
+    # |dev| 2.5,1.5,.5,.5,1.5,2.5 -> MAD 1.5, s 2.224, lo 4.28 -> 4 rejected; ...
+    values = list(range(10))
+    assert_pixel(values, dict(count=9, rejected_low=1, rejected_high=0, image=5.0),
+                 reject="sigma", sigma_lower=1.0, sigma_upper=10.0, maxiters=1)
+    assert_pixel(values, dict(count=7, rejected_low=3, rejected_high=0, image=6.0),
+                 reject="sigma", sigma_lower=1.0, sigma_upper=10.0, maxiters=2)
+
+
+def test_hand_constant_pixel():
+    # s = 0 -> bounds [5, 5], inclusive: all kept, noise 0, for every center/spread
+    for center in ("median", "mean"):
+        for spread in ("mad_std", "std"):
+            assert_pixel([5.0] * 4, dict(image=5.0, count=4, rejected_low=0, rejected_high=0,
+                         noise=0.0), reject="sigma", sigma_lower=0.5, sigma_upper=0.5,
+                         center=center, spread=spread, maxiters=None)
+
+
+def test_hand_inclusive_bounds():
+    # [0,2,0,2], mean/std: mean 1, population std 1 (exact); sigma 1 -> bounds [0, 2]
+    # exactly: every value sits on a bound and is kept.
+    assert_pixel([0.0, 2.0, 0.0, 2.0], dict(count=4, image=1.0, noise=0.5), reject="sigma",
+                 center="mean", spread="std", sigma_lower=1.0, sigma_upper=1.0)
+
+
+def test_hand_all_missing():
+    nan = float("nan")
+    for values in ([nan] * 4, [nan, np.inf, -np.inf]):
+        for combine in sorted(COMBINE_CODES):
+            assert_pixel(values, dict(image=nan, count=0, rejected_low=0, rejected_high=0,
+                         noise=nan), reject="sigma", combine=combine)
+
+
+def test_hand_everything_rejected():
+    # [1,1,1,4], center mean, spread mad_std, sigma 0.5: mean 1.75, median 1,
+    # |x-1| = 0,0,0,3 -> MAD 0 -> s 0 -> bounds [1.75, 1.75]: the three 1s are rejected
+    # low, the 4 high; nothing is left -> image NaN, count 0, noise NaN.
+    assert_pixel([1, 1, 1, 4], dict(image=float("nan"), count=0, rejected_low=3,
+                 rejected_high=1, noise=float("nan")), reject="sigma", center="mean",
+                 spread="mad_std", sigma_lower=0.5, sigma_upper=0.5)
+
+
+def test_hand_single_finite_value():
+    nan = float("nan")
+    for combine in sorted(COMBINE_CODES):
+        assert_pixel([nan, 7.0, np.inf], dict(image=7.0, count=1, rejected_low=0,
+                     rejected_high=0, noise=0.0), reject="sigma", combine=combine)
+
+
+@pytest.mark.parametrize(
+    ("combine", "image", "noise"),
+    [
+        # [1,2,6]: mean 3, deviations -2,-1,3 -> population std sqrt(14/3)
+        ("mean", 3.0, math.sqrt(14 / 3) / math.sqrt(3)),
+        ("median", 2.0, SQRT_HALF_PI * math.sqrt(14 / 3) / math.sqrt(3)),
+        ("sum", 9.0, math.sqrt(14 / 3) * math.sqrt(3)),
+        ("min", 1.0, math.sqrt(14 / 3)),
+        ("max", 6.0, math.sqrt(14 / 3)),
+    ],
+)
+def test_hand_combine(combine, image, noise):
+    assert_pixel([2.0, 6.0, 1.0], dict(image=image, noise=noise, count=3), combine=combine)
+
+
+def test_hand_weighted_mean():
+    # ccdproc's documented example: weights [1,5,10] on [0,-1000,1000] -> 5000/16 = 312.5
+    # var_w = (1*312.5^2 + 5*1312.5^2 + 10*687.5^2)/16 = 13437500/16 = 839843.75
+    # noise = sqrt(var_w * (1 + 25 + 100)) / 16
+    weights = np.array([1.0, 5.0, 10.0])
+    noise = math.sqrt(839843.75 * 126) / 16
+    assert_pixel([0.0, -1000.0, 1000.0], dict(image=312.5, count=3, noise=noise),
+                 weights=weights)
+    # weights of rejected/missing frames drop out: frame 0 missing -> (-5000+10000)/15
+    assert_pixel([np.nan, -1000.0, 1000.0], dict(image=5000 / 15, count=2), weights=weights)
+
+
+def test_reference_multidimensional_pixels():
+    # the reference takes (n, y, x[, c]) stacks; the kernel works on (n, pixels)
+    stack = make_stack(3, 12, 24, "float32", 0.1, 0.0, 0.1, 20.0).reshape(12, 2, 3, 4)
+    r = reference_stack(stack, reject="sigma")
+    k = run_kernel(stack, reject="sigma")
+    assert r["image"].shape == (2, 3, 4)
+    np.testing.assert_array_equal(k["count"], r["count"])
+    assert_close(k["image"], r["image"], data_scale(stack))
