@@ -154,12 +154,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if (root / "benchmarks" / "__main__.py").is_file() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
     try:
         from benchmarks.__main__ import main as bench_main
     except ImportError:
         print(
             "stackengine: error: the benchmark harness lives in benchmarks/ of a source "
-            "checkout; run this from the repository root",
+            "checkout (pip install -e .); run it there as python -m benchmarks",
             file=sys.stderr,
         )
         return 2

@@ -35,30 +35,27 @@ _SOURCES: weakref.WeakValueDictionary[str, FrameStack] = weakref.WeakValueDictio
 DEFAULT_MEMORY = "1GiB"
 
 
-def _openers():
-    from .io import fits, tiff
-    from .io import zarr as zarr_io
-
-    return [
-        (fits.SUFFIXES, fits.open_fits),
-        (tiff.SUFFIXES, tiff.open_tiff),
-        (zarr_io.SUFFIXES, zarr_io.open_zarr),
-    ]
+#: reader module (imported only when a file of its kind is opened) -> its suffixes
+_READERS = {
+    "fits": (".fits", ".fit", ".fts", ".fits.fz", ".fit.fz"),
+    "tiff": (".tif", ".tiff"),
+    "zarr": (".zarr",),
+}
 
 
 def _opener_for(path: str):
-    name = path.lower().rstrip("/")
-    for suffixes, opener in _openers():
-        if name.endswith(tuple(suffixes)):
-            return opener
-    if os.path.isdir(path) and (
-        os.path.exists(os.path.join(path, "zarr.json"))
-        or os.path.exists(os.path.join(path, ".zarray"))
-    ):
-        from .io import zarr as zarr_io
+    """The ``open_*`` function for ``path`` by its suffix (or a zarr store's metadata)."""
+    import importlib
 
-        return zarr_io.open_zarr
-    return None
+    name = path.lower().rstrip("/")
+    kind = next((k for k, sfx in _READERS.items() if name.endswith(sfx)), None)
+    if kind is None and os.path.isdir(path):
+        if any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zarray", ".zgroup")):
+            kind = "zarr"
+    if kind is None:
+        return None
+    module = importlib.import_module(f".io.{kind}", __package__)
+    return getattr(module, f"open_{kind}")
 
 
 def _expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:

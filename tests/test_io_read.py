@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -541,6 +542,21 @@ def test_zarr_errors(tmp_path):
 
 
 # --------------------------------------------------------------------- common
+
+
+def test_concurrent_tile_reads(tmp_path):
+    """Many threads reading different tiles of the same files get the right bytes."""
+    img = rng.integers(0, 65536, (128, 96), dtype="u2")
+    fits.PrimaryHDU(img).writeto(tmp_path / "c.fits")
+    tifffile.imwrite(tmp_path / "c.tif", img, tile=(32, 32), compression="zlib")
+    (fframe,) = open_fits(tmp_path / "c.fits")
+    (tframe,) = open_tiff(tmp_path / "c.tif")
+    tiles = [(slice(y, y + 24), slice(x, x + 40)) for y in range(0, 128, 24) for x in (0, 40, 80)]
+    jobs = [(frame, ys, xs) for frame in (fframe, tframe) for ys, xs in tiles] * 3
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda job: job[0].read(job[1], job[2]), jobs))
+    for (_, ys, xs), got in zip(jobs, results, strict=True):
+        np.testing.assert_array_equal(got, img[ys, xs])
 
 
 def test_suffixes_and_types():

@@ -77,15 +77,20 @@ def make_result(shape=(70, 53), chunks=(32, 32), *, rgb=False, seed=0, counter=N
         "noise": rng.uniform(1, 2, full).astype(np.float32),
     }
     ref["image"][0, 0] = np.nan
-    packed = da.from_array(np.stack([ref[n].astype(np.float64) for n in ref]),
-                           chunks=(5, *chunks, *((3,) if rgb else ())))
+    packed = da.from_array(
+        np.stack([ref[n].astype(np.float64) for n in ref]),
+        chunks=(5, *chunks, *((3,) if rgb else ())),
+    )
     if counter is not None:
         packed = packed.map_blocks(counter, meta=np.empty((0,) * packed.ndim))
     data = {n: (dims, packed[i].astype(ref[n].dtype)) for i, n in enumerate(ref)}
     data["scale"] = ("frame", np.array([1.0, 1.25, 0.8]))
     data["n_stars"] = ("frame", np.array([10, 12, 9]))
-    ds = xr.Dataset(data, coords={"path": ("frame", np.array(PATHS))},
-                    attrs={**ATTRS, "fits_header": first_header()})
+    ds = xr.Dataset(
+        data,
+        coords={"path": ("frame", np.array(PATHS))},
+        attrs={**ATTRS, "fits_header": first_header()},
+    )
     return ds, ref
 
 
@@ -116,8 +121,12 @@ def test_zarr_round_trip(tmp_path, rgb):
 
 @pytest.mark.parametrize(
     ("compression", "codec"),
-    [(None, zarr.codecs.ZstdCodec), ("zstd", zarr.codecs.ZstdCodec),
-     ("zlib", zarr.codecs.GzipCodec), ("NONE", None)],
+    [
+        (None, zarr.codecs.ZstdCodec),
+        ("zstd", zarr.codecs.ZstdCodec),
+        ("zlib", zarr.codecs.GzipCodec),
+        ("NONE", None),
+    ],
 )
 def test_zarr_compression(tmp_path, compression, codec):
     ds, ref = make_result()
@@ -146,8 +155,14 @@ def test_fits_round_trip(tmp_path, rgb):
     out = write(ds, tmp_path / "s.fits")
     with fits.open(out) as hdul:
         hdul.verify("exception")
-        assert [h.name for h in hdul] == ["PRIMARY", "COUNT", "REJECTED_LOW", "REJECTED_HIGH",
-                                          "NOISE", "FRAMES"]
+        assert [h.name for h in hdul] == [
+            "PRIMARY",
+            "COUNT",
+            "REJECTED_LOW",
+            "REJECTED_HIGH",
+            "NOISE",
+            "FRAMES",
+        ]
         h0 = hdul[0].header
         assert h0["BITPIX"] == -32
         assert h0["NAXIS"] == (3 if rgb else 2)
@@ -202,8 +217,10 @@ def expected_uint(values, hi):
 
 
 def tiny(values):
-    return xr.Dataset({"image": (("y", "x"), da.from_array(values, chunks=1))},
-                      attrs={"n_frames": 2, "input_dtype": "uint16"})
+    return xr.Dataset(
+        {"image": (("y", "x"), da.from_array(values, chunks=1))},
+        attrs={"n_frames": 2, "input_dtype": "uint16"},
+    )
 
 
 def test_fits_uint16(tmp_path):
@@ -252,8 +269,9 @@ def test_tiff_round_trip(tmp_path, rgb):
         page = tif.pages[0]
         assert len(tif.pages) == 1 and not tif.is_bigtiff
         assert page.is_tiled and page.tilelength % 16 == 0 and page.tilewidth % 16 == 0
-        assert page.photometric == (tifffile.PHOTOMETRIC.RGB if rgb else
-                                    tifffile.PHOTOMETRIC.MINISBLACK)
+        assert page.photometric == (
+            tifffile.PHOTOMETRIC.RGB if rgb else tifffile.PHOTOMETRIC.MINISBLACK
+        )
         assert page.dtype == np.float32
         assert json.loads(page.description) == ATTRS
         np.testing.assert_array_equal(tif.asarray(), ref["image"])
@@ -314,15 +332,23 @@ def test_tiff_codec_needing_imagecodecs(tmp_path, name):
         np.testing.assert_array_equal(back, ref["image"])
 
 
-def test_tiff_shared_upstream_is_computed_once(tmp_path):
-    """Blocks that share a task are stored in one pass, not batch by batch."""
+@pytest.mark.parametrize("shared", [False, True])
+def test_tiff_shared_upstream_is_computed_once(tmp_path, monkeypatch, shared):
+    """Blocks that share a task (a reduction, like per-frame statistics) are stored in one
+    pass, not batch by batch; without sharing the row batches stream straight to the file."""
+    monkeypatch.setattr(write_tiff, "_threads", lambda: 2)  # 6 batches of 2 row-chunks
+    staged = []
+    real = write_tiff._staged_strips
+    monkeypatch.setattr(write_tiff, "_staged_strips", lambda *a: staged.append(1) or real(*a))
     counter = Counter()
     factor = da.from_array(np.array([2.0]), chunks=1).map_blocks(counter, meta=np.empty(0))
+    factor = factor.sum() if shared else np.float32(2.0)
     base = np.arange(600 * 40, dtype=np.float32).reshape(600, 40)
     img = (da.from_array(base, chunks=(50, 40)) * factor).astype(np.float32)
     ds = xr.Dataset({"image": (("y", "x"), img)})
     out = write(ds, tmp_path / "s.tif")
-    assert counter.calls == [(0,)]
+    assert counter.calls == ([(0,)] if shared else [])
+    assert staged == ([1] if shared else [])
     np.testing.assert_array_equal(tifffile.imread(out), base * 2)
     assert sorted(os.listdir(tmp_path)) == ["s.tif"]
 
@@ -342,8 +368,8 @@ def test_fits_frame_values_share_the_graph(tmp_path):
     """Per-frame dask values and the maps come from one compute of their common input."""
     counter = Counter()
     ds, ref = make_result(chunks=(35, 53))
-    scale = da.from_array(np.array([1.0, 1.25, 0.8]), chunks=3).map_blocks(counter, meta=np.empty(0))
-    ds["scale"] = ("frame", scale)
+    scale = da.from_array(np.array([1.0, 1.25, 0.8]), chunks=3)
+    ds["scale"] = ("frame", scale := scale.map_blocks(counter, meta=np.empty(0)))
     ds["image"] = ds["image"] * scale[0].astype(np.float32)
     out = write(ds, tmp_path / "s.fits")
     assert counter.calls == [(0,)]
@@ -430,7 +456,8 @@ def test_failure_leaves_nothing(tmp_path, suffix, existing):
         before = sorted(p.name for p in target.rglob("*")) if target.is_dir() else None
         size = os.path.getsize(target)
     ds, _ = make_result(shape=(600, 90), chunks=(40, 50))
-    ds["image"] = ds["image"].copy(data=ds["image"].data.map_blocks(failing, meta=np.empty((0, 0), np.float32)))
+    meta = np.empty((0, 0), np.float32)
+    ds["image"] = ds["image"].copy(data=ds["image"].data.map_blocks(failing, meta=meta))
     with pytest.raises(RuntimeError, match="disk on fire"):
         write(ds, target, overwrite=True)
     if existing:
@@ -447,7 +474,33 @@ def test_interrupt_leaves_nothing(tmp_path):
         raise KeyboardInterrupt
 
     ds, _ = make_result()
-    ds["count"] = ds["count"].copy(data=ds["count"].data.map_blocks(interrupt, meta=np.empty((0, 0), np.int32)))
+    meta = np.empty((0, 0), np.int32)
+    ds["count"] = ds["count"].copy(data=ds["count"].data.map_blocks(interrupt, meta=meta))
     with pytest.raises(KeyboardInterrupt):
         write(ds, tmp_path / "s.fits")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_distributed_workers_write_every_format(tmp_path):
+    """Blocks are stored by worker processes (the FITS memmap target is pickled)."""
+    from distributed import Client, LocalCluster
+
+    ds, ref = make_result(shape=(300, 90), chunks=(40, 50))
+    shared = da.from_array(np.array([1.0, 2.0]), chunks=2).sum() / 3  # == 1
+    ds["scale"] = ("frame", da.from_array(np.array([1.0, 1.25, 0.8]), chunks=3) * shared)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        for suffix in (".zarr", ".fits", ".tif"):
+            write(ds, tmp_path / f"s{suffix}")
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "s.zarr")["noise"].values, ref["noise"])
+    with fits.open(tmp_path / "s.fits") as hdul:
+        np.testing.assert_array_equal(hdul[0].data, ref["image"])
+        np.testing.assert_array_equal(hdul["REJECTED_HIGH"].data, ref["rejected_high"])
+        np.testing.assert_array_equal(hdul["FRAMES"].data["scale"], [1.0, 1.25, 0.8])
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "s.tif"), ref["image"])
+    assert sorted(os.listdir(tmp_path)) == ["s.fits", "s.tif", "s.zarr"]

@@ -95,10 +95,11 @@ def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
 class MemmapTarget:
     """A ``da.store`` target: a C-ordered array at ``offset`` bytes of ``path``.
 
-    Each assignment opens the file with ``np.memmap``, writes and flushes, so
-    the object pickles as a few plain values and works on dask.distributed
-    workers that share the file system. Assignment converts the block to
-    ``dtype`` (e.g. big-endian for FITS).
+    Each assignment maps the file with ``np.memmap``, writes and unmaps it (the
+    pages stay in the OS cache, written back by the kernel), so memory stays
+    bounded and the object pickles as a few plain values and works on
+    dask.distributed workers that share the file system. Assignment converts
+    the block to ``dtype`` (e.g. big-endian for FITS).
     """
 
     def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: Any) -> None:
@@ -115,7 +116,6 @@ class MemmapTarget:
         mm = self._open("r+")
         try:
             mm[key] = value
-            mm.flush()
         finally:
             del mm
 

@@ -38,7 +38,7 @@ HEADER_KEYS = (
 )  # fmt: skip
 
 _RAW = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
-_UNSIGNED = {16: (">u2", 0x8000), 32: (">u4", 0x80000000), 64: (">u8", 0x8000000000000000)}
+_UNSIGNED = {16: ">u2", 32: ">u4", 64: ">u8"}  # with BZERO = 2**(BITPIX-1)
 
 
 def _layout(bitpix: int, bzero: Any, bscale: Any, blank: Any) -> tuple[str, np.dtype, str]:
@@ -52,7 +52,7 @@ def _layout(bitpix: int, bzero: Any, bscale: Any, blank: Any) -> tuple[str, np.d
     if bscale == 1 and bitpix == 8 and bzero == -128:
         return "u1", np.dtype("int8"), "flip"
     if bscale == 1 and bitpix in _UNSIGNED and bzero == 1 << (bitpix - 1):
-        raw = _UNSIGNED[bitpix][0]
+        raw = _UNSIGNED[bitpix]
         return raw, np.dtype(raw).newbyteorder("="), "flip"
     if bitpix < 0:
         return _RAW[bitpix], np.dtype(_RAW[bitpix]).newbyteorder("="), "scaled"

@@ -95,7 +95,9 @@ class TiffFrame:
             key.append({"Y": ys, "X": xs, "S": slice(None)}[ax])
         try:
             with tifffile.TiffFile(self.path) as tif:
-                with tif.series[self._series].aszarr(level=0) as store:
+                # maxworkers > 1: decode strips/tiles in threads, not on zarr's
+                # single event-loop thread (which would serialize all dask workers)
+                with tif.series[self._series].aszarr(level=0, maxworkers=2) as store:
                     data = zarr.open_array(store, mode="r")[tuple(key)]
         except FileNotFoundError as exc:
             raise FrameError(f"{self.path}: no such file") from exc

@@ -180,9 +180,10 @@ def write_fits(ds: xr.Dataset, tmp: Path) -> None:
         f.truncate(f.tell())  # allocates the last data area (sparse where possible)
 
     sources = [source for _, source, _ in hdus]
-    stored = da.store(sources, targets, lock=False, compute=False)
+    # one graph: the maps and the per-frame values share their upstream tasks
+    job = da.store(sources, targets, lock=False, compute=False)
     frame_data = [ds[n].transpose("frame", ...).data for n in frame_names]
-    _, *frame_values = dask.compute(stored, *frame_data)
+    _, *frame_values = dask.compute(job, *frame_data)
     if frame_names:
         table = _frame_table(dict(zip(map(str, frame_names), frame_values, strict=True)))
         with fits.open(tmp, mode="append") as hdul:

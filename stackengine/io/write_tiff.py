@@ -73,6 +73,16 @@ def _shares_work(arr: da.Array, groups: Sequence[Sequence[Any]]) -> bool:
     return False
 
 
+def _threads() -> int:
+    """Worker threads available: the distributed client's, else this machine's CPUs."""
+    try:
+        from distributed import default_client
+
+        return max(1, sum(default_client().nthreads().values()))
+    except (ImportError, ValueError):
+        return os.cpu_count() or 1
+
+
 def _flat(nested: Any) -> list[Any]:
     return [k for item in nested for k in _flat(item)] if isinstance(nested, list) else [nested]
 
@@ -124,7 +134,7 @@ def write_tiff(ds: xr.Dataset, tmp: Path, compression: str | None) -> None:
     rgb = img.ndim == 3 and img.shape[2] == 3
     attrs = {k: v for k, v in ds.attrs.items() if k != "fits_header"}
     groups = [_flat(row) for row in img.__dask_keys__()]
-    batch = max(1, -(-(os.cpu_count() or 1) // len(img.chunks[1])))
+    batch = max(1, -(-_threads() // len(img.chunks[1])))
     batches = [sum(groups[i : i + batch], []) for i in range(0, len(groups), batch)]
     staged = _shares_work(img, batches)
     # TIFF tiles are multiples of 16; small images get one smaller tile

@@ -27,6 +27,9 @@ __all__ = [
     "LOW",
     "HIGH",
     "MAD_TO_STD",
+    "batcher_pairs",
+    "load_group",
+    "network_sort",
     "load_pixel",
     "sorted_kept",
     "median_sorted",
@@ -42,6 +45,59 @@ HIGH = 3
 
 #: 1 / Phi^-1(3/4): the factor that turns a MAD into a Gaussian sigma (astropy's mad_std).
 MAD_TO_STD = 1.482602218505602
+
+
+def batcher_pairs(n: int) -> np.ndarray:
+    """Comparators of Batcher's odd-even merge sort for ``n`` values, as (K, 2) int64.
+
+    The network is built for the next power of two; comparators that touch
+    the padding are dropped, which is valid because padding (+inf) only ever
+    sits at the top indices.
+    """
+    size = 1
+    while size < n:
+        size *= 2
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p) and i + j + k < n:
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+@njit(nogil=True, cache=True)
+def load_group(block, g0, gw, buf):
+    """Copy pixels ``g0 .. g0+gw`` of every frame into ``buf`` (frames x group), as
+    float64 with non-finite values replaced by +inf (so they sort last)."""
+    n = block.shape[0]
+    for k in range(n):
+        row = buf[k]
+        for g in range(gw):
+            v = np.float64(block[k, g0 + g])
+            row[g] = v if v - v == 0.0 else math.inf
+
+
+@njit(nogil=True, cache=True)
+def network_sort(buf, gw, pairs):
+    """Sort every column ``buf[:, g]`` (g < gw) in place with a comparator network.
+
+    The same compare-exchange is applied to a whole row of pixels at once, so
+    the inner loop is branch-free and vectorizes.
+    """
+    for c in range(pairs.shape[0]):
+        ri = buf[pairs[c, 0]]
+        rj = buf[pairs[c, 1]]
+        for g in range(gw):
+            a = ri[g]
+            b = rj[g]
+            ri[g] = a if a < b else b
+            rj[g] = b if a < b else a
 
 
 @njit(nogil=True, cache=True)
@@ -110,17 +166,19 @@ def mad_sorted(srt, a, b, med):
     need = length // 2  # index (0-based) of the upper middle deviation
     prev = 0.0
     cur = 0.0
-    for step in range(need + 1):
-        if i >= a and (j >= b or med - srt[i] <= srt[j] - med):
-            d = med - srt[i]
-            i -= 1
-        else:
-            d = srt[j] - med
-            j += 1
+    for _ in range(need + 1):
+        # branch-free merge step: an exhausted side counts as an infinite deviation
+        dl = med - srt[max(i, a)]
+        if i < a:
+            dl = math.inf
+        dr = srt[min(j, b - 1)] - med
+        if j >= b:
+            dr = math.inf
+        left = dl <= dr
         prev = cur
-        cur = d
-        if step == need:
-            break
+        cur = dl if left else dr
+        i -= np.int64(left)
+        j += np.int64(not left)
     if length % 2 == 1:
         return cur
     return (prev + cur) / 2.0

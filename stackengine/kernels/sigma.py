@@ -71,12 +71,16 @@ def mark_window(vals, flags, n, srt, a, b, m):
 
 
 @njit(nogil=True, cache=True)
-def sigma_stage(vals, flags, n, srt, sigma_lower, sigma_upper, maxiters, center, spread):
+def sigma_stage(
+    vals, flags, n, srt, m, presorted, sigma_lower, sigma_upper, maxiters, center, spread
+):
     """Iterated, cumulative sigma clipping of the kept values of one pixel.
 
+    ``srt[0:m]`` already holds the kept values sorted when ``presorted``.
     ``maxiters < 0`` iterates until no new value is rejected.
     """
-    m = sorted_kept(vals, flags, n, srt)
+    if not presorted:
+        m = sorted_kept(vals, flags, n, srt)
     a = 0
     b = m
     it = 0
