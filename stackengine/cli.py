@@ -80,8 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="stackengine_demo.fits", help="result file")
     p.add_argument("--overwrite", action="store_true", help="replace existing demo outputs")
 
-    p = sub.add_parser("bench", help="run the benchmark harness (from a source checkout)")
-    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the harness")
+    sub.add_parser(
+        "bench",
+        help="run the benchmark harness of a source checkout (python -m benchmarks); "
+        "options after 'bench' go to the harness (stackengine bench --help for them)",
+        add_help=False,
+    )
     return parser
 
 
@@ -153,7 +157,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _cmd_bench(bench_args: list[str]) -> int:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
@@ -168,14 +172,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return int(bench_main(args.args) or 0)
+    return int(bench_main(bench_args) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 on success)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        # everything after "bench" belongs to the harness's own parser
+        rest = argv[1:]
+        return _cmd_bench(rest[1:] if rest[:1] == ["--"] else rest)
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"stack": _cmd_stack, "info": _cmd_info, "demo": _cmd_demo, "bench": _cmd_bench}
+    handlers = {"stack": _cmd_stack, "info": _cmd_info, "demo": _cmd_demo}
     try:
         return handlers[args.command](args)
     except StackEngineError as exc:
