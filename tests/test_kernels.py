@@ -14,7 +14,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from stackengine.kernels.combine import COMBINE_CODES
-from stackengine.kernels.engine import N_STAGE_PARAMS, N_OUT, STAGE_SIGMA, reduce_block
+from stackengine.kernels.engine import N_OUT, N_STAGE_PARAMS, STAGE_SIGMA, reduce_block
 
 try:
     from .reference import MAD_TO_STD, reference_stack
@@ -88,7 +88,9 @@ def make_stack(seed, n, npix, dtype, nan_frac, inf_frac, outlier_frac, outlier_a
     pixel_scale = scale * rng.uniform(0.5, 2.0, npix)
     x = pixel_level + rng.normal(0.0, 1.0, (n, npix)) * pixel_scale
     hit = rng.random((n, npix)) < outlier_frac
-    x[hit] += rng.choice([-1.0, 1.0], hit.sum()) * outlier_amp * scale * rng.uniform(1, 2, hit.sum())
+    x[hit] += (
+        rng.choice([-1.0, 1.0], hit.sum()) * outlier_amp * scale * rng.uniform(1, 2, hit.sum())
+    )
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         return np.clip(np.rint(x), info.min, info.max).astype(dtype)
@@ -179,15 +181,21 @@ def cases(draw):
         params["reject"] = "sigma"
     else:
         c2, s2 = draw(centers_spreads)
-        second = dict(method="sigma", sigma_lower=draw(sigmas), sigma_upper=draw(sigmas),
-                      maxiters=draw(st.sampled_from([1, 3, None])), center=c2, spread=s2)
+        second = dict(
+            method="sigma",
+            sigma_lower=draw(sigmas),
+            sigma_upper=draw(sigmas),
+            maxiters=draw(st.sampled_from([1, 3, None])),
+            center=c2,
+            spread=s2,
+        )
         params["reject"] = ["sigma", second]
     if params["combine"] == "mean" and draw(st.booleans()):
         params["weights_seed"] = draw(st.integers(0, 2**32 - 1))
     return data, params
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(cases())
 def test_kernel_matches_reference(case):
     data, params = case
@@ -214,12 +222,17 @@ def test_kernel_matches_reference(case):
     scale = data_scale(stack) * data["n"]
     assert_close(k["image"], r["image"], scale, ok)
     assert_close(k["noise"], r["noise"], scale, ok)
+    # pixels are independent: any split of the block (tile size) gives the same bits
+    cut = data["npix"] // 2
+    parts = [run_kernel(stack[:, :cut], **params), run_kernel(stack[:, cut:], **params)]
+    for name in OUTPUTS:
+        np.testing.assert_array_equal(np.concatenate([p[name] for p in parts]), k[name])
 
 
 # ---------------------------------------------------------------- kernel vs astropy
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(2, 40),
@@ -261,9 +274,7 @@ def _check_against_astropy(stack, k, ok, **kw):
     # back when the final bounds widen to include it (see test_astropy_fast_path_readmits).
     # It therefore keeps exactly the cumulative survivors plus those re-admitted values.
     readmitted = slow.mask & finite & (stack >= lo) & (stack <= hi)
-    np.testing.assert_array_equal(
-        k["count"][ok], (fast_count - readmitted.sum(axis=0))[ok]
-    )
+    np.testing.assert_array_equal(k["count"][ok], (fast_count - readmitted.sum(axis=0))[ok])
 
 
 @pytest.mark.parametrize("maxiters", [1, 5, None])
@@ -272,8 +283,13 @@ def _check_against_astropy(stack, k, ok, **kw):
 def test_astropy_fixed_stack(cs, sigmas_lu, maxiters):
     center, spread = cs
     stack = make_stack(7, 31, 400, "float64", 0.05, 0.01, 0.08, 20.0)
-    kw = dict(sigma_lower=sigmas_lu[0], sigma_upper=sigmas_lu[1], maxiters=maxiters,
-              center=center, spread=spread)
+    kw = dict(
+        sigma_lower=sigmas_lu[0],
+        sigma_upper=sigmas_lu[1],
+        maxiters=maxiters,
+        center=center,
+        spread=spread,
+    )
     k = run_kernel(stack, reject="sigma", **kw)
     r = reference_stack(stack, reject="sigma", tie_rtol=TIE_RTOL, **kw)
     ok = ~r["near_tie"]
@@ -294,118 +310,156 @@ def test_astropy_fast_path_readmits():
     values = [7.0, 10.0, 10.0, 12.0, 13.0, 15.0, 16.0]
     kw = dict(reject="sigma", sigma_lower=1.5, sigma_upper=1.5, maxiters=None)
     assert_pixel(values, dict(count=6, rejected_low=1, rejected_high=0, image=76 / 6), **kw)
-    clip = dict(maxiters=None, center="median", spread="mad_std", sigma_lower=1.5,
-                sigma_upper=1.5)
+    clip = dict(maxiters=None, center="median", spread="mad_std", sigma_lower=1.5, sigma_upper=1.5)
     stack = np.array(values)[:, None]
     fast, lo, hi = astropy_clip(stack, cumulative=False, **clip)
     slow, _, _ = astropy_clip(stack, cumulative=True, **clip)
     assert (~fast.mask).sum() == 7
     assert (~slow.mask).sum() == 6
     assert lo[0] == pytest.approx(12.5 - 1.5 * 2.5 * MAD_TO_STD)
-    # with maxiters=1 both astropy paths and the kernel agree: 6 kept
-    assert_pixel(values, dict(count=6), reject="sigma", sigma_lower=1.5, sigma_upper=1.5,
-                 maxiters=1)
+    # with maxiters=1 astropy's fast path and the kernel agree: 6 kept
+    one, _, _ = astropy_clip(stack, cumulative=False, **dict(clip, maxiters=1))
+    assert (~one.mask).sum() == 6
+    assert_pixel(values, dict(count=6), **dict(kw, maxiters=1))
 
 
 # ----------------------------------------------------------------------- hand-worked
 
 
-def test_hand_one_high_outlier():
-    # median 3, |x-3| = 2,1,0,1,97 -> MAD 1, s = 1.4826; 3-sigma bounds [-1.448, 7.448]
-    # -> 100 rejected high; iteration 2 on [1,2,3,4]: median 2.5, MAD 1 -> nothing new.
-    # mean 2.5; population std of 1..4 = sqrt(1.25); noise = sqrt(1.25)/2.
-    s = MAD_TO_STD
-    assert 3 - 3 * s == pytest.approx(-1.4478066555)
-    for maxiters in (1, 5, None):
-        assert_pixel([1, 2, 3, 4, 100], dict(image=2.5, count=4, rejected_low=0, rejected_high=1,
-                     noise=math.sqrt(1.25) / 2), reject="sigma", maxiters=maxiters)
+NAN = float("nan")
+SIGMA = dict(reject="sigma")
+MEAN_MAD = dict(reject="sigma", center="mean", spread="mad_std")
+
+HAND_CASES = [
+    # median 3, |x-3| = 2,1,0,1,97 -> MAD 1, s = 1.4826; 3-sigma bounds [-1.448, 7.448] -> 100
+    # out high; iteration 2 on [1,2,3,4]: median 2.5, MAD 1 -> nothing new. Mean 2.5;
+    # population std of 1..4 = sqrt(1.25) -> noise sqrt(1.25)/2.
+    *(
+        pytest.param(
+            [1, 2, 3, 4, 100],
+            dict(SIGMA, maxiters=m),
+            dict(image=2.5, count=4, rejected_low=0, rejected_high=1, noise=1.25**0.5 / 2),
+            id=f"one-high-outlier-maxiters{m}",
+        )
+        for m in (1, 5, None)
+    ),
+    pytest.param([-100, 1, 2, 3, 4], SIGMA, dict(image=2.5, count=4, rejected_low=1), id="low"),
+    # [0,1,3,6,10,21]: median (3+6)/2 = 4.5; |x-4.5| sorted 1.5,1.5,3.5,4.5,5.5,16.5 -> MAD
+    # (3.5+4.5)/2 = 4, s = 5.9304. sigma_upper 3: hi = 4.5 + 17.791 = 22.29 -> 21 kept (a
+    # low-median MAD 3.5 would give hi 20.07 and reject it). sigma_upper 2.7: hi = 4.5 + 16.012
+    # = 20.51 -> 21 rejected (a high-median MAD 4.5 would give hi 22.52 and keep it).
+    pytest.param(
+        [0, 1, 3, 6, 10, 21],
+        dict(SIGMA, sigma_upper=3.0, maxiters=1),
+        dict(count=6, rejected_high=0, image=41 / 6),
+        id="even-mad-kept",
+    ),
+    pytest.param(
+        [0, 1, 3, 6, 10, 21],
+        dict(SIGMA, sigma_upper=2.7, maxiters=1),
+        dict(count=5, rejected_high=1, image=4.0),
+        id="even-mad-rejected",
+    ),
+    # [-1,-1,0,1,v], v > 1: median 0, |dev| sorted 0,1,1,1,v -> MAD 1; sigma_upper 1 puts
+    # hi at exactly 1.482602218505602: pins the digits of the constant, which continuous
+    # random data cannot see.
+    *(
+        pytest.param(
+            [-1.0, -1.0, 0.0, 1.0, v],
+            dict(SIGMA, sigma_lower=1.0, sigma_upper=1.0, maxiters=1),
+            dict(count=4 + kept, rejected_low=0, rejected_high=1 - kept),
+            id=f"mad-constant-{v}",
+        )
+        for v, kept in ((1.4826022, 1), (1.4826023, 0))
+    ),
+    # [10,11,12,13,14,20,100], 3 sigma. it 1: median 13, |dev| sorted 0,1,1,2,3,7,87 -> MAD
+    # 2, s 2.965, [4.10, 21.90] -> 100 out. it 2: median 12.5, |dev| sorted .5,.5,1.5,1.5,
+    # 2.5,7.5 -> MAD 1.5, s 2.224, [5.83, 19.17] -> 20 out. it 3: [10..14] median 12, MAD 1,
+    # [7.55, 16.45] -> nothing new.
+    pytest.param(
+        [10, 11, 12, 13, 14, 20, 100],
+        dict(SIGMA, maxiters=1),
+        dict(count=6, rejected_high=1, image=80 / 6),
+        id="maxiters1",
+    ),
+    *(
+        pytest.param(
+            [10, 11, 12, 13, 14, 20, 100],
+            dict(SIGMA, maxiters=m),
+            dict(count=5, rejected_low=0, rejected_high=2, image=12.0),
+            id=f"maxiters{m}",
+        )
+        for m in (2, 5, None)
+    ),
+    # 0..9, sigma_lower 1, sigma_upper 10. it 1: median 4.5, |dev| sorted .5,.5,1.5,1.5,2.5,
+    # 2.5,... -> MAD 2.5, s 3.7065, lo 0.7935 -> 0 out low. it 2: [1..9] median 5, MAD 2,
+    # s 2.965, lo 2.035 -> 1 and 2 out low. Nothing is ever above hi.
+    pytest.param(
+        list(range(10)),
+        dict(SIGMA, sigma_lower=1.0, sigma_upper=10.0, maxiters=1),
+        dict(count=9, rejected_low=1, rejected_high=0, image=5.0),
+        id="asymmetric-1",
+    ),
+    pytest.param(
+        list(range(10)),
+        dict(SIGMA, sigma_lower=1.0, sigma_upper=10.0, maxiters=2),
+        dict(count=7, rejected_low=3, rejected_high=0, image=6.0),
+        id="asymmetric-2",
+    ),
+    # constant: s = 0 -> bounds [5, 5], inclusive: all kept, noise 0
+    *(
+        pytest.param(
+            [5.0] * 4,
+            dict(SIGMA, sigma_lower=0.5, sigma_upper=0.5, maxiters=None, center=c, spread=s),
+            dict(image=5.0, count=4, rejected_low=0, rejected_high=0, noise=0.0),
+            id=f"constant-{c}-{s}",
+        )
+        for c in ("median", "mean")
+        for s in ("mad_std", "std")
+    ),
+    # [0,2,0,2] mean/std: mean 1, population std 1 (exact), sigma 1 -> bounds exactly
+    # [0, 2]: every value sits on a bound and is kept (inclusive bounds).
+    pytest.param(
+        [0.0, 2.0, 0.0, 2.0],
+        dict(SIGMA, center="mean", spread="std", sigma_lower=1.0, sigma_upper=1.0),
+        dict(count=4, image=1.0, noise=0.5),
+        id="inclusive-bounds",
+    ),
+    # missing values are never kept nor counted as rejected
+    *(
+        pytest.param(
+            values,
+            dict(SIGMA, combine=comb),
+            dict(image=NAN, count=0, rejected_low=0, rejected_high=0, noise=NAN),
+            id=f"all-missing-{i}-{comb}",
+        )
+        for i, values in enumerate(([NAN] * 4, [NAN, np.inf, -np.inf]))
+        for comb in sorted(COMBINE_CODES)
+    ),
+    # [1,1,1,4], center mean, spread mad_std, sigma 0.5: mean 1.75, median 1, |x-1| =
+    # 0,0,0,3 -> MAD 0 -> s 0 -> bounds [1.75, 1.75]: the three 1s out low, the 4 out high;
+    # nothing is left -> image NaN, count 0, noise NaN.
+    pytest.param(
+        [1, 1, 1, 4],
+        dict(MEAN_MAD, sigma_lower=0.5, sigma_upper=0.5),
+        dict(image=NAN, count=0, rejected_low=3, rejected_high=1, noise=NAN),
+        id="everything-rejected",
+    ),
+    *(
+        pytest.param(
+            [NAN, 7.0, np.inf],
+            dict(SIGMA, combine=comb),
+            dict(image=7.0, count=1, rejected_low=0, rejected_high=0, noise=0.0),
+            id=f"single-finite-{comb}",
+        )
+        for comb in sorted(COMBINE_CODES)
+    ),
+]
 
 
-def test_hand_one_low_outlier():
-    assert_pixel([-100, 1, 2, 3, 4], dict(image=2.5, count=4, rejected_low=1, rejected_high=0),
-                 reject="sigma")
-
-
-def test_hand_even_count_mad():
-    # [0,1,3,6,10,21]: median (3+6)/2 = 4.5; |x-4.5| sorted 1.5,1.5,3.5,4.5,5.5,16.5
-    # -> MAD (3.5+4.5)/2 = 4.0, s = 5.9304.
-    # sigma_upper 3:   hi = 4.5 + 17.791 = 22.29 -> 21 kept (a low-median MAD 3.5 would give
-    #                  hi = 20.07 and reject it).
-    # sigma_upper 2.7: hi = 4.5 + 16.012 = 20.51 -> 21 rejected (a high-median MAD 4.5 would
-    #                  give hi = 22.52 and keep it).
-    values = [0, 1, 3, 6, 10, 21]
-    assert 4.5 + 3 * 4 * MAD_TO_STD == pytest.approx(22.2912265)
-    assert 4.5 + 2.7 * 4 * MAD_TO_STD == pytest.approx(20.5121039)
-    assert_pixel(values, dict(count=6, rejected_high=0, image=41 / 6),
-                 reject="sigma", sigma_upper=3.0, maxiters=1)
-    assert_pixel(values, dict(count=5, rejected_high=1, image=4.0),
-                 reject="sigma", sigma_upper=2.7, maxiters=1)
-
-
-def test_hand_maxiters():
-    # [10,11,12,13,14,20,100], median/mad_std, 3 sigma:
-    # it 1: median 13, |dev| sorted 0,1,1,2,3,7,87 -> MAD 2, s 2.965, [4.10, 21.90] -> 100 out
-    # it 2: median 12.5, |dev| sorted .5,.5,1.5,1.5,2.5,7.5 -> MAD 1.5, s 2.224,
-    #       [5.83, 19.17] -> 20 out
-    # it 3: [10..14] median 12, MAD 1, [7.55, 16.45] -> nothing new.
-    values = [10, 11, 12, 13, 14, 20, 100]
-    assert_pixel(values, dict(count=6, rejected_high=1, image=80 / 6), reject="sigma", maxiters=1)
-    for maxiters in (2, 5, None):
-        assert_pixel(values, dict(count=5, rejected_high=2, rejected_low=0, image=12.0),
-                     reject="sigma", maxiters=maxiters)
-
-
-def test_hand_asymmetric():
-    # [0,1,2,3,4,5,6,7,8,9]: median 4.5, |dev| sorted .5,.5,1.5,1.5,2.5,2.5,... -> MAD 2.5,
-    # s = 3.7065; sigma_lower 1: lo = 0.7935 -> 0 rejected low; sigma_upper 10 -> none high.
-    # it 2: [1..9] median 5, MAD 2, s 2.965, lo 2.03 -> 1, 2 rejected low.
-    # it 3: [3..9] median 6, MAD 2, lo 3.03 -> 3 rejected. it 4: [4..9] median 6.5,
-    # |dev| 2.5,1.5,.5,.5,1.5,2.5 -> MAD 1.5, s 2.224, lo 4.28 -> 4 rejected; ...
-    values = list(range(10))
-    assert_pixel(values, dict(count=9, rejected_low=1, rejected_high=0, image=5.0),
-                 reject="sigma", sigma_lower=1.0, sigma_upper=10.0, maxiters=1)
-    assert_pixel(values, dict(count=7, rejected_low=3, rejected_high=0, image=6.0),
-                 reject="sigma", sigma_lower=1.0, sigma_upper=10.0, maxiters=2)
-
-
-def test_hand_constant_pixel():
-    # s = 0 -> bounds [5, 5], inclusive: all kept, noise 0, for every center/spread
-    for center in ("median", "mean"):
-        for spread in ("mad_std", "std"):
-            assert_pixel([5.0] * 4, dict(image=5.0, count=4, rejected_low=0, rejected_high=0,
-                         noise=0.0), reject="sigma", sigma_lower=0.5, sigma_upper=0.5,
-                         center=center, spread=spread, maxiters=None)
-
-
-def test_hand_inclusive_bounds():
-    # [0,2,0,2], mean/std: mean 1, population std 1 (exact); sigma 1 -> bounds [0, 2]
-    # exactly: every value sits on a bound and is kept.
-    assert_pixel([0.0, 2.0, 0.0, 2.0], dict(count=4, image=1.0, noise=0.5), reject="sigma",
-                 center="mean", spread="std", sigma_lower=1.0, sigma_upper=1.0)
-
-
-def test_hand_all_missing():
-    nan = float("nan")
-    for values in ([nan] * 4, [nan, np.inf, -np.inf]):
-        for combine in sorted(COMBINE_CODES):
-            assert_pixel(values, dict(image=nan, count=0, rejected_low=0, rejected_high=0,
-                         noise=nan), reject="sigma", combine=combine)
-
-
-def test_hand_everything_rejected():
-    # [1,1,1,4], center mean, spread mad_std, sigma 0.5: mean 1.75, median 1,
-    # |x-1| = 0,0,0,3 -> MAD 0 -> s 0 -> bounds [1.75, 1.75]: the three 1s are rejected
-    # low, the 4 high; nothing is left -> image NaN, count 0, noise NaN.
-    assert_pixel([1, 1, 1, 4], dict(image=float("nan"), count=0, rejected_low=3,
-                 rejected_high=1, noise=float("nan")), reject="sigma", center="mean",
-                 spread="mad_std", sigma_lower=0.5, sigma_upper=0.5)
-
-
-def test_hand_single_finite_value():
-    nan = float("nan")
-    for combine in sorted(COMBINE_CODES):
-        assert_pixel([nan, 7.0, np.inf], dict(image=7.0, count=1, rejected_low=0,
-                     rejected_high=0, noise=0.0), reject="sigma", combine=combine)
+@pytest.mark.parametrize(("values", "kw", "expected"), HAND_CASES)
+def test_hand_worked(values, kw, expected):
+    assert_pixel(values, expected, **kw)
 
 
 @pytest.mark.parametrize(
@@ -429,8 +483,7 @@ def test_hand_weighted_mean():
     # noise = sqrt(var_w * (1 + 25 + 100)) / 16
     weights = np.array([1.0, 5.0, 10.0])
     noise = math.sqrt(839843.75 * 126) / 16
-    assert_pixel([0.0, -1000.0, 1000.0], dict(image=312.5, count=3, noise=noise),
-                 weights=weights)
+    assert_pixel([0.0, -1000.0, 1000.0], dict(image=312.5, count=3, noise=noise), weights=weights)
     # weights of rejected/missing frames drop out: frame 0 missing -> (-5000+10000)/15
     assert_pixel([np.nan, -1000.0, 1000.0], dict(image=5000 / 15, count=2), weights=weights)
 
