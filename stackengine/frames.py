@@ -6,7 +6,6 @@ import glob
 import os
 import weakref
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -15,6 +14,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from .errors import FrameError, FrameMismatchError, ParameterError
+from .io import READER_SUFFIXES
 from .io.sources import FrameSource, FrameStack
 from .plan import plan_tiles
 
@@ -35,20 +35,12 @@ _SOURCES: weakref.WeakValueDictionary[str, FrameStack] = weakref.WeakValueDictio
 DEFAULT_MEMORY = "1GiB"
 
 
-#: reader module (imported only when a file of its kind is opened) -> its suffixes
-_READERS = {
-    "fits": (".fits", ".fit", ".fts", ".fits.fz", ".fit.fz"),
-    "tiff": (".tif", ".tiff"),
-    "zarr": (".zarr",),
-}
-
-
 def _opener_for(path: str):
     """The ``open_*`` function for ``path`` by its suffix (or a zarr store's metadata)."""
     import importlib
 
     name = path.lower().rstrip("/")
-    kind = next((k for k, sfx in _READERS.items() if name.endswith(sfx)), None)
+    kind = next((k for k, sfx in READER_SUFFIXES.items() if name.endswith(sfx)), None)
     if kind is None and os.path.isdir(path):
         if any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zarray", ".zgroup")):
             kind = "zarr"
@@ -254,21 +246,3 @@ def open_frames(
     tile = chunks_for(stack.shape, stack.dtype, chunks, stack.block)
     data = stack_array(stack, tile)
     return xr.DataArray(data, dims=_dims(stack.ndim), coords=_coords(frames), name="frames")
-
-
-def source_paths(frames: xr.DataArray) -> list[str]:
-    """The file of each frame, or an empty list for in-memory frames."""
-    if "path" in frames.coords:
-        return [str(p) for p in frames.coords["path"].values]
-    return []
-
-
-def first_path(frames: xr.DataArray) -> str | None:
-    """The first frame's file, if any."""
-    paths = source_paths(frames)
-    return paths[0] if paths else None
-
-
-def as_path(value: Any) -> Path:
-    """``value`` as a :class:`pathlib.Path`."""
-    return Path(os.fspath(value))

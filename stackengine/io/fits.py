@@ -25,10 +25,11 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
 from ..errors import FrameError
+from . import READER_SUFFIXES
 
 __all__ = ["SUFFIXES", "FitsFrame", "open_fits"]
 
-SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fit.fz")
+SUFFIXES = READER_SUFFIXES["fits"]
 
 #: Header keywords copied into :attr:`FitsFrame.header` when present.
 HEADER_KEYS = (

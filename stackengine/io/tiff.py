@@ -24,10 +24,11 @@ import tifffile
 import zarr
 
 from ..errors import FrameError
+from . import READER_SUFFIXES
 
 __all__ = ["SUFFIXES", "TiffFrame", "open_tiff"]
 
-SUFFIXES = (".tif", ".tiff")
+SUFFIXES = READER_SUFFIXES["tiff"]
 
 _ALPHA = (1, 2)  # ExtraSamples: associated / unassociated alpha
 

@@ -15,10 +15,11 @@ import numpy as np
 import zarr
 
 from ..errors import FrameError
+from . import READER_SUFFIXES
 
 __all__ = ["SUFFIXES", "ZarrFrame", "open_zarr"]
 
-SUFFIXES = (".zarr",)
+SUFFIXES = READER_SUFFIXES["zarr"]
 
 #: Array names picked out of a group holding several arrays, in this order.
 PREFERRED = ("image", "data")
