@@ -23,9 +23,35 @@ def _maxiters(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"not an integer or 'none': {text!r}") from None
 
 
+def _optional_float(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'none': {text!r}") from None
+
+
+def _weights(text: str | None) -> object:
+    """``exptime``, ``noise``, ``keyword:NAME`` or comma-separated numbers."""
+    if text is None or text in ("exptime", "noise") or text.startswith("keyword:"):
+        return text
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"weights: expected exptime, noise, keyword:NAME or numbers, got {text!r}"
+        ) from None
+
+
 def _add_stack_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("rejection")
-    g.add_argument("--reject", default="sigma", help="rejection: none or sigma (default sigma)")
+    g.add_argument(
+        "--reject",
+        default="sigma",
+        help="none, sigma, winsorized, linear_fit, percentile, minmax, extrema, esd, or a "
+        "comma-separated list applied in order, e.g. extrema,minmax,sigma (default sigma)",
+    )
     g.add_argument("--sigma-lower", type=float, default=3.0, help="lower threshold (default 3)")
     g.add_argument("--sigma-upper", type=float, default=3.0, help="upper threshold (default 3)")
     g.add_argument(
@@ -36,8 +62,26 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--center", default="median", choices=["median", "mean"])
     g.add_argument("--spread", default="mad_std", choices=["mad_std", "std"])
+    g.add_argument("--percentile-low", type=float, default=0.2, help="percentile (0.2)")
+    g.add_argument("--percentile-high", type=float, default=0.1, help="percentile (0.1)")
+    g.add_argument("--n-low", type=int, default=1, help="extrema: lowest values dropped (1)")
+    g.add_argument("--n-high", type=int, default=1, help="extrema: highest values dropped (1)")
+    g.add_argument("--min-value", type=_optional_float, default=None, help="minmax lower bound")
+    g.add_argument("--max-value", type=_optional_float, default=None, help="minmax upper bound")
+    g.add_argument("--esd-alpha", type=float, default=0.05, help="esd significance (0.05)")
+    g.add_argument(
+        "--esd-max-outliers", type=float, default=0.3, help="esd: largest share rejected (0.3)"
+    )
+    g.add_argument(
+        "--fallback", default=None, choices=["median"], help="all rejected: median, not NaN"
+    )
     g.add_argument("--combine", default="mean", choices=["mean", "median", "sum", "min", "max"])
-    g.add_argument("--weights", default=None, help="frame weights: exptime")
+    g.add_argument(
+        "--weights",
+        type=_weights,
+        default=None,
+        help="frame weights: exptime, noise, keyword:NAME or comma-separated numbers",
+    )
     o = p.add_argument_group("input, output and resources")
     o.add_argument("--hdu", default="0", help="FITS HDU number or name (default 0)")
     o.add_argument("--memory-limit", default="1GiB", help="memory budget per worker (1GiB)")
@@ -46,7 +90,7 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="output image dtype: float32 (default), float64, uint8, uint16, ..., or 'input'",
     )
-    o.add_argument("--compression", default=None, help="zlib, zstd or none")
+    o.add_argument("--compression", default=None, help="zlib, zstd, lzw (TIFF) or none")
     o.add_argument("--overwrite", action="store_true", help="replace an existing output")
     o.add_argument(
         "--scheduler",
@@ -94,14 +138,36 @@ def _hdu(text: str) -> int | str:
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
-    from . import open_frames, stack, write
+    from . import open_frames
     from .cluster import scheduler_context
+    from .io.write import check_write
 
     reject = None if args.reject.lower() == "none" else args.reject
     if isinstance(reject, str) and "," in reject:
         reject = [r.strip() for r in reject.split(",")]
     t0 = time.perf_counter()
+    check_write(
+        args.output, overwrite=args.overwrite, dtype=args.dtype, compression=args.compression
+    )
     frames = open_frames(args.inputs, hdu=_hdu(args.hdu))
+    with ExitStack() as stack_ctx:
+        stack_ctx.enter_context(scheduler_context(args.scheduler))
+        if args.progress:
+            from .progress import progress_context
+
+            stack_ctx.enter_context(progress_context(args.scheduler))
+        out = _stack_and_write(args, frames, reject)
+    dt = time.perf_counter() - t0
+    n = frames.sizes["frame"]
+    shape = "x".join(str(s) for s in frames.shape[1:])
+    print(f"stacked {n} frames of {shape} ({frames.dtype}) into {out} in {dt:.1f} s")
+    return 0
+
+
+def _stack_and_write(args: argparse.Namespace, frames: object, reject: object) -> object:
+    """stack() with the command line's options, then write() the result."""
+    from . import stack, write
+
     result = stack(
         frames,
         reject=reject,
@@ -110,28 +176,26 @@ def _cmd_stack(args: argparse.Namespace) -> int:
         maxiters=args.maxiters,
         center=args.center,
         spread=args.spread,
+        percentile_low=args.percentile_low,
+        percentile_high=args.percentile_high,
+        n_low=args.n_low,
+        n_high=args.n_high,
+        min_value=args.min_value,
+        max_value=args.max_value,
+        esd_alpha=args.esd_alpha,
+        esd_max_outliers=args.esd_max_outliers,
+        fallback=args.fallback,
         combine=args.combine,
         weights=args.weights,
         memory_limit=args.memory_limit,
     )
-    with ExitStack() as stack_ctx:
-        stack_ctx.enter_context(scheduler_context(args.scheduler))
-        if args.progress:
-            from .progress import progress_context
-
-            stack_ctx.enter_context(progress_context(args.scheduler))
-        out = write(
-            result,
-            args.output,
-            overwrite=args.overwrite,
-            dtype=args.dtype,
-            compression=args.compression,
-        )
-    dt = time.perf_counter() - t0
-    n = frames.sizes["frame"]
-    shape = "x".join(str(s) for s in frames.shape[1:])
-    print(f"stacked {n} frames of {shape} ({frames.dtype}) into {out} in {dt:.1f} s")
-    return 0
+    return write(
+        result,
+        args.output,
+        overwrite=args.overwrite,
+        dtype=args.dtype,
+        compression=args.compression,
+    )
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from numbers import Real
 from typing import Any
 
 import dask.array as da
@@ -14,14 +12,12 @@ from ._version import __version__
 from .errors import ParameterError
 from .frames import _from_memory, source_of, stack_array
 from .kernels.combine import COMBINE_CODES
-from .kernels.engine import N_OUT, N_STAGE_PARAMS, STAGE_SIGMA, reduce_block
-from .kernels.sigma import CENTER_MEAN, CENTER_MEDIAN, SPREAD_MAD_STD, SPREAD_STD
+from .kernels.engine import N_OUT, reduce_block
 from .plan import parse_memory, plan_tiles
+from .rejection import REJECTIONS, plan_stages
 
 __all__ = ["stack", "REJECTIONS", "COMBINES"]
 
-REJECTIONS = ("sigma",)
-PLANNED_REJECTIONS = ("winsorized", "linear_fit", "percentile", "minmax", "extrema", "esd")
 COMBINES = tuple(COMBINE_CODES)
 NORMALIZATIONS = (
     "additive",
@@ -30,56 +26,6 @@ NORMALIZATIONS = (
     "multiplicative+scale",
     "photometric",
 )
-_CENTERS = {"median": CENTER_MEDIAN, "mean": CENTER_MEAN}
-_SPREADS = {"mad_std": SPREAD_MAD_STD, "std": SPREAD_STD}
-
-
-def _number(name: str, value: Any, *, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ParameterError(f"{name}={value!r}: must be a finite number")
-    if value < minimum:
-        raise ParameterError(f"{name}={value!r}: must be >= {minimum:g}")
-    return float(value)
-
-
-def _stages(reject: Any, p: dict[str, Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Validate the rejection stages and encode them for the kernel."""
-    if reject is None:
-        names: list[str] = []
-    elif isinstance(reject, str):
-        names = [reject]
-    elif isinstance(reject, list | tuple):
-        names = list(reject)
-    else:
-        raise ParameterError(f"reject={reject!r}: expected None, a name or a list of names")
-    codes = np.zeros(len(names), dtype=np.int64)
-    params = np.zeros((len(names), N_STAGE_PARAMS), dtype=np.float64)
-    for i, name in enumerate(names):
-        if name in PLANNED_REJECTIONS:
-            raise ParameterError(f"reject={name!r}: not available in this version (use 'sigma')")
-        if name not in REJECTIONS:
-            raise ParameterError(
-                f"reject={name!r}: unknown rejection; choose from None, {', '.join(REJECTIONS)}"
-            )
-        if name == "sigma":
-            maxiters = p["maxiters"]
-            if maxiters is not None and (
-                isinstance(maxiters, bool) or not isinstance(maxiters, int) or maxiters < 1
-            ):
-                raise ParameterError(f"maxiters={maxiters!r}: must be an integer >= 1 or None")
-            if p["center"] not in _CENTERS:
-                raise ParameterError(f"center={p['center']!r}: choose 'median' or 'mean'")
-            if p["spread"] not in _SPREADS:
-                raise ParameterError(f"spread={p['spread']!r}: choose 'mad_std' or 'std'")
-            codes[i] = STAGE_SIGMA
-            params[i, :5] = (
-                _number("sigma_lower", p["sigma_lower"]),
-                _number("sigma_upper", p["sigma_upper"]),
-                -1 if maxiters is None else maxiters,
-                _CENTERS[p["center"]],
-                _SPREADS[p["spread"]],
-            )
-    return names, codes, params
 
 
 def _weights(weights: Any, frames: xr.DataArray, combine: str) -> np.ndarray | None:
@@ -136,11 +82,22 @@ def _tiled(arr: xr.DataArray, memory_limit: str | int) -> da.Array:
     return da.from_array(np.asarray(data), chunks=chunks)
 
 
-def _block_kernel(block, stages, stage_params, combine, weights, use_weights):
+def _block_kernel(block, stages, stage_params, tables, combine, weights, use_weights, fallback):
     n = block.shape[0]
     flat = np.ascontiguousarray(block).reshape(n, -1)
-    out = reduce_block(flat, stages, stage_params, combine, weights, use_weights)
+    out = reduce_block(
+        flat, stages, stage_params, combine, weights, use_weights, tables=tables, fallback=fallback
+    )
     return out.reshape((N_OUT,) + block.shape[1:])
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as a JSON-able scalar for ``attrs`` (numpy scalars unwrapped)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def _fits_header(arr: xr.DataArray) -> str | None:
@@ -173,6 +130,7 @@ def stack(
     combine: str = "mean",
     weights: Any = None,
     memory_limit: str | int = "1GiB",
+    fallback: str | None = None,
 ) -> xr.Dataset:
     """Reject outliers pixel by pixel along the frame axis and combine the frames.
 
@@ -182,21 +140,31 @@ def stack(
         From :func:`open_frames`, or any (frame, y, x[, channel]) array.
     normalize : None
         Per-frame normalization (not available in this version; must be None).
-    reject : None, "sigma" or list of names
-        Rejection stages applied in order.
+    reject : None, str or list of str
+        Rejection stages applied in order: "sigma", "winsorized",
+        "linear_fit", "percentile", "minmax", "extrema", "esd" (see the
+        rejection docs for each algorithm's exact definition).
     sigma_lower, sigma_upper : float
-        Clipping thresholds in units of the spread (>= 0).
+        Clipping thresholds of sigma, winsorized and linear_fit, in units of
+        their spread (>= 0).
     maxiters : int or None
-        Sigma-clipping iterations; None iterates until nothing new is rejected.
+        Iterations of sigma, winsorized and linear_fit; None iterates until
+        nothing new is rejected.
     center : {"median", "mean"}
         Center estimator of sigma clipping.
     spread : {"mad_std", "std"}
         Spread estimator (mad_std = 1.482602218505602 x MAD; std has ddof 0).
-    percentile_low, percentile_high, n_low, n_high : float, int
-        Parameters of the percentile and extrema rejections.
-    min_value, max_value, esd_alpha, esd_max_outliers : float or None
-        Parameters of the other rejection algorithms (recorded in ``attrs``;
-        those algorithms are not available in this version).
+    percentile_low, percentile_high : float
+        percentile: reject ``(median - x)/median > percentile_low`` and
+        ``(x - median)/median > percentile_high``.
+    n_low, n_high : int
+        extrema: how many of the lowest and highest values to reject
+        (``n_low + n_high`` below the number of frames).
+    min_value, max_value : float or None
+        minmax: reject values below / above them (None: no bound).
+    esd_alpha, esd_max_outliers : float
+        esd: significance level in (0, 1) and the largest share of the values
+        that may be rejected, in [0, 1).
     reference : int, str or None
         Normalization reference (unused without normalization).
     combine : {"mean", "median", "sum", "min", "max"}
@@ -205,6 +173,9 @@ def stack(
         Frame weights for the weighted mean (combine="mean" only).
     memory_limit : str or int
         Memory budget per worker, used to plan the tile size.
+    fallback : None or "median"
+        Where every value of a pixel was rejected: NaN (None), or the median
+        of its non-missing values (PixInsight's behaviour); count stays 0.
 
     Returns
     -------
@@ -227,18 +198,26 @@ def stack(
         raise ParameterError(f"normalize={normalize!r}: unknown normalization")
     if combine not in COMBINE_CODES:
         raise ParameterError(f"combine={combine!r}: choose from {', '.join(COMBINES)}")
+    if fallback not in (None, "median"):
+        raise ParameterError(f"fallback={fallback!r}: choose None or 'median'")
     params = dict(
         sigma_lower=sigma_lower,
         sigma_upper=sigma_upper,
         maxiters=maxiters,
         center=center,
         spread=spread,
+        percentile_low=percentile_low,
+        percentile_high=percentile_high,
+        n_low=n_low,
+        n_high=n_high,
+        min_value=min_value,
+        max_value=max_value,
+        esd_alpha=esd_alpha,
+        esd_max_outliers=esd_max_outliers,
     )
-    names, codes, stage_params = _stages(reject, params)
-    if names and n < 2:
-        raise ParameterError(f"rejection needs at least 2 frames, got {n}")
     if n < 1:
         raise ParameterError("no frames to stack")
+    plan = plan_stages(reject, n, params)
     w = _weights(weights, arr, combine)
     parse_memory(memory_limit)
 
@@ -248,11 +227,13 @@ def stack(
     packed = da.map_blocks(
         _block_kernel,
         data,
-        codes,
-        stage_params,
+        plan.codes,
+        plan.params,
+        plan.tables,
         COMBINE_CODES[combine],
         wts,
         use_w,
+        fallback == "median",
         chunks=((N_OUT,),) + data.chunks[1:],
         dtype=np.float64,
         meta=np.empty((0,) * data.ndim, dtype=np.float64),
@@ -273,24 +254,13 @@ def stack(
             coords["path"] = arr.coords["path"]
     attrs: dict[str, Any] = {
         "normalize": normalize,
-        "reject": reject if not isinstance(reject, tuple) else list(reject),
-        "sigma_lower": float(sigma_lower),
-        "sigma_upper": float(sigma_upper),
-        "maxiters": maxiters,
-        "center": center,
-        "spread": spread,
+        "reject": list(plan.names) if not isinstance(reject, str | None) else reject,
+        **{k: _plain(v) for k, v in params.items()},
         "combine": combine,
-        "weights": weights if isinstance(weights, str | type(None)) else "array",
-        "percentile_low": float(percentile_low),
-        "percentile_high": float(percentile_high),
-        "n_low": int(n_low),
-        "n_high": int(n_high),
-        "min_value": min_value,
-        "max_value": max_value,
-        "esd_alpha": float(esd_alpha),
-        "esd_max_outliers": float(esd_max_outliers),
-        "reference": reference,
-        "memory_limit": memory_limit,
+        "weights": weights if isinstance(weights, str | None) else "array",
+        "fallback": fallback,
+        "reference": _plain(reference),
+        "memory_limit": _plain(memory_limit),
         "n_frames": int(n),
         "input_dtype": str(arr.dtype),
         "stackengine_version": __version__,

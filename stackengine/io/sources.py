@@ -9,16 +9,28 @@ file, reads the requested rows and columns, and closes it again.
 :class:`FrameStack` puts many frame sources together as one array-like object
 of shape ``(frame, y, x[, channel])`` that :func:`dask.array.from_array` can
 slice block by block: each block reads only its own tile from each file.
+
+Alpha as a missing-value mask: when integer frames declare an alpha channel
+(a source's ``alpha`` attribute, e.g. a TIFF ExtraSamples alpha), the stack
+presents only the colour channels, as floats, and a pixel whose alpha is below
+the dtype's maximum (not fully opaque) is NaN in every colour channel of that
+frame, the way imgstack ignores transparent pixels. Float frames keep an
+alpha-flagged channel as data: float files have no common opacity scale and
+the ones seen in the wild (imgstack's own ``4d_float`` fixtures) hold image
+data there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["FrameSource", "FrameStack"]
+from ..errors import FrameMismatchError
+
+__all__ = ["FrameSource", "FrameStack", "FrameView", "alpha_mask_channel"]
 
 
 @runtime_checkable
@@ -67,6 +79,56 @@ def _norm(s: slice, n: int) -> slice:
     return slice(start, max(start, stop))
 
 
+def alpha_mask_channel(frame: Any) -> int | None:
+    """The channel of ``frame`` used as a transparency mask, or None.
+
+    A channel is a mask when the source declares it as alpha (attribute
+    ``alpha``, e.g. :attr:`stackengine.io.tiff.TiffFrame.alpha`), the frame has
+    channels, and its dtype is an integer type (opaque = the dtype's maximum).
+    """
+    alpha = getattr(frame, "alpha", None)
+    if alpha is None or len(frame.shape) != 3 or np.dtype(frame.dtype).kind not in "ui":
+        return None
+    return int(alpha)
+
+
+def _masked_dtype(dtype: np.dtype) -> np.dtype:
+    """float32 for integers of up to 16 bits, float64 for wider ones."""
+    return np.dtype(np.float32) if np.dtype(dtype).itemsize <= 2 else np.dtype(np.float64)
+
+
+@dataclass(frozen=True)
+class FrameView:
+    """One frame as the stack presents it (alpha applied); small and picklable.
+
+    Attributes
+    ----------
+    source : FrameSource
+        The frame on disk.
+    shape : tuple of int
+        ``(height, width[, channels])`` as presented.
+    dtype : numpy.dtype
+        Presented dtype (float when an alpha mask applies).
+    alpha : int or None
+        The source channel used as a mask.
+    """
+
+    source: Any
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    alpha: int | None = None
+
+    def read(self, ys: slice, xs: slice) -> np.ndarray:
+        """Read rows ``ys`` and columns ``xs`` as presented (see ``FrameSource.read``)."""
+        tile = self.source.read(ys, xs)
+        if self.alpha is None:
+            return tile
+        opaque = tile[..., self.alpha] >= np.iinfo(tile.dtype).max
+        colour = np.delete(tile, self.alpha, axis=-1).astype(self.dtype)
+        colour[~opaque] = np.nan
+        return colour[..., 0] if len(self.shape) == 2 else colour
+
+
 class FrameStack:
     """Frames stacked along a new first axis, read lazily tile by tile.
 
@@ -74,6 +136,22 @@ class FrameStack:
     ----------
     frames : sequence of FrameSource
         All of the same shape and dtype (checked by the caller).
+
+    Attributes
+    ----------
+    frames : list of FrameSource
+        The sources, in stack order.
+    shape, dtype, ndim
+        As presented: with an alpha mask (see the module notes) the alpha
+        channel is dropped (a grey + alpha frame becomes 2-D) and the dtype is
+        float32 (float64 for integers wider than 16 bits).
+    alpha : int or None
+        The source channel used as a transparency mask, or None.
+
+    Raises
+    ------
+    FrameMismatchError
+        Some frames declare an alpha channel and others do not.
     """
 
     def __init__(self, frames: Sequence[FrameSource]):
@@ -81,8 +159,22 @@ class FrameStack:
             raise ValueError("FrameStack needs at least one frame")
         self.frames = list(frames)
         first = self.frames[0]
-        self.shape = (len(self.frames), *first.shape)
-        self.dtype = np.dtype(first.dtype)
+        self.alpha = alpha_mask_channel(first)
+        for f in self.frames[1:]:
+            if alpha_mask_channel(f) != self.alpha:
+                raise FrameMismatchError(
+                    f"{f.path}: alpha mismatch: alpha channel {alpha_mask_channel(f)} but "
+                    f"{first.path} has {self.alpha}"
+                )
+        shape = tuple(first.shape)
+        dtype = np.dtype(first.dtype)
+        if self.alpha is not None:
+            colours = shape[2] - 1
+            shape = shape[:2] if colours == 1 else (*shape[:2], colours)
+            dtype = _masked_dtype(dtype)
+        self.frame_shape = shape
+        self.shape = (len(self.frames), *shape)
+        self.dtype = dtype
         self.ndim = len(self.shape)
 
     @property
@@ -91,6 +183,10 @@ class FrameStack:
         rows = max(f.block[0] for f in self.frames)
         cols = max(f.block[1] for f in self.frames)
         return rows, cols
+
+    def view(self, k: int) -> FrameView:
+        """Frame ``k`` as presented (alpha mask applied), to read in another task."""
+        return FrameView(self.frames[k], self.frame_shape, self.dtype, self.alpha)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -109,6 +205,6 @@ class FrameStack:
             out_shape.append(cs.stop - cs.start)
         out = np.empty(out_shape, dtype=self.dtype)
         for i, k in enumerate(range(fs.start, fs.stop)):
-            tile = self.frames[k].read(ys, xs)
+            tile = self.view(k).read(ys, xs)
             out[i] = tile if self.ndim == 3 else tile[..., cs]
         return out

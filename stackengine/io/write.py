@@ -19,7 +19,7 @@ import xarray as xr
 from ..errors import ParameterError
 from .atomic import atomic_output, check_output
 
-__all__ = ["write", "OUTPUT_DTYPES", "cast_image"]
+__all__ = ["write", "check_write", "OUTPUT_DTYPES", "cast_image"]
 
 _SUFFIXES = {
     ".zarr": "zarr",
@@ -130,6 +130,36 @@ def _write_zarr(ds: xr.Dataset, tmp: Path, compression: str | None) -> None:
         ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=True, encoding=encoding)
 
 
+def check_write(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    dtype: Any = None,
+    compression: str | None = None,
+) -> tuple[Path, str]:
+    """Check everything :func:`write` can check before any pixel is computed.
+
+    Returns the output path and its format ("zarr", "fits" or "tiff");
+    raises :class:`~stackengine.errors.ParameterError` or
+    :class:`~stackengine.errors.OutputError` like :func:`write`.
+    """
+    path = Path(os.fspath(path))
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise ParameterError(
+            f"{path}: unknown output format (use .zarr, .fits/.fit/.fts or .tif/.tiff)"
+        )
+    if not (isinstance(dtype, str) and dtype == "input"):
+        _output_dtype(dtype, {})
+    comp = _compression(fmt, compression)
+    if fmt == "tiff":
+        from .write_tiff import check_tiff_compression
+
+        check_tiff_compression(comp)
+    check_output(path, overwrite)
+    return path, fmt
+
+
 def write(
     result: xr.Dataset,
     path: str | os.PathLike,
@@ -182,21 +212,11 @@ def write(
         The output exists (and ``overwrite`` is false) or its folder is missing
         or not writable. Checked before anything is computed.
     """
-    path = Path(os.fspath(path))
-    fmt = _SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        raise ParameterError(
-            f"{path}: unknown output format (use .zarr, .fits/.fit/.fts or .tif/.tiff)"
-        )
+    path, fmt = check_write(path, overwrite=overwrite, dtype=dtype, compression=compression)
     if not isinstance(result, xr.Dataset) or "image" not in result.data_vars:
         raise ParameterError(f"{path}: result must be an xarray.Dataset with an 'image' variable")
     out_dtype = _output_dtype(dtype, dict(result.attrs))
     comp = _compression(fmt, compression)
-    if fmt == "tiff":
-        from .write_tiff import check_tiff_compression
-
-        check_tiff_compression(comp)
-    check_output(path, overwrite)
 
     ds = result.copy()
     ds["image"] = ds["image"].copy(data=cast_image(ds["image"].data, out_dtype))

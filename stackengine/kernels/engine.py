@@ -5,6 +5,10 @@ One call produces all per-pixel outputs in a single pass over the block:
 ``out[2]``/``out[3]`` the values rejected low/high, ``out[4]`` the noise
 (standard error of the combined value). Rejection stages run in order, each
 seeing only what the previous ones kept.
+
+Pixels are processed in groups of :data:`GROUP`: the group's values are
+sorted all at once by a comparator network (branch-free, vectorized across
+pixels), so the first stage of every pixel starts from its sorted values.
 """
 
 from __future__ import annotations
@@ -15,13 +19,19 @@ import numpy as np
 from numba import njit
 
 from .combine import combine_pixel
-from .select import HIGH, LOW, batcher_pairs, load_group, load_pixel, network_sort
+from .esd import esd_stage
+from .extrema import extrema_stage
+from .linear_fit import linear_fit_stage
+from .minmax import minmax_stage
+from .percentile import percentile_stage
+from .select import HIGH, LOW, batcher_pairs, load_group, load_pixel, median_sorted, network_sort
 from .sigma import sigma_stage
 
 __all__ = [
     "N_OUT",
-    "STAGE_SIGMA",
     "N_STAGE_PARAMS",
+    "STAGE_CODES",
+    "STAGE_SIGMA",
     "network",
     "reduce_block",
     "reduce_block_sorted",
@@ -33,10 +43,27 @@ N_STAGE_PARAMS = 8
 GROUP = 64
 
 STAGE_SIGMA = 1
+STAGE_LINEAR_FIT = 2
+STAGE_PERCENTILE = 3
+STAGE_MINMAX = 4
+STAGE_EXTREMA = 5
+STAGE_ESD = 6
+
+#: algorithm name -> stage code ("winsorized" is sigma with the winsorized spread)
+STAGE_CODES = {
+    "sigma": STAGE_SIGMA,
+    "winsorized": STAGE_SIGMA,
+    "linear_fit": STAGE_LINEAR_FIT,
+    "percentile": STAGE_PERCENTILE,
+    "minmax": STAGE_MINMAX,
+    "extrema": STAGE_EXTREMA,
+    "esd": STAGE_ESD,
+}
 
 
 @njit(nogil=True, cache=True)
-def _run_stage(code, prm, vals, flags, n, srt, m, presorted):
+def _run_stage(code, prm, table, vals, flags, n, srt, m, presorted):
+    """Run one stage; ``prm`` holds its parameters, ``table`` its lookup table."""
     if code == STAGE_SIGMA:
         sigma_stage(
             vals,
@@ -51,6 +78,16 @@ def _run_stage(code, prm, vals, flags, n, srt, m, presorted):
             np.int64(prm[3]),
             np.int64(prm[4]),
         )
+    elif code == STAGE_LINEAR_FIT:
+        linear_fit_stage(vals, flags, n, srt, m, presorted, prm[0], prm[1], np.int64(prm[2]))
+    elif code == STAGE_PERCENTILE:
+        percentile_stage(vals, flags, n, srt, m, presorted, prm[0], prm[1])
+    elif code == STAGE_MINMAX:
+        minmax_stage(vals, flags, n, prm[0], prm[1])
+    elif code == STAGE_EXTREMA:
+        extrema_stage(vals, flags, n, srt, m, presorted, np.int64(prm[0]), np.int64(prm[1]))
+    elif code == STAGE_ESD:
+        esd_stage(vals, flags, n, srt, m, presorted, prm[0], table)
 
 
 @functools.lru_cache(maxsize=64)
@@ -59,15 +96,22 @@ def network(n: int) -> np.ndarray:
     return batcher_pairs(n)
 
 
-def reduce_block(block, stages, stage_params, combine, weights, use_weights):
+def reduce_block(
+    block, stages, stage_params, combine, weights, use_weights, *, tables=None, fallback=False
+):
     """Reject and combine each pixel of ``block`` (see :func:`reduce_block_sorted`)."""
+    n = block.shape[0]
+    if tables is None:
+        tables = np.zeros((len(stages), n + 1), dtype=np.float64)
     return reduce_block_sorted(
-        block, network(block.shape[0]), stages, stage_params, combine, weights, use_weights
+        block, network(n), stages, stage_params, tables, combine, weights, use_weights, fallback
     )
 
 
 @njit(nogil=True, cache=True)
-def reduce_block_sorted(block, pairs, stages, stage_params, combine, weights, use_weights):
+def reduce_block_sorted(
+    block, pairs, stages, stage_params, stage_tables, combine, weights, use_weights, fallback
+):
     """Reject and combine each pixel of ``block``.
 
     Parameters
@@ -77,14 +121,18 @@ def reduce_block_sorted(block, pairs, stages, stage_params, combine, weights, us
     pairs : int64 ndarray, shape (K, 2)
         The sorting network for ``n_frames`` values (:func:`select.batcher_pairs`).
     stages : int64 ndarray, shape (n_stages,)
-        Stage codes (``STAGE_SIGMA`` ...), applied in order.
+        Stage codes (:data:`STAGE_CODES`), applied in order.
     stage_params : float64 ndarray, shape (n_stages, N_STAGE_PARAMS)
-        The parameters of each stage (sigma: lower, upper, maxiters or -1,
-        center code, spread code).
+        The parameters of each stage (see ``stackengine.rejection``).
+    stage_tables : float64 ndarray, shape (n_stages, n_frames + 1)
+        Per-stage lookup tables indexed by a count of values (ESD's lambda).
     combine : int
         A code from :data:`stackengine.kernels.combine.COMBINE_CODES`.
     weights : float64 ndarray, shape (n_frames,)
         Frame weights (used when ``use_weights``).
+    fallback : bool
+        Where every value was rejected, use the median of the non-missing
+        values (count stays 0) instead of NaN.
 
     Returns
     -------
@@ -108,9 +156,13 @@ def reduce_block_sorted(block, pairs, stages, stage_params, combine, weights, us
                 srt[k] = buf[k, g]
             presorted = True
             for s in range(stages.shape[0]):
-                _run_stage(stages[s], stage_params[s], vals, flags, n, srt, m, presorted)
+                _run_stage(
+                    stages[s], stage_params[s], stage_tables[s], vals, flags, n, srt, m, presorted
+                )
                 presorted = False
             value, count, noise = combine_pixel(vals, flags, n, srt, combine, weights, use_weights)
+            if count == 0 and fallback and m > 0:
+                value = median_sorted(buf[:, g], 0, m)
             low = 0
             high = 0
             for k in range(n):

@@ -36,6 +36,8 @@ __all__ = [
     "mad_sorted",
     "mean_std_sorted",
     "mark_outside",
+    "mark_value",
+    "count_kept",
 ]
 
 MISSING = 0
@@ -213,3 +215,26 @@ def mark_outside(vals, flags, n, lo, hi):
                 flags[k] = HIGH
                 newly += 1
     return newly
+
+
+@njit(nogil=True, cache=True)
+def mark_value(vals, flags, n, value, code):
+    """Flag the first kept frame holding ``value`` with ``code`` (LOW or HIGH).
+
+    Used where rejection is decided on sorted values: equal values are
+    interchangeable, so taking them in frame order breaks ties by frame order.
+    """
+    for k in range(n):
+        if flags[k] == KEPT and vals[k] == value:
+            flags[k] = code
+            return
+
+
+@njit(nogil=True, cache=True)
+def count_kept(flags, n):
+    """Number of values flagged KEPT."""
+    m = 0
+    for k in range(n):
+        if flags[k] == KEPT:
+            m += 1
+    return m

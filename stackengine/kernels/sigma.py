@@ -1,8 +1,13 @@
-"""Iterated sigma clipping on one pixel (DESIGN.md, "Semantics of rejection").
+"""Iterated sigma clipping and winsorized sigma clipping on one pixel.
 
 The kept values are sorted once; because clipping by a lower and an upper
 bound always keeps a contiguous run of the sorted values, every iteration only
 shrinks a window ``srt[a:b]`` and never sorts again.
+
+Winsorized sigma clipping (PixInsight, Siril) is the same iteration with the
+median as center and a winsorized spread: starting from mad_std, the values
+are clamped to ``median +- 1.5 s`` and ``s = 1.134 * std(clamped)`` is
+repeated until it changes by at most 5e-4 relative (50 rounds at most).
 """
 
 from __future__ import annotations
@@ -20,29 +25,68 @@ from .select import (
     sorted_kept,
 )
 
-__all__ = ["CENTER_MEDIAN", "CENTER_MEAN", "SPREAD_MAD_STD", "SPREAD_STD", "sigma_stage"]
+__all__ = [
+    "CENTER_MEDIAN",
+    "CENTER_MEAN",
+    "SPREAD_MAD_STD",
+    "SPREAD_STD",
+    "SPREAD_WINSORIZED",
+    "sigma_stage",
+    "winsorized_std",
+]
 
 CENTER_MEDIAN = 0
 CENTER_MEAN = 1
 SPREAD_MAD_STD = 0
 SPREAD_STD = 1
+SPREAD_WINSORIZED = 2
+
+WINSOR_CLAMP = 1.5
+WINSOR_FACTOR = 1.134
+WINSOR_TOL = 5e-4
+WINSOR_ROUNDS = 50
+
+
+@njit(nogil=True, cache=True)
+def winsorized_std(srt, a, b, med, s):
+    """Iterate ``s = 1.134 * std(clamp(x, med -+ 1.5 s))`` over ``srt[a:b]`` to convergence."""
+    length = b - a
+    for _ in range(WINSOR_ROUNDS):
+        lo = med - WINSOR_CLAMP * s
+        hi = med + WINSOR_CLAMP * s
+        total = 0.0
+        for i in range(a, b):
+            total += min(max(srt[i], lo), hi)
+        mean = total / length
+        ss = 0.0
+        for i in range(a, b):
+            d = min(max(srt[i], lo), hi) - mean
+            ss += d * d
+        s_new = WINSOR_FACTOR * math.sqrt(ss / length)
+        done = abs(s_new - s) <= WINSOR_TOL * s
+        s = s_new
+        if done:
+            break
+    return s
 
 
 @njit(nogil=True, cache=True)
 def center_spread(srt, a, b, center, spread):
     """Center and spread of the sorted window ``srt[a:b]`` by the chosen estimators."""
     med = 0.0
-    if center == CENTER_MEDIAN or spread == SPREAD_MAD_STD:
+    if center == CENTER_MEDIAN or spread != SPREAD_STD:
         med = median_sorted(srt, a, b)
     mean = 0.0
     std = 0.0
     if center == CENTER_MEAN or spread == SPREAD_STD:
         mean, std = mean_std_sorted(srt, a, b)
     c = med if center == CENTER_MEDIAN else mean
-    if spread == SPREAD_MAD_STD:
-        s = mad_sorted(srt, a, b, med) * MAD_TO_STD
-    else:
+    if spread == SPREAD_STD:
         s = std
+    else:
+        s = mad_sorted(srt, a, b, med) * MAD_TO_STD
+        if spread == SPREAD_WINSORIZED:
+            s = winsorized_std(srt, a, b, med, s)
     return c, s
 
 
