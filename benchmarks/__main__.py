@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: run the sigma-clipping benchmark (see bench_sigma)."""
+"""``python -m benchmarks``: run the benchmark (see :mod:`benchmarks.bench_sigma`)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from .kernels.combine import COMBINE_CODES
 from .kernels.engine import N_OUT, reduce_block
 from .plan import parse_memory, plan_tiles
 from .rejection import REJECTIONS, plan_stages
+from .weights import frame_weights
 
 __all__ = ["stack", "REJECTIONS", "COMBINES"]
 
@@ -29,30 +30,9 @@ NORMALIZATIONS = (
 
 
 def _weights(weights: Any, frames: xr.DataArray, combine: str) -> np.ndarray | None:
-    if weights is None:
-        return None
-    n = frames.sizes["frame"]
-    if isinstance(weights, str):
-        if weights == "exptime":
-            if "exptime" not in frames.coords:
-                raise ParameterError(
-                    "weights='exptime': the frames have no EXPTIME/EXPOSURE header"
-                )
-            w = np.asarray(frames.coords["exptime"].values, dtype=np.float64)
-        else:
-            raise ParameterError(
-                f"weights={weights!r}: not available in this version "
-                "(use None, 'exptime' or an array)"
-            )
-    else:
-        w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,):
-        raise ParameterError(f"weights: expected {n} values (one per frame), got shape {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ParameterError("weights: must be finite, non-negative and not all zero")
-    if combine != "mean":
+    if weights is not None and combine != "mean":
         raise ParameterError(f"weights apply to combine='mean' only, not combine={combine!r}")
-    return w
+    return frame_weights(weights, frames)
 
 
 def _input_array(frames: Any) -> xr.DataArray:
@@ -169,8 +149,11 @@ def stack(
         Normalization reference (unused without normalization).
     combine : {"mean", "median", "sum", "min", "max"}
         How the kept values are combined.
-    weights : None, "exptime" or 1-D array
-        Frame weights for the weighted mean (combine="mean" only).
+    weights : None, "exptime", "noise", "keyword:NAME" or 1-D array
+        Frame weights for the weighted mean (combine="mean" only): the
+        EXPTIME/EXPOSURE header, the inverse variance of each frame's noise
+        measured in a per-frame pass, any numeric header keyword (e.g.
+        NormalizeScaleGradient's NWEIGHT), or one value per frame.
     memory_limit : str or int
         Memory budget per worker, used to plan the tile size.
     fallback : None or "median"
@@ -218,8 +201,8 @@ def stack(
     if n < 1:
         raise ParameterError("no frames to stack")
     plan = plan_stages(reject, n, params)
-    w = _weights(weights, arr, combine)
     parse_memory(memory_limit)
+    w = _weights(weights, arr, combine)  # last: weights="noise" reads pixels
 
     data = _tiled(arr, memory_limit)
     use_w = w is not None

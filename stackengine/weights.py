@@ -28,6 +28,7 @@ import xarray as xr
 
 from .errors import ParameterError
 from .frames import source_of
+from .normalize.measure import measure_frames
 
 __all__ = ["frame_weights", "WEIGHT_NAMES"]
 
@@ -132,8 +133,6 @@ def _keyword(name: str, frames: xr.DataArray) -> np.ndarray:
 
 
 def _noise(frames: xr.DataArray, scale: np.ndarray | None) -> np.ndarray:
-    from .normalize.measure import measure_frames
-
     noise = measure_frames(frames)["noise"].values
     var = noise**2 if noise.ndim == 1 else np.mean(noise**2, axis=1)
     if scale is not None:

@@ -32,6 +32,7 @@ from scipy.stats import t as student_t
 __all__ = [
     "MAD_TO_STD",
     "STAGES",
+    "esd_lambda",
     "esd_statistics",
     "line_fit",
     "mad_std",
@@ -281,7 +282,11 @@ def linear_fit_pixel(
     maxiters: int | None = 5,
     tie_rtol: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Linear-fit clipping of one pixel: line through the sorted values against rank."""
+    """Linear-fit clipping of one pixel: line through the sorted values against rank.
+
+    Equal values are ranked in frame order (a stable sort, the (value, frame index) order
+    of extrema); which of them is rejected matters when frames are weighted.
+    """
 
     def one_pass(w):
         order = np.argsort(w, kind="stable")
@@ -355,10 +360,21 @@ def extrema_pixel(
     return low, high, False  # counts depend on the values only: exact
 
 
+@functools.lru_cache(maxsize=4096)
+def esd_lambda(esd_alpha: float, n_i: int) -> float:
+    """Rosner's critical value lambda for ``n_i`` values left.
+
+    ``t`` = Student-t quantile at ``1 - esd_alpha / (2 n_i)`` with ``n_i - 2`` degrees of
+    freedom; ``lambda = (n_i - 1) t / sqrt(n_i (n_i - 2 + t^2))``.
+    """
+    t = float(student_t.ppf(1.0 - esd_alpha / (2.0 * n_i), n_i - 2))
+    return (n_i - 1) * t / float(np.sqrt(n_i * (n_i - 2 + t * t)))
+
+
 def esd_statistics(
     v: np.ndarray, *, esd_alpha: float, k: int, tie_rtol: float | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Rosner's generalized ESD candidates and statistics for the values ``v``.
+    """Rosner's generalized ESD candidates and statistics for the values ``v`` (frame order).
 
     Returns ``(candidates, R, lam, near_tie)``: indices into ``v`` of x_1..x_i, the
     statistics R_i and the critical values lambda_i, for i = 1..k while n_i >= 3.
@@ -376,11 +392,12 @@ def esd_statistics(
         if tie_rtol is not None:
             d = abs(up - down)
             near_tie |= 0 < d <= tie_rtol * float(np.max(np.abs(w)))
-        pick = int(np.argmax(w)) if up >= down else int(np.argmin(w))
+        # Equal values: the (value, frame index) order of extrema decides which frame is the
+        # candidate (it matters with weights): the last of the maxima, the first of the minima.
+        pick = int(np.flatnonzero(w == w.max())[-1]) if up >= down else int(np.argmin(w))
         cands.append(left[pick])
         stats.append(abs(float(w[pick]) - mean) / sd if sd > 0 else 0.0)
-        t = float(student_t.ppf(1.0 - esd_alpha / (2.0 * n_i), n_i - 2))
-        lams.append((n_i - 1) * t / np.sqrt(n_i * (n_i - 2 + t * t)))
+        lams.append(esd_lambda(esd_alpha, n_i))
         left = np.delete(left, pick)
     return np.array(cands, dtype=np.int64), np.array(stats), np.array(lams), near_tie
 

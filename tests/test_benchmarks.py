@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from astropy.io import fits
 from astropy.stats import mad_std, sigma_clip
 
-from benchmarks import Workload, prepare_workload
+from benchmarks import (
+    Workload,
+    cosmic_ray_mask,
+    format_report,
+    frame_scales,
+    prepare_workload,
+    truth_image,
+)
 from benchmarks.bench_sigma import main
+from benchmarks.methods import ALGORITHMS, algorithm_kwargs, parse_algorithms
+from benchmarks.runner import _checks
 
 
 def _frames(manifest):
@@ -112,3 +122,161 @@ def test_harness_end_to_end(tmp_path, capsys):
     assert acc["n_pixels"] == 64 * 64
     assert acc["n_nan_mismatch"] == 0
     assert 0 <= acc["n_differ"] <= 0.05 * 64 * 64  # astropy re-admits early-clipped values
+    assert report["results"]["astropy"]["truth"]["n_pixels"] == 64 * 64
+    assert report["algorithms"] == {}
+
+
+def test_truth_and_cosmic_ray_mask_match_the_generated_frames(tmp_path):
+    # Without noise and cosmic rays every frame is scale_i * truth_model exactly.
+    clean = Workload(n_frames=4, height=96, width=80, noise=0.0, cosmic_fraction=0.0)
+    manifest, _ = prepare_workload(clean, tmp_path)
+    cube = np.stack([fits.getdata(p).astype(np.float64) for p in _frames(manifest)])
+    scales = json.loads(manifest.read_text())["scales"]
+    assert frame_scales(clean) == scales
+    for path, scale in zip(_frames(manifest), scales, strict=True):
+        assert fits.getheader(path)["BENCHSCL"] == pytest.approx(scale, rel=1e-12)
+    truth = truth_image(clean)
+    assert truth.shape == (96, 80) and truth.dtype == np.float32
+    np.testing.assert_allclose(truth, cube.mean(axis=0), rtol=2e-6)
+    assert truth.max() > 1.1 * truth.min()  # stars, not just sky
+
+    # Noise and cosmic rays leave the truth alone; the mask is where rays landed.
+    wl = Workload(n_frames=8, height=128, width=128, cosmic_fraction=2e-3)
+    manifest, _ = prepare_workload(wl, tmp_path)
+    cube = np.stack([fits.getdata(p).astype(np.float64) for p in _frames(manifest)])
+    truth = truth_image(wl).astype(np.float64)
+    scales = np.asarray(frame_scales(wl))
+    excess = cube - scales[:, None, None] * (truth / scales.mean())  # noise + cosmic rays
+    hit_any = (excess > 200.0).any(axis=0)  # noise 30 ADU: 200 is 6.7 sigma; rays >= 300
+    mask = cosmic_ray_mask(wl)
+    assert mask.dtype == bool and mask.shape == (128, 128)
+    np.testing.assert_array_equal(mask, hit_any)
+    assert 0.5 * 8 * 2e-3 * 128 * 128 < mask.sum() <= 8 * round(2e-3 * 128 * 128)
+    clean_mean = cube.mean(axis=0)[~mask] - truth[~mask]
+    assert abs(mad_std(clean_mean) - 30.0 / np.sqrt(8)) < 0.1 * 30.0 / np.sqrt(8)
+    assert abs(np.median(clean_mean)) < 1.0
+
+
+def test_parse_algorithms():
+    assert parse_algorithms("all") == list(ALGORITHMS)
+    assert list(ALGORITHMS)[0] == "sigma" and len(ALGORITHMS) == 7
+    assert parse_algorithms("winsorized") == ["sigma", "winsorized"]  # the reference joins
+    assert parse_algorithms("esd, minmax+sigma,esd") == ["sigma", "esd", "minmax+sigma"]
+    assert parse_algorithms("all,extrema+sigma")[-1] == "extrema+sigma"
+    kw = algorithm_kwargs("minmax+sigma")
+    assert kw["reject"] == ["minmax", "sigma"] and kw["combine"] == "mean"
+    assert (kw["min_value"], kw["max_value"], kw["sigma_lower"]) == (0.0, 65535.0, 3.0)
+    assert algorithm_kwargs("linear_fit")["sigma_upper"] == 2.5
+    for bad in ("bogus", "sigma+linear_fit", " , "):  # unknown; sigma_lower 3 vs 5; empty
+        with pytest.raises(ValueError):
+            parse_algorithms(bad)
+    with pytest.raises(SystemExit):
+        main(["--algorithms", "bogus", "--methods", "none"])
+    with pytest.raises(SystemExit):
+        main(["--methods", "none"])  # nothing to run
+
+
+def _rows(text):
+    """Table lines by their first word (after the title; the first wins: checks come later)."""
+    rows = {}
+    for line in text.splitlines()[1:]:
+        if line.strip():
+            rows.setdefault(line.split()[0], line)
+    return rows
+
+
+def _row(wall, rss=2**29, stack=None):
+    return {
+        "ok": True,
+        "wall_s": wall,
+        "cpu_s": wall,
+        "peak_rss_bytes": rss,
+        "mpix_frames_per_s": 1.0 / wall,
+        "phases_s": {"stack+write": stack if stack is not None else wall - 1},
+    }
+
+
+def test_slowdown_checks_pass_and_fail_at_three_times_sigma():
+    algs = {"sigma": _row(10.0), "winsorized": _row(29.0), "linear_fit": _row(31.0, 2**31)}
+    checks = {c["name"].split()[0]: c for c in _checks({}, None, algs)}
+    assert checks["winsorized"]["ok"] and checks["winsorized"]["value"] == 2.9
+    assert not checks["linear_fit"]["ok"] and checks["linear_fit"]["value"] == 3.1
+    assert checks["linear_fit"]["note"] == "stack+write phase alone: 3.33 x"  # 30 / 9
+    assert not checks["peak"]["ok"] and checks["peak"]["value"] == 2.0  # 2 GiB > 1 GiB
+    report = {
+        "benchmark": "sigma",
+        "workload": {"n_frames": 3, "height": 8, "width": 8},
+        "memory_limit": "1MiB",
+        "cpu_count": 2,
+        "data_dir": "x",
+        "subject": None,
+        "results": {},
+        "params": {},
+        "accuracy": {},
+        "algorithms": algs,
+        "algorithm_params": {name: "p" for name in algs},
+        "checks": list(checks.values()),
+    }
+    text = format_report(report)
+    assert "winsorized wall / sigma wall (throughput within 3x): 2.90 x (<= 3) PASS" in text
+    assert "linear_fit wall / sigma wall (throughput within 3x): 3.10 x (<= 3) FAIL" in text
+    rows = _rows(text)
+    assert rows["winsorized"].split()[5] == "0.34x"  # throughput / sigma = 10 / 29
+    assert rows["sigma"].split()[5] == "1.00x"
+
+
+def test_algorithms_end_to_end(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    argv = ["--frames", "7", "--size", "64", "--dir", str(tmp_path), "--memory-limit", "64MiB"]
+    argv += ["--methods", "none", "--algorithms", "extrema,minmax+percentile"]
+    argv += ["--json", str(out), "--no-warmup", "--keep"]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "FAILED" not in table
+    rows = _rows(table)
+    assert {"algorithm", "sigma", "extrema", "minmax+percentile"} <= set(rows)
+    assert "stackengine faster" not in table  # no peers ran
+    assert "  peak RSS, every algorithm: " in table
+
+    report = json.loads(out.read_text())
+    algs = report["algorithms"]
+    assert list(algs) == ["sigma", "extrema", "minmax+percentile"]
+    for name, res in algs.items():
+        assert res["ok"], name
+        assert res["wall_s"] >= res["child_wall_s"] > 0 and res["cpu_s"] > 0
+        assert res["mpix_frames_per_s"] == 7 * 64 * 64 / 1e6 / res["wall_s"]
+        ratio = algs["sigma"]["wall_s"] / res["wall_s"]
+        assert rows[name].split()[5] == f"{ratio:.2f}x"
+        assert name in report["algorithm_params"]
+    assert "reject=['minmax', 'percentile']" in report["algorithm_params"]["minmax+percentile"]
+
+    wl = Workload(n_frames=7, height=64, width=64)
+    cube = np.stack(
+        [fits.getdata(p).astype(np.float64) for p in _frames(tmp_path / wl.key() / "manifest.json")]
+    )
+    image = {name: fits.getdata(res["out"]).astype(np.float64) for name, res in algs.items()}
+    # Independent numpy references of what each child computed.
+    np.testing.assert_allclose(image["sigma"], _cumulative_clip_mean(cube), rtol=1e-6)
+    np.testing.assert_allclose(image["extrema"], np.sort(cube, axis=0)[1:-1].mean(0), rtol=1e-6)
+    med = np.median(cube, axis=0)
+    keep = ((med - cube) / med <= 0.2) & ((cube - med) / med <= 0.1)  # minmax keeps all
+    pct = np.where(keep, cube, 0.0).sum(0) / keep.sum(0)
+    np.testing.assert_allclose(image["minmax+percentile"], pct, rtol=1e-6)
+
+    # Accuracy against the truth, recounted here.
+    truth = truth_image(wl).astype(np.float64)
+    hits = cosmic_ray_mask(wl)
+    threshold = 5 * 30.0 / np.sqrt(7)
+    plain_resid = np.abs(cube.mean(0) - truth) > threshold
+    assert plain_resid.sum() >= 5  # cosmic rays stand out in a plain mean
+    for name, res in algs.items():
+        acc = res["truth"]
+        resid = np.abs(image[name] - truth) > threshold
+        assert acc["n_residual"] == resid.sum(), name
+        assert acc["n_cr_left"] == (resid & hits).sum(), name
+        assert acc["n_cr_pixels"] == hits.sum()
+        assert acc["noise_ratio"] == pytest.approx(
+            mad_std(image[name] - truth) / (30.0 / np.sqrt(7)), rel=1e-4
+        )
+        assert acc["n_residual"] < plain_resid.sum(), name  # rejection removed cosmic rays
+        assert f"{acc['n_residual']:>10d} {acc['n_cr_left']:>8d}" in rows[name]
