@@ -326,10 +326,11 @@ def percentile_pixel(
         # ratios by |x| * max|v| / med^2 relative; near med == 0 every decision can flip.
         big = float(np.max(np.abs(v)))
         tol = tie_rtol * (1.0 + np.abs(rel_low) + np.abs(v) * big / med**2)
-        tie = abs(med) <= tie_rtol * big or bool(
-            np.any(np.abs(rel_low - percentile_low) <= tol)
-            | np.any(np.abs(rel_high - percentile_high) <= tol)
+        near = (np.abs(rel_low - percentile_low) <= tol) | (
+            np.abs(rel_high - percentile_high) <= tol
         )
+        # x == med gives exactly 0 in any formulation: no tie even with a limit of 0
+        tie = abs(med) <= tie_rtol * big or bool(np.any(near & (v != med)))
     return rel_low > percentile_low, rel_high > percentile_high, tie
 
 

@@ -141,8 +141,10 @@ def check_against_reference(stack, kw):
     np.testing.assert_array_equal(
         got["count"] + got["rejected_low"] + got["rejected_high"], n_finite
     )
+    # float32 outputs: relative 1e-6, or 1e-6 of the data's magnitude where the result is
+    # small beside the values it comes from (a mean near 0 of values near 1000)
     finite = np.abs(stack[np.isfinite(stack)].astype(np.float64))
-    scale = max(1.0, float(finite.max()) if finite.size else 1.0) * stack.shape[0]
+    scale = max(1.0, float(finite.max()) if finite.size else 1.0)
     for name in ("image", "noise"):
         np.testing.assert_allclose(
             got[name][~differ],
@@ -155,13 +157,13 @@ def check_against_reference(stack, kw):
 
 
 @pytest.mark.parametrize("reject", [*ALGORITHMS, *LISTS], ids=str)
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(data=st.data())
 def test_matches_reference(reject, data):
     check_against_reference(*data.draw(cases(reject)))
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_random_lists_match_reference(data):
     reject = data.draw(st.lists(st.sampled_from(ALGORITHMS), min_size=1, max_size=4))

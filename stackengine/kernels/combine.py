@@ -9,7 +9,8 @@ spread of the kept values (population std, ddof 0, as ccdproc does):
 * sum: ``std * sqrt(count)`` (ccdproc's sum_combine uncertainty);
 * min, max: ``std`` (no averaging takes place).
 
-A pixel with no kept value gives NaN for both.
+A pixel with no kept value gives NaN for both; so does a weighted mean whose
+kept values all have weight 0 (count still says how many were kept).
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def combine_pixel(vals, flags, n, srt, combine, weights, use_weights):
                 hi = v
     if count == 0:
         return math.nan, 0, math.nan
+    if wsum <= 0.0:
+        # every kept value has weight 0: nothing to average
+        return math.nan, count, math.nan
     mean = s / wsum
     # spread about the (weighted) mean; weighted: effective-sample standard error
     ss = 0.0

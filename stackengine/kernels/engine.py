@@ -62,7 +62,7 @@ STAGE_CODES = {
 
 
 @njit(nogil=True, cache=True)
-def _run_stage(code, prm, table, vals, flags, n, srt, m, presorted):
+def _run_stage(code, prm, table, vals, flags, n, srt, dec, m, presorted):
     """Run one stage; ``prm`` holds its parameters, ``table`` its lookup table."""
     if code == STAGE_SIGMA:
         sigma_stage(
@@ -79,15 +79,15 @@ def _run_stage(code, prm, table, vals, flags, n, srt, m, presorted):
             np.int64(prm[4]),
         )
     elif code == STAGE_LINEAR_FIT:
-        linear_fit_stage(vals, flags, n, srt, m, presorted, prm[0], prm[1], np.int64(prm[2]))
+        linear_fit_stage(vals, flags, n, srt, dec, m, presorted, prm[0], prm[1], np.int64(prm[2]))
     elif code == STAGE_PERCENTILE:
         percentile_stage(vals, flags, n, srt, m, presorted, prm[0], prm[1])
     elif code == STAGE_MINMAX:
         minmax_stage(vals, flags, n, prm[0], prm[1])
     elif code == STAGE_EXTREMA:
-        extrema_stage(vals, flags, n, srt, m, presorted, np.int64(prm[0]), np.int64(prm[1]))
+        extrema_stage(vals, flags, n, srt, dec, m, presorted, np.int64(prm[0]), np.int64(prm[1]))
     elif code == STAGE_ESD:
-        esd_stage(vals, flags, n, srt, m, presorted, prm[0], table)
+        esd_stage(vals, flags, n, srt, dec, m, presorted, prm[0], table)
 
 
 @functools.lru_cache(maxsize=64)
@@ -144,6 +144,7 @@ def reduce_block_sorted(
     vals = np.empty(n, dtype=np.float64)
     srt = np.empty(n, dtype=np.float64)
     flags = np.empty(n, dtype=np.int8)
+    dec = np.empty(n, dtype=np.int8)
     buf = np.empty((n, GROUP), dtype=np.float64)
     for g0 in range(0, npix, GROUP):
         gw = min(GROUP, npix - g0)
@@ -157,7 +158,16 @@ def reduce_block_sorted(
             presorted = True
             for s in range(stages.shape[0]):
                 _run_stage(
-                    stages[s], stage_params[s], stage_tables[s], vals, flags, n, srt, m, presorted
+                    stages[s],
+                    stage_params[s],
+                    stage_tables[s],
+                    vals,
+                    flags,
+                    n,
+                    srt,
+                    dec,
+                    m,
+                    presorted,
                 )
                 presorted = False
             value, count, noise = combine_pixel(vals, flags, n, srt, combine, weights, use_weights)

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .select import HIGH, LOW, mark_value, median_sorted, sorted_kept
+from .select import HIGH, KEPT, LOW, mark_ranks, median_sorted, sorted_kept
 
 __all__ = ["esd_lambdas", "esd_stage"]
 
@@ -32,7 +32,7 @@ def esd_lambdas(n: int, alpha: float) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def esd_stage(vals, flags, n, srt, m, presorted, max_outliers, lam):
+def esd_stage(vals, flags, n, srt, dec, m, presorted, max_outliers, lam):
     """One generalized-ESD pass over the kept values."""
     if not presorted:
         m = sorted_kept(vals, flags, n, srt)
@@ -74,7 +74,9 @@ def esd_stage(vals, flags, n, srt, m, presorted, max_outliers, lam):
         s2 -= d * d
     if n_reject == 0:
         return
-    # replay the removals to flag the first n_reject candidates
+    # replay the removals: the first n_reject candidates, as ranks of the sorted values
+    for r in range(m):
+        dec[r] = KEPT
     a = 0
     b = m
     s1 = 0.0
@@ -86,10 +88,11 @@ def esd_stage(vals, flags, n, srt, m, presorted, max_outliers, lam):
         lo_dist = mean - (srt[a] - med0)
         hi_dist = (srt[b - 1] - med0) - mean
         if hi_dist >= lo_dist:
-            x = srt[b - 1]
+            r = b - 1
             b -= 1
         else:
-            x = srt[a]
+            r = a
             a += 1
-        s1 -= x - med0
-        mark_value(vals, flags, n, x, LOW if x < med0 else HIGH)
+        s1 -= srt[r] - med0
+        dec[r] = LOW if srt[r] < med0 else HIGH
+    mark_ranks(vals, flags, n, srt, m, dec)

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from numba import njit
 
-from .select import HIGH, LOW, mark_value, sorted_kept
+from .select import HIGH, KEPT, LOW, mark_ranks, sorted_kept
 
 __all__ = ["extrema_stage"]
 
 
 @njit(nogil=True, cache=True)
-def extrema_stage(vals, flags, n, srt, m, presorted, n_low, n_high):
+def extrema_stage(vals, flags, n, srt, dec, m, presorted, n_low, n_high):
     """Reject the ``n_low`` lowest and then the ``n_high`` highest kept values.
 
-    Ties are broken by frame order (the earliest equal frame goes first).
+    The kept values are ordered by (value, frame index), so among equal
+    values the earliest frame is the lowest (IRAF/ccdproc tie rule).
     """
     if not presorted:
         m = sorted_kept(vals, flags, n, srt)
     low = min(n_low, m)
     high = min(n_high, m - low)
-    for r in range(low):
-        mark_value(vals, flags, n, srt[r], LOW)
-    for r in range(m - high, m):
-        mark_value(vals, flags, n, srt[r], HIGH)
+    if low == 0 and high == 0:
+        return
+    for r in range(m):
+        dec[r] = LOW if r < low else (HIGH if r >= m - high else KEPT)
+    mark_ranks(vals, flags, n, srt, m, dec)

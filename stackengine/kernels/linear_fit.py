@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from .select import HIGH, LOW, mark_value, sorted_kept
+from .select import HIGH, KEPT, LOW, mark_ranks, sorted_kept
 
 __all__ = ["MIN_KEPT", "linear_fit_stage"]
 
@@ -42,7 +42,7 @@ def _fit(srt, m):
 
 
 @njit(nogil=True, cache=True)
-def linear_fit_stage(vals, flags, n, srt, m, presorted, sigma_lower, sigma_upper, maxiters):
+def linear_fit_stage(vals, flags, n, srt, dec, m, presorted, sigma_lower, sigma_upper, maxiters):
     """Iterated linear-fit rejection of the kept values (``maxiters < 0``: to convergence)."""
     if not presorted:
         m = sorted_kept(vals, flags, n, srt)
@@ -57,12 +57,18 @@ def linear_fit_stage(vals, flags, n, srt, m, presorted, sigma_lower, sigma_upper
             y = srt[r]
             fit = a + b * r
             if fit - y > lo_cut:
-                mark_value(vals, flags, n, y, LOW)
+                dec[r] = LOW
             elif y - fit > hi_cut:
-                mark_value(vals, flags, n, y, HIGH)
+                dec[r] = HIGH
             else:
-                srt[keep] = y
+                dec[r] = KEPT
                 keep += 1
         if keep == m:
             break
+        mark_ranks(vals, flags, n, srt, m, dec)
+        j = 0
+        for r in range(m):
+            if dec[r] == KEPT:
+                srt[j] = srt[r]
+                j += 1
         m = keep

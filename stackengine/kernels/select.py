@@ -36,7 +36,7 @@ __all__ = [
     "mad_sorted",
     "mean_std_sorted",
     "mark_outside",
-    "mark_value",
+    "mark_ranks",
     "count_kept",
 ]
 
@@ -218,16 +218,35 @@ def mark_outside(vals, flags, n, lo, hi):
 
 
 @njit(nogil=True, cache=True)
-def mark_value(vals, flags, n, value, code):
-    """Flag the first kept frame holding ``value`` with ``code`` (LOW or HIGH).
+def mark_ranks(vals, flags, n, srt, m, dec):
+    """Apply per-rank decisions ``dec[0:m]`` (KEPT, LOW or HIGH) of the sorted kept values.
 
-    Used where rejection is decided on sorted values: equal values are
-    interchangeable, so taking them in frame order breaks ties by frame order.
+    The kept values are ordered by (value, frame index): rank r of a run of
+    equal values belongs to the (r - first rank of the run)-th kept frame, in
+    frame order, holding that value. Only runs with a rejection are mapped.
     """
-    for k in range(n):
-        if flags[k] == KEPT and vals[k] == value:
-            flags[k] = code
-            return
+    r0 = 0
+    while r0 < m:
+        r1 = r0 + 1
+        while r1 < m and srt[r1] == srt[r0]:
+            r1 += 1
+        busy = False
+        for r in range(r0, r1):
+            if dec[r] != KEPT:
+                busy = True
+                break
+        if busy:
+            value = srt[r0]
+            r = r0
+            # flags change as we go, so collect frames first by walking in order
+            for k in range(n):
+                if r >= r1:
+                    break
+                if flags[k] == KEPT and vals[k] == value:
+                    if dec[r] != KEPT:
+                        flags[k] = dec[r]
+                    r += 1
+        r0 = r1
 
 
 @njit(nogil=True, cache=True)
