@@ -23,8 +23,9 @@ from .esd import esd_stage
 from .extrema import extrema_stage
 from .linear_fit import linear_fit_stage
 from .minmax import minmax_stage
+from .normalize import geometry, load_group
 from .percentile import percentile_stage
-from .select import HIGH, LOW, batcher_pairs, load_group, load_pixel, median_sorted, network_sort
+from .select import HIGH, LOW, batcher_pairs, load_pixel, median_sorted, network_sort
 from .sigma import sigma_stage
 
 __all__ = [
@@ -97,20 +98,68 @@ def network(n: int) -> np.ndarray:
 
 
 def reduce_block(
-    block, stages, stage_params, combine, weights, use_weights, *, tables=None, fallback=False
+    block,
+    stages,
+    stage_params,
+    combine,
+    weights,
+    use_weights,
+    *,
+    tables=None,
+    fallback=False,
+    scale=None,
+    offset=None,
+    grad=None,
+    geom=None,
 ):
-    """Reject and combine each pixel of ``block`` (see :func:`reduce_block_sorted`)."""
+    """Reject and combine each pixel of ``block`` (see :func:`reduce_block_sorted`).
+
+    Without ``scale``/``offset``/``grad``/``geom`` the values are used as they
+    are; ``geom`` comes from :func:`stackengine.kernels.normalize.geometry`.
+    """
     n = block.shape[0]
     if tables is None:
         tables = np.zeros((len(stages), n + 1), dtype=np.float64)
+    if scale is None:
+        scale = np.ones((n, 1), dtype=np.float64)
+    if offset is None:
+        offset = np.zeros_like(scale)
+    if grad is None:
+        grad = np.zeros(scale.shape + (1, 1), dtype=np.float64)
+    if geom is None:
+        geom = geometry((n, 1, block.shape[1]), 0, 0)
     return reduce_block_sorted(
-        block, network(n), stages, stage_params, tables, combine, weights, use_weights, fallback
+        block,
+        network(n),
+        stages,
+        stage_params,
+        tables,
+        combine,
+        weights,
+        use_weights,
+        fallback,
+        scale,
+        offset,
+        grad,
+        geom,
     )
 
 
 @njit(nogil=True, cache=True)
 def reduce_block_sorted(
-    block, pairs, stages, stage_params, stage_tables, combine, weights, use_weights, fallback
+    block,
+    pairs,
+    stages,
+    stage_params,
+    stage_tables,
+    combine,
+    weights,
+    use_weights,
+    fallback,
+    scale,
+    offset,
+    grad,
+    geom,
 ):
     """Reject and combine each pixel of ``block``.
 
@@ -133,6 +182,9 @@ def reduce_block_sorted(
     fallback : bool
         Where every value was rejected, use the median of the non-missing
         values (count stays 0) instead of NaN.
+    scale, offset, grad, geom
+        Per-frame normalization applied as values are loaded (see
+        :mod:`stackengine.kernels.normalize`).
 
     Returns
     -------
@@ -145,14 +197,15 @@ def reduce_block_sorted(
     srt = np.empty(n, dtype=np.float64)
     flags = np.empty(n, dtype=np.int8)
     dec = np.empty(n, dtype=np.int8)
+    raw = np.empty((n, GROUP), dtype=np.float64)
     buf = np.empty((n, GROUP), dtype=np.float64)
     for g0 in range(0, npix, GROUP):
         gw = min(GROUP, npix - g0)
-        load_group(block, g0, gw, buf)
+        load_group(block, g0, gw, raw, buf, scale, offset, grad, geom)
         network_sort(buf, gw, pairs)
         for g in range(gw):
             p = g0 + g
-            m = load_pixel(block, p, vals, flags)
+            m = load_pixel(raw, g, vals, flags)
             for k in range(m):
                 srt[k] = buf[k, g]
             presorted = True

@@ -28,7 +28,6 @@ __all__ = [
     "HIGH",
     "MAD_TO_STD",
     "batcher_pairs",
-    "load_group",
     "network_sort",
     "load_pixel",
     "sorted_kept",
@@ -74,18 +73,6 @@ def batcher_pairs(n: int) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def load_group(block, g0, gw, buf):
-    """Copy pixels ``g0 .. g0+gw`` of every frame into ``buf`` (frames x group), as
-    float64 with non-finite values replaced by +inf (so they sort last)."""
-    n = block.shape[0]
-    for k in range(n):
-        row = buf[k]
-        for g in range(gw):
-            v = np.float64(block[k, g0 + g])
-            row[g] = v if v - v == 0.0 else math.inf
-
-
-@njit(nogil=True, cache=True)
 def network_sort(buf, gw, pairs):
     """Sort every column ``buf[:, g]`` (g < gw) in place with a comparator network.
 
@@ -103,15 +90,14 @@ def network_sort(buf, gw, pairs):
 
 
 @njit(nogil=True, cache=True)
-def load_pixel(block, p, vals, flags):
-    """Copy pixel ``p`` of ``block`` (frames x pixels) into ``vals``/``flags``.
-
-    Returns the number of finite values. Non-finite values are flagged MISSING.
-    """
-    n = block.shape[0]
+def load_pixel(raw, g, vals, flags):
+    """Copy column ``g`` of ``raw`` (frames x group, normalized values) into
+    ``vals``/``flags``. Returns the number of finite values; the others are
+    flagged MISSING."""
+    n = raw.shape[0]
     m = 0
     for k in range(n):
-        v = np.float64(block[k, p])
+        v = raw[k, g]
         vals[k] = v
         if math.isfinite(v):
             flags[k] = KEPT
