@@ -1,6 +1,7 @@
 """stackengine: out-of-core, parallel stacking of registered astronomical frames.
 
-The public names are :func:`open_frames`, :func:`stack` and :func:`write`.
+The public names are :func:`open_frames`, :func:`normalize`, :func:`stack` and
+:func:`write`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from .errors import (
 )
 from .frames import open_frames
 from .io.write import write
+from .normalize import normalize
 from .stack import stack
 
 __all__ = [
     "__version__",
     "open_frames",
+    "normalize",
     "stack",
     "write",
     "StackEngineError",

@@ -18,7 +18,7 @@ from .io import READER_SUFFIXES
 from .io.sources import FrameSource, FrameStack
 from .plan import plan_tiles
 
-__all__ = ["open_frames", "frame_sources", "source_of", "chunks_for"]
+__all__ = ["open_frames", "frame_sources", "source_of", "chunks_for", "tiled_array"]
 
 #: frame-axis coordinates taken from headers: coordinate name -> header keywords tried in turn
 HEADER_COORDS = {
@@ -246,3 +246,18 @@ def open_frames(
     tile = chunks_for(stack.shape, stack.dtype, chunks, stack.block)
     data = stack_array(stack, tile)
     return xr.DataArray(data, dims=_dims(stack.ndim), coords=_coords(frames), name="frames")
+
+
+def tiled_array(arr: xr.DataArray, memory_limit: str | int) -> da.Array:
+    """The frames as a dask array with one chunk along frames and planned tiles."""
+    data = arr.data
+    source = source_of(data)
+    itemsize = np.dtype(arr.dtype).itemsize
+    block = source.block if source is not None else (1, 0)
+    tile = plan_tiles(arr.shape, itemsize, memory_limit, block=block)
+    if source is not None:
+        return stack_array(source, tile)
+    chunks = (-1, *tile) + (-1,) * (arr.ndim - 3)
+    if isinstance(data, da.Array):
+        return data.rechunk(chunks)
+    return da.from_array(np.asarray(data), chunks=chunks)

@@ -10,29 +10,18 @@ import xarray as xr
 
 from ._version import __version__
 from .errors import ParameterError
-from .frames import _from_memory, source_of, stack_array
+from .frames import _from_memory, source_of, tiled_array
 from .kernels.combine import COMBINE_CODES
 from .kernels.engine import N_OUT, reduce_block
-from .plan import parse_memory, plan_tiles
+from .kernels.normalize import geometry
+from .normalize.plan import Normalization, check_mode, plan_normalization
+from .plan import parse_memory
 from .rejection import REJECTIONS, plan_stages
 from .weights import frame_weights
 
 __all__ = ["stack", "REJECTIONS", "COMBINES"]
 
 COMBINES = tuple(COMBINE_CODES)
-NORMALIZATIONS = (
-    "additive",
-    "multiplicative",
-    "additive+scale",
-    "multiplicative+scale",
-    "photometric",
-)
-
-
-def _weights(weights: Any, frames: xr.DataArray, combine: str) -> np.ndarray | None:
-    if weights is not None and combine != "mean":
-        raise ParameterError(f"weights apply to combine='mean' only, not combine={combine!r}")
-    return frame_weights(weights, frames)
 
 
 def _input_array(frames: Any) -> xr.DataArray:
@@ -47,28 +36,61 @@ def _input_array(frames: Any) -> xr.DataArray:
     return arr
 
 
-def _tiled(arr: xr.DataArray, memory_limit: str | int) -> da.Array:
-    """The frames as a dask array with one chunk along frames and planned tiles."""
-    data = arr.data
-    source = source_of(data)
-    itemsize = np.dtype(arr.dtype).itemsize
-    block = source.block if source is not None else (1, 0)
-    tile = plan_tiles(arr.shape, itemsize, memory_limit, block=block)
-    if source is not None:
-        return stack_array(source, tile)
-    chunks = (-1, *tile) + (-1,) * (arr.ndim - 3)
-    if isinstance(data, da.Array):
-        return data.rechunk(chunks)
-    return da.from_array(np.asarray(data), chunks=chunks)
-
-
-def _block_kernel(block, stages, stage_params, tables, combine, weights, use_weights, fallback):
+def _block_kernel(
+    block,
+    stages,
+    stage_params,
+    tables,
+    combine,
+    weights,
+    use_weights,
+    fallback,
+    norm,
+    block_info=None,
+):
     n = block.shape[0]
     flat = np.ascontiguousarray(block).reshape(n, -1)
+    scale = offset = grad = geom = None
+    if norm is not None:
+        location = block_info[0]["array-location"] if block_info else [(0, 0)] * 3
+        scale, offset = norm.scale, norm.offset
+        grad = norm.grad
+        geom = geometry(block.shape, location[1][0], location[2][0], norm.step)
     out = reduce_block(
-        flat, stages, stage_params, combine, weights, use_weights, tables=tables, fallback=fallback
+        flat,
+        stages,
+        stage_params,
+        combine,
+        weights,
+        use_weights,
+        tables=tables,
+        fallback=fallback,
+        scale=scale,
+        offset=offset,
+        grad=grad,
+        geom=geom,
     )
     return out.reshape((N_OUT,) + block.shape[1:])
+
+
+def _weights(
+    weights: Any, frames: xr.DataArray, combine: str, norm: Normalization | None
+) -> np.ndarray | None:
+    if isinstance(weights, str) and weights == "photometric":
+        if norm is None:
+            raise ParameterError("weights='photometric' needs a normalization (normalize=...)")
+        # NormalizeScaleGradient's NWEIGHT: (noise of the reference / noise after scaling)^2
+        noise = norm.noise_after()
+        ratio = (noise[norm.reference] / noise) ** 2
+        return ratio.mean(axis=1)
+    scale = None if norm is None else np.abs(norm.scale).mean(axis=1)
+    return frame_weights(weights, frames, scale=scale)
+
+
+def _nonnegative(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ParameterError(f"{name}={value!r}: must be a number >= 0")
+    return float(value)
 
 
 def _plain(value: Any) -> Any:
@@ -111,6 +133,8 @@ def stack(
     weights: Any = None,
     memory_limit: str | int = "1GiB",
     fallback: str | None = None,
+    smoothness: float = 2.0,
+    star_fallback: str | None = None,
 ) -> xr.Dataset:
     """Reject outliers pixel by pixel along the frame axis and combine the frames.
 
@@ -118,8 +142,13 @@ def stack(
     ----------
     frames : xarray.DataArray or array
         From :func:`open_frames`, or any (frame, y, x[, channel]) array.
-    normalize : None
-        Per-frame normalization (not available in this version; must be None).
+    normalize : None or str
+        Per-frame normalization against a reference frame, applied inside the
+        tile tasks before rejection and combination: "additive",
+        "multiplicative", "additive+scale", "multiplicative+scale" (global,
+        from each frame's median and mad_std) or "photometric" (a scale from
+        star photometry plus a smooth gradient model, in the style of
+        NormalizeScaleGradient). Measuring the frames (pass 1) reads them once.
     reject : None, str or list of str
         Rejection stages applied in order: "sigma", "winsorized",
         "linear_fit", "percentile", "minmax", "extrema", "esd" (see the
@@ -146,16 +175,27 @@ def stack(
         esd: significance level in (0, 1) and the largest share of the values
         that may be rejected, in [0, 1).
     reference : int, str or None
-        Normalization reference (unused without normalization).
+        The normalization reference: a frame index or path; None picks the
+        frame with the darkest background (photometric: among those within
+        10 % of the darkest, the one with the most stars).
     combine : {"mean", "median", "sum", "min", "max"}
         How the kept values are combined.
-    weights : None, "exptime", "noise", "keyword:NAME" or 1-D array
+    weights : None, "exptime", "noise", "photometric", "keyword:NAME" or 1-D array
         Frame weights for the weighted mean (combine="mean" only): the
         EXPTIME/EXPOSURE header, the inverse variance of each frame's noise
         measured in a per-frame pass, any numeric header keyword (e.g.
         NormalizeScaleGradient's NWEIGHT), or one value per frame.
+        "photometric" (with a normalization) is
+        ``(noise_reference / noise_i after normalization)**2``, as NSG's NWEIGHT.
     memory_limit : str or int
         Memory budget per worker, used to plan the tile size.
+    smoothness : float
+        Photometric mode: smoothness of the gradient surface (0 follows the
+        background samples exactly; larger is smoother; default 2).
+    star_fallback : None or "additive+scale"
+        Photometric mode: what to do with a frame that has too few stars
+        matched to the reference: raise an error naming it (None), or
+        normalize that frame with "additive+scale" and warn.
     fallback : None or "median"
         Where every value of a pixel was rejected: NaN (None), or the median
         of its non-missing values (PixInsight's behaviour); count stays 0.
@@ -175,10 +215,10 @@ def stack(
     """
     arr = _input_array(frames)
     n = arr.sizes["frame"]
-    if normalize is not None:
-        if normalize in NORMALIZATIONS:
-            raise ParameterError(f"normalize={normalize!r}: not available in this version")
-        raise ParameterError(f"normalize={normalize!r}: unknown normalization")
+    check_mode(normalize)
+    if star_fallback not in (None, "additive+scale"):
+        raise ParameterError(f"star_fallback={star_fallback!r}: choose None or 'additive+scale'")
+    smoothness = _nonnegative("smoothness", smoothness)
     if combine not in COMBINE_CODES:
         raise ParameterError(f"combine={combine!r}: choose from {', '.join(COMBINES)}")
     if fallback not in (None, "median"):
@@ -202,9 +242,21 @@ def stack(
         raise ParameterError("no frames to stack")
     plan = plan_stages(reject, n, params)
     parse_memory(memory_limit)
-    w = _weights(weights, arr, combine)  # last: weights="noise" reads pixels
+    if weights is not None and combine != "mean":
+        raise ParameterError(f"weights apply to combine='mean' only, not combine={combine!r}")
+    # the checks above read nothing; normalization and weights="noise" read pixels (pass 1)
+    norm = None
+    if normalize is not None:
+        norm = plan_normalization(
+            arr,
+            normalize,
+            reference=reference,
+            smoothness=smoothness,
+            star_fallback=star_fallback,
+        )
+    w = _weights(weights, arr, combine, norm)
 
-    data = _tiled(arr, memory_limit)
+    data = tiled_array(arr, memory_limit)
     use_w = w is not None
     wts = w if use_w else np.ones(n, dtype=np.float64)
     packed = da.map_blocks(
@@ -217,6 +269,7 @@ def stack(
         wts,
         use_w,
         fallback == "median",
+        norm,
         chunks=((N_OUT,),) + data.chunks[1:],
         dtype=np.float64,
         meta=np.empty((0,) * data.ndim, dtype=np.float64),
@@ -231,10 +284,12 @@ def stack(
         "rejected_high": (dims, packed[3].astype(np.int32)),
         "noise": (dims, packed[4].astype(np.float32)),
     }
+    if norm is not None:
+        variables.update(norm.variables(arr.ndim == 4))
     if use_w:
         variables["weight"] = (("frame",), w)
-        if "path" in arr.coords:
-            coords["path"] = arr.coords["path"]
+    if (norm is not None or use_w) and "path" in arr.coords:
+        coords["path"] = arr.coords["path"]
     attrs: dict[str, Any] = {
         "normalize": normalize,
         "reject": list(plan.names) if not isinstance(reject, str | None) else reject,
@@ -243,6 +298,9 @@ def stack(
         "weights": weights if isinstance(weights, str | None) else "array",
         "fallback": fallback,
         "reference": _plain(reference),
+        "reference_frame": None if norm is None else int(norm.reference),
+        "smoothness": smoothness,
+        "star_fallback": star_fallback,
         "memory_limit": _plain(memory_limit),
         "n_frames": int(n),
         "input_dtype": str(arr.dtype),

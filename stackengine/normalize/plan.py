@@ -1,0 +1,93 @@
+"""From pass-1 measurements to the per-frame normalization the tile kernels apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..errors import ParameterError
+from .measure import measure_frames
+from .modes import MODES, SIMPLE_MODES, choose_reference, linear_map
+
+__all__ = ["Normalization", "plan_normalization", "check_mode"]
+
+
+@dataclass
+class Normalization:
+    """Per frame and channel: ``x' = scale x + offset - G(y, x)``.
+
+    ``grad`` (n_frames, n_channels, gy, gx) is the gradient model on a grid of
+    nodes ``step`` = (step_y, step_x) pixels apart, or None.
+    """
+
+    mode: str
+    reference: int
+    scale: np.ndarray
+    offset: np.ndarray
+    grad: np.ndarray | None = None
+    step: tuple[float, float] | None = None
+    table: dict[str, Any] = field(default_factory=dict)
+
+    def variables(self, colour: bool) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+        """Per-frame result variables ("scale", "offset" and the measurements)."""
+        dims = ("frame", "channel") if colour else ("frame",)
+
+        def shaped(a: np.ndarray) -> np.ndarray:
+            return a if colour else a[:, 0]
+
+        out = {"scale": (dims, shaped(self.scale)), "offset": (dims, shaped(self.offset))}
+        for name, values in self.table.items():
+            values = np.asarray(values)
+            out[name] = (dims, shaped(values)) if values.ndim == 2 else (("frame",), values)
+        return out
+
+    def noise_after(self) -> np.ndarray:
+        """Each frame's noise after normalization, per channel (scale x noise)."""
+        return np.abs(self.scale) * np.asarray(self.table["noise"], dtype=np.float64)
+
+
+def check_mode(mode: Any) -> None:
+    """Raise ParameterError unless ``mode`` is None or a known normalization."""
+    if mode is not None and mode not in MODES:
+        raise ParameterError(f"normalize={mode!r}: unknown normalization; choose from {MODES}")
+
+
+def _per_channel(values: xr.DataArray) -> np.ndarray:
+    data = np.asarray(values.values, dtype=np.float64)
+    return data if data.ndim == 2 else data[:, None]
+
+
+def plan_normalization(
+    frames: xr.DataArray,
+    mode: str,
+    *,
+    reference: Any = None,
+    smoothness: float = 2.0,
+    star_fallback: str | None = None,
+) -> Normalization:
+    """Measure the frames (pass 1) and derive each frame's normalization.
+
+    Reads every frame once (or a documented subsample, see
+    :mod:`stackengine.normalize.measure`); results are cached per file.
+    """
+    check_mode(mode)
+    stats = measure_frames(frames)
+    location = _per_channel(stats["location"])
+    spread = _per_channel(stats["scale"])
+    table = {
+        "location": location,
+        "spread": spread,
+        "noise": _per_channel(stats["noise"]),
+    }
+    if mode in SIMPLE_MODES:
+        ref = choose_reference(reference, frames, location)
+        a, b = linear_map(mode, location, spread, ref, frames)
+        return Normalization(mode, ref, a, b, table=table)
+    from .photometric import plan_photometric
+
+    return plan_photometric(
+        frames, table, reference=reference, smoothness=smoothness, star_fallback=star_fallback
+    )
