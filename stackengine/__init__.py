@@ -10,6 +10,7 @@ from ._version import __version__
 from .errors import (
     FrameError,
     FrameMismatchError,
+    NormalizationError,
     OutputError,
     ParameterError,
     StackEngineError,
@@ -30,4 +31,5 @@ __all__ = [
     "FrameError",
     "FrameMismatchError",
     "OutputError",
+    "NormalizationError",
 ]

@@ -13,6 +13,7 @@ __all__ = [
     "FrameError",
     "FrameMismatchError",
     "OutputError",
+    "NormalizationError",
 ]
 
 
@@ -34,3 +35,7 @@ class FrameMismatchError(StackEngineError, ValueError):
 
 class OutputError(StackEngineError, OSError):
     """The output cannot be written (exists, folder missing or not writable)."""
+
+
+class NormalizationError(StackEngineError, ValueError):
+    """A frame cannot be normalized (e.g. too few stars matched to the reference)."""
