@@ -34,7 +34,7 @@ def _optional_float(text: str) -> float | None:
 
 def _weights(text: str | None) -> object:
     """``exptime``, ``noise``, ``keyword:NAME`` or comma-separated numbers."""
-    if text is None or text in ("exptime", "noise") or text.startswith("keyword:"):
+    if text is None or text in ("exptime", "noise", "photometric") or text.startswith("keyword:"):
         return text
     try:
         return [float(v) for v in text.split(",")]
@@ -80,7 +80,30 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
         "--weights",
         type=_weights,
         default=None,
-        help="frame weights: exptime, noise, keyword:NAME or comma-separated numbers",
+        help="frame weights: exptime, noise, photometric, keyword:NAME or comma-separated numbers",
+    )
+    nz = p.add_argument_group("normalization")
+    nz.add_argument(
+        "--normalize",
+        default=None,
+        choices=[
+            "additive",
+            "multiplicative",
+            "additive+scale",
+            "multiplicative+scale",
+            "photometric",
+        ],
+        help="normalize every frame to a reference frame before rejection",
+    )
+    nz.add_argument("--reference", default=None, help="reference frame: index or path (auto)")
+    nz.add_argument(
+        "--smoothness", type=float, default=2.0, help="photometric: gradient smoothness (2)"
+    )
+    nz.add_argument(
+        "--star-fallback",
+        default=None,
+        choices=["additive+scale"],
+        help="photometric: normalize frames with too few stars this way instead of failing",
     )
     o = p.add_argument_group("input, output and resources")
     o.add_argument("--hdu", default="0", help="FITS HDU number or name (default 0)")
@@ -131,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return parser
+
+
+def _reference(text: str | None) -> int | str | None:
+    if text is None:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def _hdu(text: str) -> int | str:
@@ -185,6 +214,10 @@ def _stack_and_write(args: argparse.Namespace, frames: object, reject: object) -
         esd_alpha=args.esd_alpha,
         esd_max_outliers=args.esd_max_outliers,
         fallback=args.fallback,
+        normalize=args.normalize,
+        reference=_reference(args.reference),
+        smoothness=args.smoothness,
+        star_fallback=args.star_fallback,
         combine=args.combine,
         weights=args.weights,
         memory_limit=args.memory_limit,

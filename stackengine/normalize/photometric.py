@@ -33,7 +33,7 @@ import dask
 import numpy as np
 import xarray as xr
 
-from ..errors import NormalizationError
+from ..errors import NormalizationError, ParameterError
 from ..frames import source_of
 from .gradient import BinSamples, background_bins, fit_gradient, star_mask
 from .modes import choose_reference, linear_map
@@ -46,6 +46,8 @@ MAX_MEASURE_PIXELS = 6_000_000
 #: background bins along the longer side of the (binned) frame
 BINS_PER_SIDE = 32
 _STRIP_ROWS = 256
+#: sep background mesh (pixels of the measured image) removed before aperture photometry
+BACKGROUND_MESH = 64
 
 _CACHE: dict[tuple, FramePhotometry] = {}
 _LOCK = threading.Lock()
@@ -84,6 +86,21 @@ def _read_binned(read: Any, shape: tuple[int, ...], b: int) -> np.ndarray:
     return out
 
 
+def _flattened(plane: np.ndarray) -> np.ndarray:
+    """``plane`` minus a smooth background map (sep, 64-pixel meshes).
+
+    The annulus of each aperture then removes only what is left locally: a
+    curved gradient would otherwise differ between annulus and aperture and
+    bias faint stars' fluxes (by about 0.3 % in the scale on the tests' frames).
+    """
+    import sep
+
+    finite = np.isfinite(plane)
+    data = np.where(finite, plane, 0.0)
+    background = sep.Background(data, mask=~finite, bw=BACKGROUND_MESH, bh=BACKGROUND_MESH)
+    return np.where(finite, data - background.back(), np.nan)
+
+
 def _measure(read: Any, shape: tuple[int, ...]) -> FramePhotometry:
     """Task body: stars, fluxes and background bins of one frame."""
     b = binning_for(shape)
@@ -94,7 +111,8 @@ def _measure(read: Any, shape: tuple[int, ...]) -> FramePhotometry:
     channels = img.shape[2]
     flux = np.empty((len(stars), channels))
     for c in range(channels):
-        flux[:, c] = aperture_fluxes(img[..., c], stars.x, stars.y, fwhm=fwhm)[0]
+        plane = np.ascontiguousarray(img[..., c], dtype=np.float64)
+        flux[:, c] = aperture_fluxes(_flattened(plane), stars.x, stars.y, fwhm=fwhm)[0]
     mask = star_mask(lum.shape, stars.x, stars.y, stars.flux, fwhm) if len(stars) else None
     bin_size = max(8, round(max(lum.shape) / BINS_PER_SIDE))
     bins = background_bins(img if channels > 1 else lum, bin_size=bin_size, mask=mask, step=b)
@@ -182,6 +200,7 @@ def plan_photometric(
     n_matched = np.zeros(n, dtype=np.int64)
     n_matched[ref] = len(pr.x)
     fallback = np.zeros(n, dtype=bool)
+    pairs: dict[int, dict[str, np.ndarray]] = {}
     for i in range(n):
         if i == ref:
             continue
@@ -192,6 +211,14 @@ def plan_photometric(
             for c in range(channels):
                 fit = fit_scale(pr.flux[ir, c], phot[i].flux[it, c])
                 scale[i, c], k_err[i, c] = fit.k, fit.k_err
+                if c == 0:
+                    pairs[i] = {
+                        "ref_flux": pr.flux[ir, 0],
+                        "tgt_flux": phot[i].flux[it, 0],
+                        "used": fit.used,
+                        "x": pr.x[ir],
+                        "y": pr.y[ir],
+                    }
         except ValueError as exc:
             if star_fallback is None:
                 raise NormalizationError(
@@ -215,7 +242,9 @@ def plan_photometric(
         gradient_range=amplitude,
         fallback=fallback,
     )
-    return Normalization("photometric", ref, scale, offset, grad, step, table)
+    norm = Normalization("photometric", ref, scale, offset, grad, step, table)
+    norm.details = {"pairs": pairs, "photometry": phot}
+    return norm
 
 
 def _gradients(frames, phot, ref, scale, fallback, smoothness):
@@ -229,9 +258,12 @@ def _gradients(frames, phot, ref, scale, fallback, smoothness):
             continue
         for c in range(channels):
             diff = scale[i, c] * phot[i].bins.value[..., c] - phot[ref].bins.value[..., c]
-            models[i, c] = fit_gradient(
-                yy.ravel(), xx.ravel(), diff.ravel(), shape=shape, smoothness=smoothness
-            )
+            try:
+                models[i, c] = fit_gradient(
+                    yy.ravel(), xx.ravel(), diff.ravel(), shape=shape, smoothness=smoothness
+                )
+            except ParameterError as exc:  # no background bin usable in both frames
+                raise NormalizationError(f"{_label(frames, i)}: no gradient model: {exc}") from None
     amplitude = np.zeros((n, channels))
     if not models:
         return None, None, amplitude

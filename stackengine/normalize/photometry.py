@@ -58,12 +58,18 @@ _MAD_STD = 1.482602218505602
 _FWHM_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))  # FWHM / sigma of a Gaussian
 _BLEND_FWHM = 3.0  # stars with a detected neighbour closer than this x fwhm are dropped
 _MAX_ELONGATION = 2.0  # a/b above this: trails, cosmic-ray tracks, edge-on galaxies
+_MAX_EXTRA_ELLIPTICITY = 0.2  # 1 - b/a above the bright stars' by more: unresolved pairs
 _MIN_FWHM = 0.7  # pixels; sharper objects are hot pixels or cosmic rays
-_SHARP, _BROAD = 0.5, 2.0  # kept fwhm range relative to the frame's median
+_SHARP, _BROAD = 0.5, 2.0  # kept fwhm range relative to the bright stars
+_MIN_NEIGHBOUR_RATIO = 0.2  # neighbours / peak of a star of fwhm >= 1.5 px is larger
+_NEIGHBOUR_FRACTION = 0.6  # and a star's is at least this x that of the bright stars
 _NEAR_SATURATION = 0.8  # peaks above this fraction of the saturation level are non-linear
 _PLATEAU_PIXELS = 4  # at least this many pixels at the image maximum make a plateau
 _NOISE_BLOCK, _NOISE_BLOCKS = 128, 16  # filtered-noise sample: blocks of this size, count
 _ANNULUS_PIXELS = 1500  # annuli larger than this are sampled on a coarser pixel grid
+_DEFAULT_KERNEL_FWHM = 2.0  # sep's 3 x 3 kernel is about a Gaussian of this fwhm
+_MAX_KERNEL_FWHM = 16.0  # broadest detection kernel tried automatically
+_MAX_FIT_ROUNDS = 20  # fit_scale: reweighting / clipping rounds
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,9 @@ class StarTable:
     flags : ndarray
         sep's extraction flags (int64; 0 for every kept star).
     fwhm_median : float
-        The frame's seeing: the median of ``fwhm`` (NaN without stars).
+        The frame's seeing: the median of ``fwhm`` weighted by sqrt(flux), so
+        the bright, well-measured stars count most (NaN without stars). Pass it
+        to :func:`aperture_fluxes`.
     background_rms : float
         sep's global background noise of the image (per pixel).
     """
@@ -110,7 +118,7 @@ class ScaleFit:
     k : float
         The scale that brings the target to the reference.
     k_err : float
-        Its standard error (from the scatter of the kept stars).
+        Its standard error (from the residuals of the kept stars).
     n_used : int
         Stars kept by the outlier rejection.
     used : ndarray of bool
@@ -187,28 +195,30 @@ def _saturation_level(image: np.ndarray) -> float | None:
     return float(top) if np.count_nonzero(finite == top) >= _PLATEAU_PIXELS else None
 
 
-def _flat_topped(data: np.ndarray, xp: np.ndarray, yp: np.ndarray, fwhm: float) -> np.ndarray:
+def _flat_topped(data: np.ndarray, xp: np.ndarray, yp: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
     """Stars whose peak is a plateau: >= 5 pixels of the 5 x 5 box within a band of the peak.
 
     An unsaturated star has at most 4 pixels (centred on a pixel corner) that
-    close to its peak; the band, min(2 %, 1.4 / fwhm**2), stays below the drop
-    from the peak to the next pixel of a Gaussian of that fwhm.
+    close to its peak; the band, min(2 %, 1.4 / fwhm**2) of the
+    (background-subtracted) peak, stays below the drop from the peak to the
+    next pixel of a Gaussian of that fwhm.
     """
     h, w = data.shape
-    band = min(0.02, 1.4 / max(fwhm, 1.0) ** 2)
+    band = np.minimum(0.02, 1.4 / np.maximum(np.nan_to_num(fwhm, nan=1.0), 1.0) ** 2)
     d = np.arange(-2, 3)
     yy = np.clip(yp[:, None, None] + d[None, :, None], 0, h - 1)
     xx = np.clip(xp[:, None, None] + d[None, None, :], 0, w - 1)
     box = data[yy, xx].reshape(len(xp), -1)
-    peak = data[yp, xp]
-    return np.count_nonzero(box >= (peak * (1.0 - band))[:, None], axis=1) >= 5
+    peak = data[yp, xp].astype(np.float64)
+    near = box >= (peak * (1.0 - band))[:, None]
+    return (peak > 0) & (np.count_nonzero(near, axis=1) >= 5)
 
 
 def _half_light_fwhm(data, x, y, rmax, mask) -> np.ndarray:
     """Twice sep's half-light radius within ``rmax`` (NaN where it fails)."""
     if not x.size:
         return np.empty(0)
-    r, flag = sep.flux_radius(data, x, y, np.full(x.size, rmax), 0.5, mask=mask, subpix=5)
+    r, flag = sep.flux_radius(data, x, y, np.full(x.size, rmax), 0.5, mask=mask, subpix=3)
     fwhm = 2.0 * np.asarray(r, dtype=np.float64)
     fwhm[(flag != 0) | ~(fwhm > 0) | (fwhm >= 2.0 * rmax)] = np.nan
     return fwhm
@@ -249,9 +259,12 @@ def find_stars(
         >= 5 pixels near their peak, as a clipped star keeps even after
         flat-fielding or registration) are dropped.
     kernel_fwhm : float or None
-        FWHM (pixels) of the Gaussian detection filter. None uses sep's
-        3 x 3 kernel and, when the stars turn out broader than 4 pixels,
-        detects again with a kernel matched to their measured fwhm.
+        FWHM (pixels) of the Gaussian detection filter. None chooses: sep's
+        3 x 3 kernel (about a Gaussian of fwhm 2) first; if the stars found
+        are broader than twice the kernel, detect again with a kernel of
+        their median fwhm; if fewer than :data:`MIN_STARS` are found, again
+        with a kernel twice as broad (up to 16 px, at most 4 passes; the pass
+        with the most stars wins). Ordinary frames need one pass.
 
     Returns
     -------
@@ -262,11 +275,18 @@ def find_stars(
     -----
     Dropped, in order: objects sep flags (deblended from a blend, touching
     the edge or a masked pixel, overflows); elongation a/b > 2 (trails,
-    cosmic-ray tracks); fwhm < 0.7 px, or outside [0.5, 2] x the median
-    fwhm of the candidates (hot pixels and cosmic rays are sharper than the
-    PSF, galaxies and unresolved pairs broader); saturated stars (above);
-    stars with any detected object closer than 3 x the median fwhm
-    (blended pairs).
+    tracks); objects whose 8 neighbour pixels average significantly (3
+    sigma) less than 0.2 x their peak (hot pixels, cosmic-ray hits: any
+    sampled PSF, fwhm >~ 1.5 px, is broader); fwhm < 0.7 px; saturated
+    stars (above). Then, against the bright stars (medians weighted by
+    sqrt(flux)): fwhm outside [0.5, 2] x theirs (remaining hits; galaxies),
+    neighbour ratio significantly below 0.6 x theirs (cosmic-ray tracks),
+    ellipticity 1 - b/a more than 0.2 above theirs (pairs sep could not
+    split); and any star with another detected object (of any kind) closer
+    than 3 x the seeing (blended pairs; a hit that close would spoil the
+    aperture). Stars undersampled below fwhm ~1.5 px cannot be told from
+    cosmic rays by shape; those hits are left to :func:`match_stars`, as
+    they are not in the reference.
     """
     img = np.asarray(image)
     if img.ndim != 2:
@@ -282,10 +302,56 @@ def find_stars(
     if mask is not None:
         data[bad] = 0.0
 
-    table = _find(data, img, mask, rms, threshold, max_stars, saturation, kernel_fwhm)
-    if kernel_fwhm is None and table.fwhm_median > 4.0:
-        table = _find(data, img, mask, rms, threshold, max_stars, saturation, table.fwhm_median)
-    return table
+    args = (data, img, mask, rms, threshold, max_stars, saturation)
+    if kernel_fwhm is not None:
+        return _find(*args, float(kernel_fwhm))
+    # auto: sep's kernel (fwhm ~2), then a kernel matched to the stars found if they are
+    # broader than twice the kernel; with too few stars, a kernel twice as broad
+    best, kernel = None, None
+    for _ in range(4):
+        table = _find(*args, kernel)
+        if best is None or len(table) > len(best):
+            best = table
+        current = _DEFAULT_KERNEL_FWHM if kernel is None else kernel
+        if len(table) >= MIN_STARS:
+            if table.fwhm_median <= 2.0 * current:
+                return table
+            kernel = table.fwhm_median
+        else:
+            kernel = 2.0 * current
+        if kernel > _MAX_KERNEL_FWHM:
+            break
+    return best
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """Median of ``values`` with non-negative ``weights`` (the lower one at a tie)."""
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order])
+    if not cum.size or not cum[-1] > 0:
+        return float(np.median(values)) if values.size else math.nan
+    return float(values[order][np.searchsorted(cum, 0.5 * cum[-1])])
+
+
+def _neighbours(data: np.ndarray, xp: np.ndarray, yp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(peak, mean of the 8 pixels around it) of the background-subtracted image.
+
+    Their ratio is about 0.4 for a Gaussian star of fwhm 2 px and 0.65 at
+    fwhm 3; a hot pixel or single cosmic-ray hit gives ~0, a 2- or 3-pixel
+    track 0.12-0.25.
+    """
+    h, w = data.shape
+    total = np.zeros(xp.size)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            total += data[np.clip(yp + dy, 0, h - 1), np.clip(xp + dx, 0, w - 1)]
+    peak = data[yp, xp].astype(np.float64)
+    return peak, (total - peak) / 8.0
+
+
+def _sharper_than(peak, around, ratio, rms) -> np.ndarray:
+    """Objects whose 8 neighbours are significantly (3 sigma) fainter than ``ratio x peak``."""
+    return around + 3.0 * rms / math.sqrt(8.0) < ratio * peak
 
 
 def _find(data, img, mask, rms, threshold, max_stars, saturation, kernel_fwhm) -> StarTable:
@@ -299,46 +365,60 @@ def _find(data, img, mask, rms, threshold, max_stars, saturation, kernel_fwhm) -
     x = objs["x"].astype(np.float64)
     y = objs["y"].astype(np.float64)
     a, b = objs["a"].astype(np.float64), objs["b"].astype(np.float64)
+    flux = objs["flux"].astype(np.float64)
     flags = objs["flag"].astype(np.int64)
-
-    keep = (flags == 0) & (a <= _MAX_ELONGATION * np.maximum(b, 1e-6))
-    # the seeing, first from the moments, then from the half-light radius
-    mom = _FWHM_SIGMA * np.sqrt(0.5 * (a * a + b * b))
-    rough = float(np.median(mom[keep])) if keep.any() else float(np.median(mom))
-    rmax = max(3.0 * rough, 3.0)
-    fwhm = np.full(x.size, np.nan)
-    fwhm[keep] = _half_light_fwhm(data, x[keep], y[keep], rmax, mask)
-    keep &= fwhm >= _MIN_FWHM
-    if not keep.any():
-        return _empty_table(rms)
-    seeing = float(np.median(fwhm[keep]))
-    keep &= (fwhm >= _SHARP * seeing) & (fwhm <= _BROAD * seeing)
-
     xp, yp = objs["xpeak"].astype(np.intp), objs["ypeak"].astype(np.intp)
     peak = img[yp, xp].astype(np.float64)
+    weight = np.sqrt(np.maximum(flux, 0.0))  # favours bright stars, not just the brightest
+
+    keep = (flags == 0) & (a <= _MAX_ELONGATION * np.maximum(b, 1e-6))
+    # hot pixels and cosmic-ray hits: far sharper than any sampled PSF (fwhm >~ 1.5 px)
+    top, around = _neighbours(data, xp, yp)
+    keep &= ~_sharper_than(top, around, _MIN_NEIGHBOUR_RATIO, rms)
+    # size: twice the half-light radius within 3 x the (moment-based) typical fwhm
+    mom = _FWHM_SIGMA * np.sqrt(0.5 * (a * a + b * b))
+    rough = _weighted_median(mom[keep], weight[keep]) if keep.any() else float(np.median(mom))
+    fwhm = np.full(x.size, np.nan)
+    fwhm[keep] = _half_light_fwhm(data, x[keep], y[keep], max(3.0 * rough, 3.0), mask)
+    keep &= fwhm >= _MIN_FWHM
+    # non-linear: near the saturation level, or flat-topped
     level = _saturation_level(img) if saturation is None else float(saturation)
     if level is not None:
         keep &= ~(peak > _NEAR_SATURATION * level)
-    keep &= ~_flat_topped(data, xp, yp, seeing)
+    keep &= ~_flat_topped(data, xp, yp, fwhm)
+    if not keep.any():
+        return _empty_table(rms)
+    # star-like: size and sharpness near those of the bright stars (sqrt(flux)-weighted)
+    seeing = _weighted_median(fwhm[keep], weight[keep])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        typical = _weighted_median((around / top)[keep], weight[keep])
+    keep &= (fwhm >= _SHARP * seeing) & (fwhm <= _BROAD * seeing)
+    # unresolved pairs: rounder than that is a single star
+    ellipticity = 1.0 - b / np.maximum(a, 1e-6)
+    keep &= (
+        ellipticity <= _weighted_median(ellipticity[keep], weight[keep]) + _MAX_EXTRA_ELLIPTICITY
+    )
+    keep &= ~_sharper_than(top, around, _NEIGHBOUR_FRACTION * typical, rms)
 
     if x.size > 1:  # blended pairs: any detected neighbour within 3 fwhm
-        pairs = cKDTree(np.column_stack([x, y])).query_pairs(_BLEND_FWHM * seeing, "ndarray")
+        pairs = cKDTree(np.column_stack([x, y])).query_pairs(
+            _BLEND_FWHM * seeing, output_type="ndarray"
+        )
         if pairs.size:
             keep[pairs.ravel()] = False
 
     idx = np.flatnonzero(keep)
-    idx = idx[np.argsort(-objs["flux"][idx], kind="stable")][: max(0, int(max_stars))]
+    idx = idx[np.argsort(-flux[idx], kind="stable")][: max(0, int(max_stars))]
     if not idx.size:
         return _empty_table(rms)
-    fw = fwhm[idx]
     return StarTable(
         x=x[idx],
         y=y[idx],
-        flux=objs["flux"][idx].astype(np.float64),
+        flux=flux[idx],
         peak=peak[idx],
-        fwhm=fw,
+        fwhm=fwhm[idx],
         flags=flags[idx],
-        fwhm_median=float(np.median(fw)),
+        fwhm_median=_weighted_median(fwhm[idx], weight[idx]),
         background_rms=rms,
     )
 
@@ -363,15 +443,24 @@ def _annulus_background(
     reach = math.ceil(r_out) + 1
     off = np.arange(-reach, reach + 1, step)
     dy, dx = (g.ravel() for g in np.meshgrid(off, off, indexing="ij"))
+    ring = np.hypot(dx, dy)  # offsets from the rounded centre: within 0.71 px of the true one
+    dx, dy = (
+        dx[(ring >= r_in - 1.0) & (ring <= r_out + 1.0)],
+        dy[(ring >= r_in - 1.0) & (ring <= r_out + 1.0)],
+    )
     out = np.full(x.size, np.nan)
     chunk = max(1, 4_000_000 // max(dx.size, 1))
     for s in range(0, x.size, chunk):
-        xc, yc = np.rint(x[s : s + chunk]).astype(np.intp), np.rint(y[s : s + chunk]).astype(np.intp)
+        xc, yc = (
+            np.rint(x[s : s + chunk]).astype(np.intp),
+            np.rint(y[s : s + chunk]).astype(np.intp),
+        )
         px, py = xc[:, None] + dx, yc[:, None] + dy
         r2 = (px - x[s : s + chunk, None]) ** 2 + (py - y[s : s + chunk, None]) ** 2
         inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
         use = inside & (r2 >= r_in**2) & (r2 <= r_out**2)
         v = np.where(use, image[np.clip(py, 0, h - 1), np.clip(px, 0, w - 1)], np.nan)
+        v[~np.isfinite(v)] = np.nan
         out[s : s + chunk] = _clipped_median_rows(v)
     return out
 
@@ -447,16 +536,21 @@ def aperture_fluxes(
     y = np.atleast_1d(np.asarray(y, dtype=np.float64))
     if not (fwhm > 0 and math.isfinite(fwhm)):
         raise ValueError(f"fwhm must be a positive number, got {fwhm}")
-    if not x.size:
-        return np.empty(0), np.empty(0)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y differ in length: {x.size} != {y.size}")
+    flux, background = np.full(x.size, np.nan), np.full(x.size, np.nan)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return flux, background
+    x, y = x[ok], y[ok]
     r_ap = APERTURE_RADIUS * fwhm
     r_in = r_ap + ANNULUS_GAP * fwhm
     r_out = r_in + ANNULUS_WIDTH * fwhm
-    background = _annulus_background(img, x, y, r_in, r_out)
+    bkg = _annulus_background(img, x, y, r_in, r_out)
 
     h, w = img.shape
     inside = (x - r_ap >= -0.5) & (x + r_ap <= w - 0.5) & (y - r_ap >= -0.5) & (y + r_ap <= h - 0.5)
-    flux = np.full(x.size, np.nan)
+    sub = np.full(x.size, np.nan)
     if inside.any():
         aper = CircularAperture(np.column_stack([x[inside], y[inside]]), r=r_ap)
         bad = ~np.isfinite(img) if img.dtype.kind == "f" else None
@@ -467,7 +561,8 @@ def aperture_fluxes(
             sums = np.where(np.asarray(nbad["aperture_sum"]) > 0, np.nan, sums)
         else:
             sums = aperture_photometry(img, aper, method="exact")["aperture_sum"]
-        flux[inside] = np.asarray(sums, dtype=np.float64) - background[inside] * aper.area
+        sub[inside] = np.asarray(sums, dtype=np.float64) - bkg[inside] * aper.area
+    flux[ok], background[ok] = sub, bkg
     return flux, background
 
 
@@ -500,9 +595,13 @@ def match_stars(
     ref = np.column_stack([np.ravel(ref_x), np.ravel(ref_y)]).astype(np.float64)
     tgt = np.column_stack([np.ravel(tgt_x), np.ravel(tgt_y)]).astype(np.float64)
     empty = np.empty(0, np.intp)
-    if not len(ref) or not len(tgt):
+    ref_ok = np.flatnonzero(np.isfinite(ref).all(axis=1))  # positions with a NaN never match
+    tgt_ok = np.flatnonzero(np.isfinite(tgt).all(axis=1))
+    if not ref_ok.size or not tgt_ok.size:
         return empty, empty
-    dist = cKDTree(ref).sparse_distance_matrix(cKDTree(tgt), radius, output_type="ndarray")
+    dist = cKDTree(ref[ref_ok]).sparse_distance_matrix(
+        cKDTree(tgt[tgt_ok]), radius, output_type="ndarray"
+    )
     if not dist.size:
         return empty, empty
     order = np.lexsort((dist["j"], dist["i"], dist["v"]))  # closest first, ties by index
@@ -515,7 +614,7 @@ def match_stars(
             pairs.append((i, j))
     pairs.sort()
     arr = np.array(pairs, dtype=np.intp)
-    return arr[:, 0], arr[:, 1]
+    return ref_ok[arr[:, 0]], tgt_ok[arr[:, 1]]
 
 
 def _too_few(n: int, what: str = "") -> ValueError:
@@ -547,18 +646,21 @@ def fit_scale(ref_flux: np.ndarray, tgt_flux: np.ndarray, *, clip: float = 3.0) 
 
     Notes
     -----
-    Start: k = median of ``ref / tgt`` over pairs with both fluxes positive.
-    Then, until the kept set stops changing (at most 20 rounds; a rejected
-    star never returns): weights ``w = 1 / (f0 + |ref| + k |tgt|)`` with
-    ``f0`` the median of ``|ref| + k |tgt|`` over the kept stars;
-    ``k = sum(w ref tgt) / sum(w tgt**2)``; normalised residuals
-    ``z = (ref - k tgt) sqrt(w)``; stars with
-    ``|z - median(z)| > clip x mad_std(z)`` are dropped. The variance of a
-    star's flux is a sky term (constant) plus a photon term (proportional to
-    the flux); without the gain their ratio is unknown, so the weights take
+    Start: k = median of ``ref / tgt`` over pairs with both fluxes positive,
+    all pairs kept. Each round, about the current k: weights
+    ``w = 1 / (f0 + |ref| + k |tgt|)`` with ``f0`` the median of
+    ``|ref| + k |tgt|`` over the kept stars; normalised residuals
+    ``z = (ref - k tgt) sqrt(w)``; kept are the pairs with
+    ``|z - median(z)| <= clip x mad_std(z)`` (mad_std over the stars kept so
+    far; a star may return); then ``k = sum(w ref tgt) / sum(w tgt**2)`` over
+    them. Stop when neither the kept set nor k changes (at most 20 rounds).
+
+    The variance of a star's flux is a sky term (constant) plus a photon term
+    (proportional to the flux); without the gain their ratio is unknown, so the weights take
     the crossover at the median star: faint stars weigh equally (sky
     limited), bright ones as 1/flux (photon limited). ``k_err`` is the
-    weighted least-squares standard error with the residual scatter.
+    sandwich estimate ``sqrt(sum((w t e)**2) / sum(w t**2)**2 x n / (n - 1))``
+    with ``e = ref - k tgt``, valid whatever the stars' true variances.
     """
     ref = np.asarray(ref_flux, dtype=np.float64).ravel()
     tgt = np.asarray(tgt_flux, dtype=np.float64).ravel()
@@ -570,30 +672,32 @@ def fit_scale(ref_flux: np.ndarray, tgt_flux: np.ndarray, *, clip: float = 3.0) 
     pos = used & (ref > 0) & (tgt > 0)
     if np.count_nonzero(pos) < MIN_STARS:
         raise _too_few(int(np.count_nonzero(pos)), " with positive fluxes")
+    valid = used
     k = float(np.median(ref[pos] / tgt[pos]))
-    for _ in range(20):
-        r, t = ref[used], tgt[used]
-        f0 = float(np.median(np.abs(r) + k * np.abs(t)))
+    for _ in range(_MAX_FIT_ROUNDS):
+        f0 = float(np.median(np.abs(ref[used]) + k * np.abs(tgt[used])))
         wt = 1.0 / (f0 + np.abs(ref) + k * np.abs(tgt))
-        w = wt[used]
-        k = float(np.sum(w * r * t) / np.sum(w * t * t))
         z = (ref - k * tgt) * np.sqrt(wt)
         zc = z - np.median(z[used])
+        # scatter, floored at 1e-9 of the signal (a perfect line clips nothing)
         s = _MAD_STD * float(np.median(np.abs(zc[used])))
-        new = used & (np.abs(zc) <= clip * s) if s > 0 else used
-        if np.array_equal(new, used):
+        s = max(s, 1e-9 * float(np.median(np.abs(k * tgt[used]) * np.sqrt(wt[used]))))
+        new = valid & (np.abs(zc) <= clip * s)
+        if np.count_nonzero(new) < MIN_STARS:
+            raise _too_few(int(np.count_nonzero(new)), " left after outlier rejection")
+        w, r, t = wt[new], ref[new], tgt[new]
+        k_new = float(np.sum(w * r * t) / np.sum(w * t * t))
+        done = np.array_equal(new, used) and abs(k_new - k) <= 1e-12 * abs(k)
+        used, k = new, k_new
+        if done:
             break
-        used = new
-        if np.count_nonzero(used) < MIN_STARS:
-            raise _too_few(int(np.count_nonzero(used)), " left after outlier rejection")
-    r, t, w = ref[used], tgt[used], wt[used]
     n = int(np.count_nonzero(used))
-    k = float(np.sum(w * r * t) / np.sum(w * t * t))
     resid = r - k * t
-    s2 = float(np.sum(w * resid**2)) / max(n - 1, 1)
+    # sandwich (heteroscedasticity-consistent) variance: right whatever the true variances
+    var = float(np.sum((w * t * resid) ** 2)) / float(np.sum(w * t * t)) ** 2 * n / max(n - 1, 1)
     return ScaleFit(
         k=k,
-        k_err=math.sqrt(s2 / float(np.sum(w * t * t))),
+        k_err=math.sqrt(var),
         n_used=n,
         used=used,
         residual_rms=float(np.sqrt(np.mean(resid**2))),
@@ -626,7 +730,11 @@ def photometric_scale(
           "kernel_fwhm": kernel_fwhm}  # fmt: skip
     ref_stars, tgt_stars = find_stars(ref_image, **kw), find_stars(tgt_image, **kw)
     if len(ref_stars) < MIN_STARS or len(tgt_stars) < MIN_STARS:
-        raise _too_few(min(len(ref_stars), len(tgt_stars)), " (stars found)")
+        raise ValueError(
+            f"too few matched stars: {min(len(ref_stars), len(tgt_stars))} (need at least "
+            f"{MIN_STARS}; stars found: {len(ref_stars)} in the reference, "
+            f"{len(tgt_stars)} in the target)"
+        )
     ref_f, _ = aperture_fluxes(ref_image, ref_stars.x, ref_stars.y, fwhm=ref_stars.fwhm_median)
     tgt_f, _ = aperture_fluxes(tgt_image, tgt_stars.x, tgt_stars.y, fwhm=tgt_stars.fwhm_median)
     i, j = match_stars(ref_stars.x, ref_stars.y, tgt_stars.x, tgt_stars.y, radius=radius)

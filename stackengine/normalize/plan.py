@@ -30,6 +30,9 @@ class Normalization:
     grad: np.ndarray | None = None
     step: tuple[float, float] | None = None
     table: dict[str, Any] = field(default_factory=dict)
+    #: photometric mode: per frame the matched stars ("pairs": ref_flux, tgt_flux,
+    #: used, x, y of channel 0) and the pass-1 photometry, for plots and reports
+    details: dict[str, Any] = field(default_factory=dict)
 
     def variables(self, colour: bool) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
         """Per-frame result variables ("scale", "offset" and the measurements)."""
