@@ -6,10 +6,13 @@ stackengine and with its peers (ccdproc, astropy), and with each of
 stackengine's rejection algorithms (``--algorithms``), each in a fresh
 process, and prints wall time, CPU time, peak RSS, throughput, speed-ups and
 accuracy (against the peers and against the workload's noiseless truth).
+``--normalize`` times each normalization's measure pass next to its stack pass
+and checks the scales it finds against the workload's known ones.
 
 Modules: :mod:`~benchmarks.workload` (the :class:`Workload` spec, seeded
 frames written one at a time, the truth image and cosmic-ray mask), :mod:`~benchmarks.methods`
-(what a child runs), :mod:`~benchmarks.runner` (children and the report
+(what a child runs), :mod:`~benchmarks.normalization` (the measure pass
+against the stack pass), :mod:`~benchmarks.runner` (children and the report
 dict), :mod:`~benchmarks.accuracy`, :mod:`~benchmarks.report` (printing, kept
 apart from measuring) and :mod:`~benchmarks.bench_sigma` (the command line).
 Nothing heavy is imported at module level: every benchmark child imports this

@@ -3,7 +3,8 @@
 Each method and algorithm runs as its own process on the same frames.
 
 ``python -m benchmarks [--frames 50 --size 4096 --dir DIR --memory-limit 512MiB
---methods stackengine,ccdproc,astropy --algorithms all --repeat 1 --json out.json --keep]``
+--methods stackengine,ccdproc,astropy --algorithms all --normalize photometric
+--repeat 1 --json out.json --keep]``
 
 The parent makes (or reuses) a seeded synthetic FITS frame set, then runs each
 method and each rejection algorithm as a fresh child process (``python -m
@@ -11,7 +12,9 @@ benchmarks.bench_sigma --run-one METHOD ...``, algorithms as ``alg:NAME``) that
 imports its libraries, stacks, writes the image as FITS and prints one JSON
 line. Wall time is measured by the parent around the whole child; CPU time and
 peak RSS come from the child's ``getrusage``. Every image is compared with the
-workload's noiseless truth.
+workload's noiseless truth. Normalization modes (``--normalize``, methods
+``norm:MODE``) time the measure pass next to the stack pass
+(:mod:`benchmarks.normalization`).
 
 Extending: add a method with :func:`benchmarks.methods.register`, an algorithm
 to :data:`benchmarks.methods.ALGORITHMS`, or new :class:`Workload` fields (they
@@ -29,6 +32,7 @@ from pathlib import Path
 
 from . import Workload, format_report
 from .methods import ALGORITHMS, METHODS, parse_algorithms
+from .normalization import MODES, parse_modes
 from .runner import MARKER, run_benchmark, run_one
 
 __all__ = ["main"]
@@ -56,6 +60,18 @@ def _parser() -> argparse.ArgumentParser:
         help="also time stackengine's rejection algorithms: 'all' or comma-separated, from: "
         f"{', '.join(ALGORITHMS)} (a stage list joins names with '+', e.g. minmax+sigma); "
         "sigma, the reference of the throughput ratios, is always included",
+    )
+    p.add_argument(
+        "--normalize",
+        default="",
+        help="also time each normalization's measure pass (pass 1) next to its stack pass: "
+        f"'all' or comma-separated, from: {', '.join(MODES)}",
+    )
+    p.add_argument(
+        "--stars-per-mpix",
+        type=float,
+        default=Workload.stars_per_mpix,
+        help=f"stars per megapixel of the synthetic frames (default {Workload.stars_per_mpix:g})",
     )
     p.add_argument("--repeat", type=int, default=1, help="runs per method; the fastest counts")
     p.add_argument("--json", type=Path, help="also write the full report as JSON here")
@@ -95,11 +111,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             algorithms = parse_algorithms(args.algorithms)
         except ValueError as exc:
             p.error(f"--algorithms: {exc}")
-    if not methods and not algorithms:
-        p.error("nothing to run: give --methods and/or --algorithms")
-    if args.frames < 3 or args.size < 8 or args.repeat < 1:
-        p.error("need --frames >= 3, --size >= 8 and --repeat >= 1")
-    wl = Workload(n_frames=args.frames, height=args.size, width=args.size)
+    modes: list[str] = []
+    if args.normalize.strip():
+        try:
+            modes = parse_modes(args.normalize)
+        except ValueError as exc:
+            p.error(f"--normalize: {exc}")
+    if not methods and not algorithms and not modes:
+        p.error("nothing to run: give --methods, --algorithms and/or --normalize")
+    if args.frames < 3 or args.size < 8 or args.repeat < 1 or not args.stars_per_mpix >= 0:
+        p.error("need --frames >= 3, --size >= 8, --repeat >= 1 and --stars-per-mpix >= 0")
+    wl = Workload(
+        n_frames=args.frames,
+        height=args.size,
+        width=args.size,
+        stars_per_mpix=args.stars_per_mpix,
+    )
     report = run_benchmark(
         wl,
         args.dir,
@@ -109,11 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup=not args.no_warmup,
         keep=args.keep,
         algorithms=algorithms,
+        normalizations=modes,
     )
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     rows = [*report["results"].values(), *report["algorithms"].values()]
+    rows += report["normalizations"].values()
     return 0 if all(r["ok"] for r in rows) else 1
 
 

@@ -3,8 +3,9 @@ rejection algorithms of stackengine.
 
 A method is ``run(files, out_path, options, mark)``: it stacks ``files``,
 writes the image to ``out_path`` (FITS) and calls ``mark(phase)`` at the end
-of each phase. Libraries are imported inside ``run`` (their import time is
-part of the child's measured time).
+of each phase; it may return a dict, merged into the child's record.
+Libraries are imported inside ``run`` (their import time is part of the
+child's measured time).
 
 Rejection algorithms are methods named ``alg:SPEC`` (:func:`get_method`), where
 ``SPEC`` is an :data:`ALGORITHMS` name or several joined by ``+`` (stages in
@@ -52,7 +53,7 @@ class Method:
 
     name: str
     params: str
-    run: Callable[[list[str], str, dict[str, Any], Mark], None]
+    run: Callable[[list[str], str, dict[str, Any], Mark], dict[str, Any] | None]
 
 
 METHODS: dict[str, Method] = {}
@@ -135,7 +136,10 @@ def _run_algorithm(spec: str) -> Callable[[list[str], str, dict[str, Any], Mark]
 
 
 def get_method(name: str) -> Method:
-    """The registered method ``name``, or the algorithm method ``alg:SPEC``.
+    """The registered method ``name``, the algorithm method ``alg:SPEC`` or ``norm:MODE``.
+
+    ``norm:MODE`` times a normalization's measure pass and stack pass
+    (:mod:`benchmarks.normalization`); its ``run`` returns what it found.
 
     Raises
     ------
@@ -151,6 +155,10 @@ def get_method(name: str) -> Method:
         except ValueError as exc:
             raise KeyError(str(exc)) from None
         return Method(name, params, _run_algorithm(spec))
+    if name.startswith("norm:"):
+        from .normalization import normalization_method
+
+        return Method(name, *normalization_method(name[len("norm:") :]))
     raise KeyError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
 
 

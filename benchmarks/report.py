@@ -52,6 +52,71 @@ def _ratio(rows: dict[str, dict[str, Any]], ref: str | None, key: str, inverse: 
     return cell
 
 
+def _normalization_tables(rows: dict[str, dict[str, Any]], wl: Workload) -> list[str]:
+    """Measure pass next to stack pass, then what each mode found against the known scales."""
+    width = max([12, *(len(name) + 1 for name in rows)])
+    lines = [
+        "normalization: pass 1 (measure) next to the stack pass, each mode a fresh process:",
+        f"{'mode':<{width}} {'measure s':>9} {'stack s':>8} {'measure/stack':>13} "
+        f"{'replan s':>8} {'scale range found':>17} {'(expected)':>17} {'n_stars':>7} "
+        f"{'peak RSS GiB':>12} {'wall s':>7} {'others CPU s':>12}",
+    ]
+    for name, r in rows.items():
+        if not r["ok"]:
+            lines.append(f"{name:<{width}} FAILED: {r.get('error')}")
+            continue
+        q = r.get("quality", {})
+        found = f"{q['scale_min']:.4f}..{q['scale_max']:.4f}" if q else "-"
+        expected = f"{q['expected_min']:.4f}..{q['expected_max']:.4f}" if q else "-"
+        lines.append(
+            f"{name:<{width}} {r['measure_s']:>9.2f} {r['stack_s']:>8.2f} "
+            f"{_fmt(r['ratio'], '.2f') + 'x':>13} {r['replan_s']:>8.3f} {found:>17} "
+            f"{expected:>17} {_fmt(q.get('n_stars_median'), '.0f'):>7} "
+            f"{r['peak_rss_bytes'] / 1024**3:>12.3f} {r['wall_s']:>7.1f} "
+            f"{_fmt(r.get('other_cpu_s'), '.1f'):>12}"
+        )
+    lines += ["", "phases (s):"]
+    for name, r in rows.items():
+        if r["ok"]:
+            phases = ", ".join(f"{k} {v:.3f}" for k, v in r["phases_s"].items())
+            rss = (r.get("normalization") or {}).get("measure_peak_rss_bytes")
+            rss_gib = _fmt(rss and rss / 1024**3, ".3f")
+            lines.append(f"  {name}: {phases}; peak RSS after pass 1 {rss_gib} GiB")
+    lines += [
+        "",
+        f"{'mode':<{width}} {'scale err med':>13} {'scale err max':>13} {'sky err med':>11} "
+        f"{'sky err max':>11} {'grad range med':>14} {'grad range max':>14} {'min stars':>9}"
+        f" {'residuals':>10} {'CR left':>8} {'noise/ideal':>11}",
+    ]
+    for name, r in rows.items():
+        q = r.get("quality")
+        if not r["ok"] or not q:
+            continue
+        lines.append(
+            f"{name:<{width}} {q['scale_err_median']:>13.2e} {q['scale_err_max']:>13.2e} "
+            f"{q['sky_err_median_adu']:>11.2f} {q['sky_err_max_adu']:>11.2f} "
+            f"{q['grad_ptp_median_adu']:>14.2f} {q['grad_ptp_max_adu']:>14.2f} "
+            f"{_fmt(q.get('n_stars_min'), 'd'):>9} " + _truth_cells(r)
+        )
+    lines += [
+        "",
+        "measure s = pass 1, one cold plan_normalization(frames, mode): measure_frames +",
+        "measure_photometry (photometric) + fits. stack s = se.stack(normalize=mode, sigma 3/3)",
+        "+ se.write after pass 1, minus replan s: plan_normalization again with the measurements",
+        "cached (it reads nothing but redoes the fits), which se.stack does before stacking.",
+        "Frame i is s_i (sky + stars) + noise, so the right scale is s_r / s_i (expected);",
+        "scale err = |k_i s_i / s_r - 1| over the non-reference frames; sky err = per frame the",
+        f"largest |k_i s_i sky + b_i - G_i - s_r sky| (ADU, sky = {wl.sky:g}) over the gradient",
+        "model's nodes: the normalized sky against the reference's; grad range = max - min of",
+        "G_i (the frames have no gradient: truth 0; a flat G_i absorbs a scale error on the sky).",
+        "n_stars = median (min stars = least) of the stars matched to the reference.",
+        "residuals, CR left, noise/ideal: as below, against the truth x s_r / mean(s).",
+        "others CPU s = CPU time the rest of the machine used during the child (/proc/stat);",
+        "well above 0, other processes competed for the CPUs and the times are too long.",
+    ]
+    return lines
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The human-readable tables of a benchmark report (as made by ``run_benchmark``)."""
     wl = Workload(**report["workload"])
@@ -63,6 +128,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"{report['benchmark']} benchmark: {wl.describe()}, memory_limit={report['memory_limit']}"
         f", {report['cpu_count']} CPUs; frames in {report['data_dir']}",
     ]
+
     if results:
         lines += [""] + _table(
             "method",
@@ -79,6 +145,9 @@ def format_report(report: dict[str, Any]) -> str:
             algorithms,
             [(f"throughput / {reference}", _ratio(algorithms, reference, "wall_s", inverse=True))],
         )
+    norms = report.get("normalizations", {})
+    if norms:
+        lines += [""] + _normalization_tables(norms, wl)
     lines.append("")
     if results:
         lines.append(f"speed-up = wall(method) / wall({subject});")
@@ -105,6 +174,9 @@ def format_report(report: dict[str, Any]) -> str:
     if algorithms:
         lines += ["", "rejection algorithm parameters:"]
     lines += [f"  {name}: {params}" for name, params in report.get("algorithm_params", {}).items()]
+    if norms:
+        lines += ["", "normalization parameters:"]
+    lines += [f"  {m}: {params}" for m, params in report.get("normalization_params", {}).items()]
     if report["accuracy"]:
         lines += ["", f"accuracy of {subject} (per-frame sky noise = {wl.noise:g} ADU):"]
     for ref, acc in report["accuracy"].items():

@@ -25,6 +25,12 @@ from typing import Any
 
 from .accuracy import RESIDUAL_SIGMAS, compare_images, truth_accuracy
 from .methods import ALGORITHM_PREFIX, get_method
+from .normalization import (
+    NORMALIZE_PREFIX,
+    normalization_checks,
+    summarize_normalization,
+    truth_factor,
+)
 from .workload import Workload, cosmic_ray_mask, prepare_workload, truth_image
 
 _T0 = time.perf_counter()  # child: the phases are timed from here (the parent times it all)
@@ -64,10 +70,11 @@ def run_one(method: str, manifest: Path, out: str, memory_limit: str) -> dict[st
         phases[phase] = now - last[0]
         last[0] = now
 
-    get_method(method).run(files, out, {"memory_limit": memory_limit}, mark)
+    extra = get_method(method).run(files, out, {"memory_limit": memory_limit}, mark)
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
+        **(extra or {}),
         "method": method,
         "ok": True,
         "phases_s": phases,
@@ -99,6 +106,16 @@ def run_child(method: str, manifest: Path, out: Path, memory_limit: str) -> dict
     return rec
 
 
+def _busy_cpu_s() -> float | None:
+    """CPU seconds the whole machine has been busy (Linux ``/proc/stat``), or None."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def _summarize(runs: list[dict[str, Any]], wl: Workload) -> dict[str, Any]:
     """The fastest successful run of a method, with throughput; or its failure."""
     good = [r for r in runs if r["ok"]]
@@ -106,6 +123,7 @@ def _summarize(runs: list[dict[str, Any]], wl: Workload) -> dict[str, Any]:
         return {"ok": False, "error": runs[-1].get("error", "failed"), "n_runs": len(runs)}
     best = min(good, key=lambda r: r["wall_s"])
     keys = ("wall_s", "cpu_s", "peak_rss_bytes", "child_wall_s", "phases_s", "out")
+    keys += ("normalization", "other_cpu_s")
     summary = {"ok": True, **{k: best.get(k) for k in keys}, "n_runs": len(runs)}
     summary["mpix_frames_per_s"] = wl.mpix_frames / best["wall_s"]
     return summary
@@ -161,7 +179,15 @@ def _versions() -> dict[str, str]:
 
 
 def _out_name(method: str) -> str:
-    return method.replace(ALGORITHM_PREFIX, "alg_").replace("+", "_") + ".fits"
+    name = method.replace(ALGORITHM_PREFIX, "alg_").replace(NORMALIZE_PREFIX, "norm_")
+    return name.replace("+", "_") + ".fits"
+
+
+def _warmup_workload(workload: Workload, method: str) -> Workload:
+    """The tiny untimed frame set of a method: 3x64x64; normalizations get enough stars."""
+    if method.startswith(NORMALIZE_PREFIX):  # photometric needs >= 8 matched stars
+        return replace(workload, n_frames=3, height=256, width=256, stars_per_mpix=1000.0)
+    return replace(workload, n_frames=3, height=64, width=64)
 
 
 def run_benchmark(
@@ -174,11 +200,14 @@ def run_benchmark(
     keep: bool = False,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
     algorithms: Sequence[str] = (),
+    normalizations: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Make or reuse the frames, run every method and algorithm ``repeat`` times, compare.
+    """Make or reuse the frames, run every method, algorithm and mode ``repeat`` times, compare.
 
     ``methods`` are registered method names; ``algorithms`` are algorithm specs
-    (:func:`benchmarks.methods.parse_algorithms`), run as methods ``alg:SPEC``.
+    (:func:`benchmarks.methods.parse_algorithms`), run as methods ``alg:SPEC``;
+    ``normalizations`` are normalization modes, run as methods ``norm:MODE``
+    (:mod:`benchmarks.normalization`).
     Returns the report as a plain dict (printed by :func:`benchmarks.format_report`).
     """
     root = Path(root).resolve()  # the children run in the repository folder
@@ -186,16 +215,22 @@ def run_benchmark(
     outdir = root / "results"
     outdir.mkdir(parents=True, exist_ok=True)
     runnable = [*methods, *(ALGORITHM_PREFIX + a for a in algorithms)]
+    runnable += [NORMALIZE_PREFIX + mode for mode in normalizations]
     if warmup:  # numba/pyc caches and OS file cache, untimed, on a tiny frame set
-        tiny, _ = prepare_workload(replace(workload, n_frames=3, height=64, width=64), root)
         for m in runnable:
+            tiny_wl = _warmup_workload(workload, m)
+            tiny, _ = prepare_workload(tiny_wl, root / "warmup" if tiny_wl.height > 64 else root)
             log(f"warm-up {m}")
             run_child(m, tiny, outdir / f"warmup_{_out_name(m)}", memory_limit)
     runs: list[dict[str, Any]] = []
     for rep in range(repeat):
         for m in runnable:
             log(f"run {rep + 1}/{repeat}: {m} ...")
+            busy = _busy_cpu_s()
             rec = run_child(m, manifest, outdir / _out_name(m), memory_limit)
+            if busy is not None and rec.get("cpu_s") is not None:
+                # CPU time the rest of the machine used meanwhile (it skews the timing)
+                rec["other_cpu_s"] = max(0.0, _busy_cpu_s() - busy - rec["cpu_s"])
             rec["repeat"] = rep
             state = f"{rec['wall_s']:.2f} s" if rec["ok"] else f"FAILED: {rec.get('error')}"
             log(f"  {m}: {state}")
@@ -206,6 +241,10 @@ def run_benchmark(
 
     results = {m: summary(m) for m in methods}
     algs = {a: summary(ALGORITHM_PREFIX + a) for a in algorithms}
+    norms = {
+        mode: summarize_normalization(summary(NORMALIZE_PREFIX + mode), workload)
+        for mode in normalizations
+    }
     subject = ("stackengine" if "stackengine" in methods else methods[0]) if methods else None
     accuracy = {}
     for ref in methods:
@@ -213,12 +252,14 @@ def run_benchmark(
             accuracy[ref] = compare_images(
                 Path(results[subject]["out"]), Path(results[ref]["out"]), workload.noise
             )
-    done = [r for r in (*results.values(), *algs.values()) if r["ok"]]
+    done = [r for r in (*results.values(), *algs.values(), *norms.values()) if r["ok"]]
     if done:
         log("comparing the images with the noiseless truth")
         truth, hits = truth_image(workload), cosmic_ray_mask(workload)
         for r in done:
-            r["truth"] = truth_accuracy(Path(r["out"]), truth, workload.ideal_noise, hits)
+            factor = truth_factor(r, workload)  # a normalized stack: the reference's scale
+            expect = truth if factor == 1.0 else truth * factor  # float32 (NEP 50)
+            r["truth"] = truth_accuracy(Path(r["out"]), expect, workload.ideal_noise, hits)
         del truth, hits
     if not keep:
         for path in outdir.glob("*.fits"):
@@ -241,12 +282,17 @@ def run_benchmark(
             for a in algorithms
         },
         "algorithm_reference": REFERENCE,
+        "normalizations": norms,
+        "normalization_params": {
+            mode: get_method(NORMALIZE_PREFIX + mode).params.format(memory_limit=memory_limit)
+            for mode in normalizations
+        },
         "truth": {
             "ideal_noise_adu": workload.ideal_noise,
             "residual_sigmas": RESIDUAL_SIGMAS,
             "threshold_adu": RESIDUAL_SIGMAS * workload.ideal_noise,
             "n_cr_pixels": next((r["truth"].get("n_cr_pixels") for r in done), None),
         },
-        "checks": _checks(results, subject, algs),
+        "checks": _checks(results, subject, algs) + normalization_checks(norms),
         "runs": runs,
     }

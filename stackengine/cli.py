@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -120,7 +121,26 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="address of a dask.distributed scheduler (tcp://host:8786)",
     )
-    o.add_argument("--progress", action="store_true", help="show a progress bar")
+    o.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="start a local cluster of N worker processes (each with --memory-limit)",
+    )
+    shown = o.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--progress",
+        action="store_true",
+        default=None,
+        help="show progress with a percentage and an ETA on stderr (default: on a terminal)",
+    )
+    shown.add_argument("--quiet", dest="progress", action="store_false", help="show no progress")
+    o.add_argument(
+        "--plots",
+        default=None,
+        metavar="DIR",
+        help="write normalization plots (photometry, gradient, summary) into DIR",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show frames, shape, dtype and key headers")
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
     p.add_argument("--hdu", default="0", help="FITS HDU number or name (default 0)")
+
+    p = sub.add_parser(
+        "normalize-report", help="measure frames and write normalization plots (no stacking)"
+    )
+    p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
+    p.add_argument("--plots", required=True, metavar="DIR", help="folder for the PNG plots")
+    p.add_argument("--normalize", default="photometric", help="mode (default photometric)")
+    p.add_argument("--reference", default=None, help="reference frame: index or path (auto)")
+    p.add_argument("--smoothness", type=float, default=2.0, help="gradient smoothness (2)")
+    p.add_argument("--star-fallback", default=None, choices=["additive+scale"])
+    p.add_argument("--hdu", default="0", help="FITS HDU number or name (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing plots")
 
     p = sub.add_parser("demo", help="make a synthetic frame set, stack it, write a preview")
     p.add_argument("--frames", type=int, default=16, help="number of frames (16)")
@@ -170,6 +202,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     from . import open_frames
     from .cluster import scheduler_context
     from .io.write import check_write
+    from .progress import progress_context
 
     reject = None if args.reject.lower() == "none" else args.reject
     if isinstance(reject, str) and "," in reject:
@@ -180,12 +213,25 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     )
     frames = open_frames(args.inputs, hdu=_hdu(args.hdu))
     with ExitStack() as stack_ctx:
-        stack_ctx.enter_context(scheduler_context(args.scheduler))
-        if args.progress:
-            from .progress import progress_context
-
-            stack_ctx.enter_context(progress_context(args.scheduler))
+        stack_ctx.enter_context(
+            scheduler_context(args.scheduler, workers=args.workers, memory_limit=args.memory_limit)
+        )
+        show = sys.stderr.isatty() if args.progress is None else args.progress
+        stack_ctx.enter_context(progress_context("stacking", enabled=show, address=args.scheduler))
         out = _stack_and_write(args, frames, reject)
+        if args.plots and args.normalize:
+            from .plots import plot_normalization
+
+            written = plot_normalization(
+                frames,
+                args.plots,
+                mode=args.normalize,
+                reference=_reference(args.reference),
+                smoothness=args.smoothness,
+                star_fallback=args.star_fallback,
+                overwrite=args.overwrite,
+            )
+            print(f"wrote {len(written)} normalization plots into {args.plots}")
     dt = time.perf_counter() - t0
     n = frames.sizes["frame"]
     shape = "x".join(str(s) for s in frames.shape[1:])
@@ -247,6 +293,24 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_normalize_report(args: argparse.Namespace) -> int:
+    from . import open_frames
+    from .plots import plot_normalization
+
+    frames = open_frames(args.inputs, hdu=_hdu(args.hdu))
+    written = plot_normalization(
+        frames,
+        args.plots,
+        mode=args.normalize,
+        reference=_reference(args.reference),
+        smoothness=args.smoothness,
+        star_fallback=args.star_fallback,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {len(written)} plots into {args.plots}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -281,7 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_bench(rest[1:] if rest[:1] == ["--"] else rest)
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"stack": _cmd_stack, "info": _cmd_info, "demo": _cmd_demo}
+    handlers = {
+        "stack": _cmd_stack,
+        "info": _cmd_info,
+        "demo": _cmd_demo,
+        "normalize-report": _cmd_normalize_report,
+    }
     try:
         return handlers[args.command](args)
     except StackEngineError as exc:
@@ -293,6 +362,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stackengine: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # an unexpected failure (a bug, a lost cluster): one line
+        if os.environ.get("STACKENGINE_DEBUG"):
+            raise
+        print(
+            f"stackengine: error: {type(exc).__name__}: {exc} "
+            "(set STACKENGINE_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,24 +1,399 @@
-"""Progress display for local and distributed runs."""
+"""Progress with a percentage and an ETA on the terminal, local or distributed.
+
+Each dask computation inside :func:`progress_context` is a *phase*, one line::
+
+    measure   42% [########............] 12/28 tasks  elapsed 0:07  ETA 0:10
+
+Tasks weigh the same; ``ETA = elapsed x (1 - f) / f`` for the fraction ``f``
+done. Pass 1's graphs (keys ``_measure...``) are labelled "measure". Local
+schedulers are followed with a dask ``Callback``, a dask.distributed cluster
+with a scheduler plugin counting the tasks of each graph the client submits,
+polled by a thread. :func:`progress_phase` shows several computations (e.g. a
+writer's batches of rows) as one phase.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
 
-__all__ = ["progress_context"]
+from dask.callbacks import Callback
+from dask.utils import key_split
+from distributed import Client
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+__all__ = ["progress_context", "progress_phase"]
+
+_BAR = 20
+_FINISHED = ("memory", "erred", "forgotten")
+_ACTIVE: _Display | None = None
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _phase_label(keys: Iterable[Any], default: str) -> str:
+    """The label "measure" when a key names a pass-1 measurement task, else ``default``."""
+    for key in keys:
+        if key_split(key).lstrip("_").startswith("measure"):
+            return "measure"
+    return default
+
+
+def _clock(seconds: float) -> str:
+    h, rest = divmod(max(0, int(round(seconds))), 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class _Compute:
+    """One dask computation: ``done`` of ``total`` tasks, shown in ``phase``."""
+
+    def __init__(self, phase: _Phase, total: int) -> None:
+        self.phase, self.done, self.total, self.finished = phase, 0, total, False
+
+
+class _Phase:
+    """One line of the display: one computation, or ``parts`` of them."""
+
+    def __init__(self, label: str | None, parts: int, t0: float) -> None:
+        self.label, self.parts, self.t0 = label, parts, t0
+        self.computes: list[_Compute] = []
+        self.step, self.printed, self.ended = 0, t0, False
+
+    def fraction(self) -> float:
+        n = max(self.parts, len(self.computes))
+        return sum(min(c.done / c.total, 1.0) for c in self.computes) / n
+
+    def line(self, now: float, failed: bool) -> str:
+        frac, elapsed = self.fraction(), now - self.t0
+        done = sum(c.done for c in self.computes)
+        if self.parts > 1:
+            count = f"{done} tasks, part {len(self.computes)}/{self.parts}"
+        else:
+            count = f"{done}/{sum(c.total for c in self.computes)} tasks"
+        eta = f"ETA {_clock(elapsed * (1 - frac) / frac)}" if frac > 0 else "ETA -:--"
+        eta = "failed" if failed else eta
+        return (
+            f"{self.label or '':<9}{int(100 * frac):3d}% [{'#' * int(_BAR * frac):.<{_BAR}}]"
+            f" {count}  elapsed {_clock(elapsed)}  {eta}"
+        )
+
+
+class _Display:
+    """The phases and their drawing; the public methods are thread safe."""
+
+    def __init__(self, label: str, stream: TextIO, interval: float) -> None:
+        self.label, self.stream, self.interval = label, stream, interval
+        isatty = getattr(stream, "isatty", None)
+        self.tty = bool(isatty and not getattr(stream, "closed", False) and isatty())
+        self.columns = shutil.get_terminal_size((100, 24)).columns - 1
+        self.lock = threading.RLock()
+        self.phase: _Phase | None = None  # the one drawn
+        self.group: _Phase | None = None  # opened by progress_phase
+        self.width, self.drawn, self.broken = 0, 0.0, False
+        self.cluster: _ClusterProgress | None = None
+
+    def write(self, text: str) -> None:
+        if not self.broken:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):  # closed stream, broken pipe
+                self.broken = True
+
+    def _draw(self, phase: _Phase, *, final: bool = False, failed: bool = False) -> None:
+        now = time.monotonic()
+        if self.tty:
+            if final or now - self.drawn >= self.interval:
+                line = phase.line(now, failed)[: self.columns]
+                pad = " " * max(0, self.width - len(line))
+                self.write(f"\r{line}{pad}" + ("\n" if final else ""))
+                self.width, self.drawn = (0 if final else len(line)), now
+            return
+        step = int(10 * phase.fraction())
+        due = phase.step < step < 10 and now - phase.printed >= self.interval
+        if final or due or now - phase.printed >= 60.0:
+            self.write(phase.line(now, failed) + "\n")
+            phase.step, phase.printed = step, now
+
+    def _end(self, phase: _Phase | None, failed: bool = False) -> None:
+        if phase is not None and not phase.ended:
+            phase.ended = True
+            if phase.computes:
+                self._draw(phase, final=True, failed=failed)
+            if self.phase is phase:
+                self.phase = None
+
+    def start(self, label: str, total: int, t0: float | None = None) -> _Compute | None:
+        """A computation of ``total`` tasks begins (None: nothing to show)."""
+        if total <= 0:
+            return None
+        with self.lock:
+            phase = self.group or _Phase(label, 1, time.monotonic() if t0 is None else t0)
+            phase.label = phase.label or label
+            if self.phase is not phase:  # a new line: drawn at once
+                self._end(self.phase)
+                self.phase, self.drawn = phase, 0.0
+            compute = _Compute(phase, total)
+            phase.computes.append(compute)
+            self._draw(phase)
+            return compute
+
+    def update(self, compute: _Compute | None, done: int | None = None) -> None:
+        """One more task of ``compute`` finished (or ``done`` of them)."""
+        if compute is not None:
+            with self.lock:
+                compute.done = compute.done + 1 if done is None else done
+                if compute.phase is self.phase:
+                    self._draw(compute.phase)
+
+    def finish(self, compute: _Compute | None, failed: bool = False) -> None:
+        """``compute`` is over; a phase of one computation ends with it."""
+        if compute is not None and not compute.finished:
+            with self.lock:
+                compute.finished = True
+                compute.done = compute.done if failed else compute.total
+                if failed and compute.phase is self.group:
+                    self.group = None
+                if compute.phase is not self.group:
+                    self._end(compute.phase, failed)
+
+    def open_group(self, label: str | None, parts: int) -> _Phase:
+        with self.lock:
+            self._end(self.phase)
+            self.group = _Phase(label, parts, time.monotonic())
+            return self.group
+
+    def close_group(self, group: _Phase, failed: bool = False) -> None:
+        with self.lock:
+            self.group = None if self.group is group else self.group
+            self._end(group, failed)
+
+    def run(self, stop: threading.Event) -> None:
+        """The thread that polls a cluster and redraws until ``stop`` is set."""
+        while not stop.wait(self.interval):
+            if self.cluster is not None:
+                self.cluster.poll()
+            with self.lock:
+                if self.phase is not None and not self.phase.ended:
+                    self._draw(self.phase)
+
+    def close(self, failed: bool = False) -> None:
+        with self.lock:
+            self._end(self.group, failed)
+            self._end(self.phase, failed)
+            self.group = None
+
+
+class _LocalProgress(Callback):
+    """Follows the computations of dask's local schedulers."""
+
+    def __init__(self, display: _Display) -> None:
+        self.display = display
+        self.computes: dict[int, _Compute | None] = {}
+
+    def _start_state(self, dsk: Any, state: dict) -> None:
+        total = sum(len(state[k]) for k in ("ready", "waiting", "running"))
+        label = _phase_label(dsk, self.display.label)
+        self.computes[id(state)] = self.display.start(label, total)
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: dict, worker_id: Any) -> None:
+        self.display.update(self.computes.get(id(state)))
+
+    def _finish(self, dsk: Any, state: dict, errored: bool) -> None:
+        self.display.finish(self.computes.pop(id(state), None), failed=errored)
+
+
+class _SchedulerProgress(SchedulerPlugin):
+    """Scheduler side: per graph submitted, ``[label, tasks, done, start time]``."""
+
+    def __init__(self, client: str | None, label: str) -> None:
+        self.client, self.label = client, label
+        self.phases: list[list[Any]] = []
+        self.where: dict[Any, list[int]] = {}  # unfinished key -> its phases
+
+    def update_graph(self, scheduler: Any, *, client: str, tasks: list, **kwargs: Any) -> None:
+        if self.client is not None and client != self.client:
+            return
+        index, done = len(self.phases), 0
+        for key in tasks:
+            ts = scheduler.tasks.get(key)
+            if ts is None or ts.state in _FINISHED:
+                done += 1
+            else:
+                self.where.setdefault(key, []).append(index)
+        self.phases.append([_phase_label(tasks, self.label), len(tasks), done, time.time()])
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        if finish in _FINISHED:
+            for index in self.where.pop(key, ()):
+                self.phases[index][2] += 1
+
+
+def _snapshot(name: str, since: int, dask_scheduler: Any = None) -> tuple[float, list]:
+    return time.time(), [tuple(p) for p in dask_scheduler.plugins[name].phases[since:]]
+
+
+class _ClusterProgress:
+    """Client side: registers the plugin and turns its counts into phases."""
+
+    def __init__(self, client: Any, display: _Display, own: bool) -> None:
+        self.client, self.display, self.own = client, display, own
+        self.name = f"stackengine-progress-{uuid.uuid4().hex}"
+        self.seen: list[_Compute | None] = []
+        self.lock = threading.Lock()
+        self.failures = 0
+        plugin = _SchedulerProgress(None if own else client.id, display.label)
+        client.register_plugin(plugin, name=self.name)
+
+    def poll(self, wait: float = 0.0) -> None:
+        """Fetch the scheduler's counts into the display (skipped when busy)."""
+        if self.failures >= 5 or not self.lock.acquire(timeout=wait):
+            return
+        try:
+            seen = self.seen
+            first = next((i for i, c in enumerate(seen) if c and not c.finished), len(seen))
+            try:
+                now, phases = self.client.run_on_scheduler(_snapshot, self.name, first)
+            except Exception:  # the cluster is busy or going away: try later
+                self.failures += 1
+                return
+            self.failures, here = 0, time.monotonic()
+            for i, (label, total, done, start) in enumerate(phases, first):
+                if i == len(seen):
+                    seen.append(self.display.start(label, total, here - (now - start)))
+                if seen[i] is not None and not seen[i].finished:
+                    self.display.update(seen[i], done)
+                    if done >= total:
+                        self.display.finish(seen[i])
+        finally:
+            self.lock.release()
+
+    def close(self) -> None:
+        self.poll(wait=30.0)
+        with contextlib.suppress(Exception):
+            self.client.unregister_scheduler_plugin(self.name)
+        if self.own:
+            with contextlib.suppress(Exception):
+                self.client.close()
+
+
+def _cluster(display: _Display, address: str | None) -> _ClusterProgress | None:
+    """Follow the active dask.distributed client, or one connected to ``address``."""
+    try:
+        client = Client.current(allow_global=True)
+        client = None if client.asynchronous or client.status != "running" else client
+    except ValueError:
+        client = None
+    own = client is None and bool(address)
+    try:
+        if own:
+            client = Client(address, timeout="10s", set_as_default=False)
+        return None if client is None else _ClusterProgress(client, display, own)
+    except Exception as exc:  # unreachable, or the scheduler cannot import stackengine
+        display.write(f"progress: cannot follow the cluster ({exc})\n")
+        if own and client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+        return None
 
 
 @contextlib.contextmanager
-def progress_context(address: str | None = None) -> Iterator[None]:
-    """Show a progress bar for the dask computations run inside the block.
+def progress_context(
+    label: str = "stacking",
+    *,
+    enabled: bool = True,
+    stream: TextIO | None = None,
+    address: str | None = None,
+    interval: float = 0.5,
+) -> Iterator[None]:
+    """Show the progress of the dask computations run inside the block.
 
-    Local schedulers use :class:`dask.diagnostics.ProgressBar`; with a
-    distributed cluster, progress is reported by the cluster's dashboard.
+    Parameters
+    ----------
+    label : str
+        Name of the phases other than pass 1's ("measure").
+    enabled : bool
+        False shows nothing (the block runs unchanged).
+    stream : file-like or None
+        Where to write; None is ``sys.stderr`` at entry. A terminal
+        (``isatty()``) gets one line redrawn in place, any other stream a
+        line per further 10 % of a phase.
+    address : str or None
+        A dask.distributed scheduler to follow when no client is active in
+        this process (an active client is followed, as are dask's local
+        schedulers).
+    interval : float
+        Seconds between redraws and between polls of a cluster.
+
+    Notes
+    -----
+    Results are unchanged; a nested call does nothing; a failed computation's
+    line ends with "failed".
     """
-    if address:
+    global _ACTIVE
+    stream = sys.stderr if stream is None else stream
+    display = _Display(label, stream, max(float(interval), 0.01))
+    with _ACTIVE_LOCK:
+        active = enabled and stream is not None and _ACTIVE is None
+        _ACTIVE = display if active else _ACTIVE
+    if not active:
         yield
         return
-    from dask.diagnostics import ProgressBar
-
-    with ProgressBar(minimum=1.0, dt=0.5):
+    local, stop, failed = _LocalProgress(display), threading.Event(), True
+    thread = threading.Thread(target=display.run, args=(stop,), daemon=True)
+    local.register()
+    try:
+        display.cluster = _cluster(display, address)
+        thread.start()
         yield
+        failed = False
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=30.0)
+        local.unregister()
+        if display.cluster is not None:
+            display.cluster.close()
+        display.close(failed)
+        with _ACTIVE_LOCK:
+            _ACTIVE = None
+
+
+@contextlib.contextmanager
+def progress_phase(label: str | None = None, *, parts: int = 1) -> Iterator[None]:
+    """Show the next ``parts`` dask computations as one phase of the display.
+
+    Parameters
+    ----------
+    label : str or None
+        The phase's name; None takes it from its first computation.
+    parts : int
+        How many computations the block runs (e.g. batches of rows); each
+        counts for ``1 / parts`` of the percentage and the ETA.
+
+    Notes
+    -----
+    Does nothing outside :func:`progress_context`; the line ends with the block.
+    """
+    display = _ACTIVE
+    if display is None:
+        yield
+        return
+    if display.cluster is not None:
+        display.cluster.poll(wait=30.0)  # earlier computations stay out of this phase
+    group, failed = display.open_group(label, max(1, int(parts))), True
+    try:
+        yield
+        failed = False
+    except GeneratorExit:  # a generator holding the block was closed: failed if unfinished
+        failed = len(group.computes) < group.parts
+        raise
+    finally:
+        if display.cluster is not None:
+            display.cluster.poll(wait=30.0)
+        display.close_group(group, failed)

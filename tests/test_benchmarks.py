@@ -19,6 +19,14 @@ from benchmarks import (
 )
 from benchmarks.bench_sigma import main
 from benchmarks.methods import ALGORITHMS, algorithm_kwargs, parse_algorithms
+from benchmarks.normalization import (
+    MODES,
+    normalization_checks,
+    normalization_quality,
+    parse_modes,
+    summarize_normalization,
+    truth_factor,
+)
 from benchmarks.runner import _checks
 
 
@@ -280,3 +288,120 @@ def test_algorithms_end_to_end(tmp_path, capsys):
         )
         assert acc["n_residual"] < plain_resid.sum(), name  # rejection removed cosmic rays
         assert f"{acc['n_residual']:>10d} {acc['n_cr_left']:>8d}" in rows[name]
+
+
+def test_normalization_modes_and_options():
+    from stackengine.normalize import MODES as ENGINE_MODES
+
+    assert set(MODES) == set(ENGINE_MODES)
+    assert parse_modes("all") == list(MODES)
+    assert parse_modes("photometric, additive+scale,photometric") == [
+        "photometric",
+        "additive+scale",
+    ]
+    for bad in ("bogus", " , ", "photometric,additive+"):
+        with pytest.raises(ValueError):
+            parse_modes(bad)
+    with pytest.raises(SystemExit):
+        main(["--methods", "none", "--normalize", "bogus"])
+    with pytest.raises(SystemExit):
+        main(["--methods", "none", "--normalize", "additive", "--stars-per-mpix", "-1"])
+
+
+def test_normalization_quality_and_check_against_hand_worked_values():
+    wl = Workload(n_frames=4, height=64, width=64)
+    s = np.asarray(frame_scales(wl))
+    r = 2
+    exact = {"reference": r, "scale": list(s[r] / s), "offset": [0.0] * 4}
+    q = normalization_quality(exact, wl)
+    assert q["scale_err_max"] == pytest.approx(0.0, abs=1e-12)
+    assert q["sky_err_max_adu"] == pytest.approx(0.0, abs=1e-9)
+    assert q["expected_min"] == pytest.approx(min(s[r] / s), rel=1e-12)
+    assert not q["has_gradient"] and "n_stars_median" not in q
+
+    # frame 0 scaled 1 % too high; frame 1 gets a gradient model from -3 to +5 ADU
+    found = dict(exact, scale=[1.01 * s[r] / s[0], *exact["scale"][1:]])
+    found.update(grad_min=[0.0, -3.0, 0.0, 0.0], grad_max=[0.0, 5.0, 0.0, 0.0])
+    found["n_stars"] = [40, 30, 50, 20]
+    q = normalization_quality(found, wl)
+    assert q["scale_err_max"] == pytest.approx(0.01, rel=1e-9)
+    assert q["scale_err_median"] == pytest.approx(0.0, abs=1e-12)  # frames 0, 1, 3
+    # frame 0: 0.01 s_r sky too bright; frame 1: the sky minus G is off by up to 5 ADU
+    assert q["sky_err_max_adu"] == pytest.approx(max(0.01 * s[r] * 1000.0, 5.0), rel=1e-9)
+    assert q["sky_err_median_adu"] == pytest.approx(5.0, rel=1e-9)
+    assert (q["grad_ptp_median_adu"], q["grad_ptp_max_adu"]) == (0.0, 8.0)
+    assert (q["n_stars_median"], q["n_stars_min"]) == (30.0, 20)  # the reference's 50 left out
+    assert truth_factor({"normalization": found}, wl) == pytest.approx(s[r] / s.mean())
+    assert truth_factor({}, wl) == 1.0
+
+    phases = {"measure_frames": 2.0, "measure_photometry": 9.0, "fits": 1.0, "replan": 0.5}
+    row = summarize_normalization({"ok": True, "phases_s": {**phases, "stack+write": 10.5}}, wl)
+    assert (row["measure_s"], row["stack_s"], row["ratio"]) == (12.0, 10.0, 1.2)
+    (check,) = normalization_checks({"photometric": row})
+    assert not check["ok"] and check["value"] == 1.2 and check["target"] == 1.0
+    row["measure_s"] = 9.0
+    row["ratio"] = 0.9
+    assert normalization_checks({"photometric": row})[0]["ok"]
+    assert normalization_checks({"multiplicative": row}) == []  # the target is photometric's
+
+
+def test_normalization_end_to_end(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    argv = ["--frames", "5", "--size", "256", "--stars-per-mpix", "1200", "--dir", str(tmp_path)]
+    argv += ["--methods", "none", "--normalize", "photometric,multiplicative"]
+    argv += ["--memory-limit", "64MiB", "--json", str(out), "--no-warmup", "--keep"]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "FAILED" not in table
+    rows = _rows(table)
+    report = json.loads(out.read_text())
+    norms = report["normalizations"]
+    assert list(norms) == ["photometric", "multiplicative"]
+
+    wl = Workload(n_frames=5, height=256, width=256, stars_per_mpix=1200.0)
+    paths = _frames(tmp_path / wl.key() / "manifest.json")
+    cube = np.stack([fits.getdata(p).astype(np.float64) for p in paths])
+    s = np.array([fits.getheader(p)["BENCHSCL"] for p in paths])  # the generator's scales
+    for mode, res in norms.items():
+        assert res["ok"], mode
+        ph = res["phases_s"]
+        parts = ("measure_frames", "measure_photometry", "fits")
+        assert res["measure_s"] == pytest.approx(sum(ph.get(p, 0.0) for p in parts))
+        assert res["stack_s"] == pytest.approx(ph["stack+write"] - ph["replan"])
+        assert res["stack_s"] > 0 and res["ratio"] == res["measure_s"] / res["stack_s"]
+        assert ("measure_photometry" in ph) == (mode == "photometric")
+        assert res["wall_s"] >= res["child_wall_s"] > res["measure_s"]
+        found = res["normalization"]
+        r = found["reference"]
+        k = np.asarray(found["scale"])
+        # frame i is s_i (sky + stars) + noise: the scale bringing it to the reference is s_r / s_i
+        tol = 0.02 if mode == "photometric" else 1e-3
+        np.testing.assert_allclose(k, s[r] / s, rtol=tol)
+        assert k[r] == 1.0
+        q = res["quality"]
+        assert q["scale_err_max"] == pytest.approx(np.delete(np.abs(k * s / s[r] - 1), r).max())
+        assert f"{q['scale_min']:.4f}..{q['scale_max']:.4f}" in rows[mode]
+        # the stack converges to the reference frame's sky + stars
+        assert res["truth"]["noise_ratio"] < 1.5
+        assert abs(res["truth"]["median_bias_adu"]) < 3.0
+    phot = norms["photometric"]
+    assert np.median(np.delete(phot["normalization"]["n_stars"], 0)) >= 8
+    assert phot["quality"]["n_stars_median"] >= 8 and "grad_min" in phot["normalization"]
+
+    # multiplicative, recomputed here: reference = darkest median, x m_r / m_i, sigma-clipped mean
+    med = np.median(cube.reshape(5, -1), axis=1)
+    r = int(np.argmin(med))
+    assert norms["multiplicative"]["normalization"]["reference"] == r
+    normalized = cube * (med[r] / med)[:, None, None]
+    np.testing.assert_allclose(
+        fits.getdata(norms["multiplicative"]["out"]),
+        _cumulative_clip_mean(normalized),
+        rtol=1e-5,
+        atol=1e-3,
+    )
+
+    (check,) = [c for c in report["checks"] if c["name"].startswith("photometric measure")]
+    assert check["value"] == phot["ratio"] and check["ok"] == (phot["ratio"] <= 1.0)
+    verdict = "PASS" if check["ok"] else "FAIL"
+    assert f"photometric measure pass / stack pass: {phot['ratio']:.2f} x (<= 1) {verdict}" in table
+    assert rows["photometric"].split()[1] == f"{phot['measure_s']:.2f}"

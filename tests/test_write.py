@@ -487,7 +487,7 @@ def test_distributed_workers_write_every_format(tmp_path):
     ds["scale"] = ("frame", da.from_array(np.array([1.0, 1.25, 0.8]), chunks=3) * shared)
     with (
         LocalCluster(
-            n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
+            n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0"
         ) as cluster,
         Client(cluster),
     ):

@@ -28,6 +28,7 @@ from dask.core import istask
 
 from .._version import __version__
 from ..errors import ParameterError
+from ..progress import progress_phase
 from .atomic import MemmapTarget, remove_path
 
 __all__ = ["write_tiff", "check_tiff_compression", "TILE", "BIGTIFF_BYTES"]
@@ -91,8 +92,9 @@ def _computed_strips(img: da.Array, batch: int) -> Iterator[np.ndarray]:
     """Row-chunks of ``img``, computed in order, ``batch`` at a time."""
     bounds = np.cumsum((0, *img.chunks[0]))
     rows = list(zip(bounds[:-1], bounds[1:], strict=True))
-    for i in range(0, len(rows), batch):
-        yield from dask.compute(*(img[a:b] for a, b in rows[i : i + batch]))
+    with progress_phase(parts=-(-len(rows) // batch)):
+        for i in range(0, len(rows), batch):
+            yield from dask.compute(*(img[a:b] for a, b in rows[i : i + batch]))
 
 
 def _staged_strips(img: da.Array, stage: Path, rows: int) -> Iterator[np.ndarray]:
