@@ -117,6 +117,11 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--compression", default=None, help="zlib, zstd, lzw (TIFF) or none")
     o.add_argument("--overwrite", action="store_true", help="replace an existing output")
     o.add_argument(
+        "--resume",
+        action="store_true",
+        help="zarr output: continue an interrupted run, computing only the missing tiles",
+    )
+    o.add_argument(
         "--scheduler",
         default=None,
         help="address of a dask.distributed scheduler (tcp://host:8786)",
@@ -135,6 +140,12 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
         help="show progress with a percentage and an ETA on stderr (default: on a terminal)",
     )
     shown.add_argument("--quiet", dest="progress", action="store_false", help="show no progress")
+    o.add_argument(
+        "--report",
+        default=None,
+        metavar="HTML",
+        help="write dask's performance report (needs --scheduler or --workers)",
+    )
     o.add_argument(
         "--plots",
         default=None,
@@ -209,13 +220,20 @@ def _cmd_stack(args: argparse.Namespace) -> int:
         reject = [r.strip() for r in reject.split(",")]
     t0 = time.perf_counter()
     check_write(
-        args.output, overwrite=args.overwrite, dtype=args.dtype, compression=args.compression
+        args.output,
+        overwrite=args.overwrite,
+        dtype=args.dtype,
+        compression=args.compression,
+        resume=args.resume,
     )
+    _log_to_stderr()
     frames = open_frames(args.inputs, hdu=_hdu(args.hdu))
     with ExitStack() as stack_ctx:
-        stack_ctx.enter_context(
+        client = stack_ctx.enter_context(
             scheduler_context(args.scheduler, workers=args.workers, memory_limit=args.memory_limit)
         )
+        if args.report:
+            stack_ctx.enter_context(_performance_report(client, args.report))
         show = sys.stderr.isatty() if args.progress is None else args.progress
         stack_ctx.enter_context(progress_context("stacking", enabled=show, address=args.scheduler))
         out = _stack_and_write(args, frames, reject)
@@ -274,7 +292,35 @@ def _stack_and_write(args: argparse.Namespace, frames: object, reject: object) -
         overwrite=args.overwrite,
         dtype=args.dtype,
         compression=args.compression,
+        resume=args.resume,
     )
+
+
+def _performance_report(client: object, filename: str):
+    """dask.distributed's performance report of the run, written to ``filename``."""
+    from .errors import ParameterError
+
+    if client is None:
+        raise ParameterError("--report needs a dask.distributed cluster (--scheduler or --workers)")
+    try:
+        import bokeh  # noqa: F401  (dask's performance report draws with bokeh)
+    except ImportError:
+        raise ParameterError('--report needs bokeh: pip install "stackengine[cluster]"') from None
+    from distributed import performance_report
+
+    return performance_report(filename=filename)
+
+
+def _log_to_stderr() -> None:
+    """stackengine's log lines (e.g. how many tiles a resumed run computes) on stderr."""
+    import logging
+
+    logger = logging.getLogger("stackengine")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("stackengine: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

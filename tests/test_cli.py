@@ -196,3 +196,25 @@ def test_bad_parameter_is_one_line(fits_frames, tmp_path):
     code, _, err = _run(["stack", *paths, "-o", tmp_path / "o.fits", "--reject", "magic"])
     _assert_one_line_error(code, err, "magic")
     assert not (tmp_path / "o.fits").exists()
+
+
+def test_progress_prints_percentage_and_eta(fits_frames, tmp_path, capsys):
+    paths, _ = fits_frames
+    assert main(["stack", *map(str, paths), "-o", str(tmp_path / "p.fits"), "--progress"]) == 0
+    err = capsys.readouterr().err
+    import re
+
+    assert re.search(r"100% \[#+\] \d+/\d+ tasks  elapsed \d+:\d\d  ETA 0:00", err), err
+    assert main(["stack", *map(str, paths), "-o", str(tmp_path / "q.fits"), "--quiet"]) == 0
+    assert "ETA" not in capsys.readouterr().err
+
+
+def test_performance_report_on_local_cluster(fits_frames, tmp_path):
+    paths, _ = fits_frames
+    report = tmp_path / "report.html"
+    assert main(["stack", *map(str, paths), "-o", str(tmp_path / "r.zarr"), "--workers", "1",
+                 "--report", str(report), "--quiet"]) == 0
+    assert report.stat().st_size > 1000 and b"<html" in report.read_bytes()[:2000].lower()
+    code = main(["stack", *map(str, paths), "-o", str(tmp_path / "s.zarr"), "--report",
+                 str(tmp_path / "x.html")])
+    assert code == 1 and not (tmp_path / "s.zarr").exists()

@@ -8,7 +8,6 @@ renamed into place only when complete.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..errors import ParameterError
-from .atomic import atomic_output, check_output
+from ..errors import OutputError, ParameterError
+from .atomic import atomic_output, check_output, remove_path
+from .write_zarr import partial_path, write_zarr
 
 __all__ = ["write", "check_write", "OUTPUT_DTYPES", "cast_image"]
 
@@ -111,23 +111,18 @@ def _zarr_ready(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def _write_zarr(ds: xr.Dataset, tmp: Path, compression: str | None) -> None:
+def _zarr_encoding(ds: xr.Dataset, compression: str | None) -> dict[str, dict[str, Any]]:
     import zarr
 
-    encoding: dict[str, dict[str, Any]] = {}
-    if compression is not None:
-        codecs = {
-            "zstd": (zarr.codecs.ZstdCodec(),),
-            "zlib": (zarr.codecs.GzipCodec(),),
-            "gzip": (zarr.codecs.GzipCodec(),),
-            "none": None,
-        }[compression]
-        encoding = {str(name): {"compressors": codecs} for name in ds.variables}
-    with warnings.catch_warnings():
-        # consolidated metadata (not in the v3 spec yet) lets xr.open_zarr open it
-        # quickly and without a warning
-        warnings.filterwarnings("ignore", "Consolidated metadata", zarr.errors.ZarrUserWarning)
-        ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=True, encoding=encoding)
+    if compression is None:
+        return {}
+    codecs = {
+        "zstd": (zarr.codecs.ZstdCodec(),),
+        "zlib": (zarr.codecs.GzipCodec(),),
+        "gzip": (zarr.codecs.GzipCodec(),),
+        "none": None,
+    }[compression]
+    return {str(name): {"compressors": codecs} for name in ds.variables}
 
 
 def check_write(
@@ -136,6 +131,7 @@ def check_write(
     overwrite: bool = False,
     dtype: Any = None,
     compression: str | None = None,
+    resume: bool = False,
 ) -> tuple[Path, str]:
     """Check everything :func:`write` can check before any pixel is computed.
 
@@ -157,6 +153,14 @@ def check_write(
 
         check_tiff_compression(comp)
     check_output(path, overwrite)
+    if resume and fmt != "zarr":
+        raise ParameterError(f"{path}: resume works for zarr output only")
+    partial = partial_path(path)
+    if fmt == "zarr" and partial.exists() and not resume:
+        raise OutputError(
+            f"{partial}: an interrupted run left this partial output; pass --resume "
+            "(resume=True) to continue it, or delete it"
+        )
     return path, fmt
 
 
@@ -167,6 +171,7 @@ def write(
     overwrite: bool = False,
     dtype: Any = None,
     compression: str | None = None,
+    resume: bool = False,
 ) -> Path:
     """Write a stack result to zarr, FITS or TIFF, in one pass and atomically.
 
@@ -194,6 +199,10 @@ def write(
         Integer outputs are rounded to the nearest integer (``np.rint``), clipped
         to the type's range and NaN (pixels with no value kept) is written as 0.
         The maps keep their own dtypes.
+    resume : bool, optional
+        zarr only: continue an interrupted run from its partial store
+        ``.NAME.partial`` (see :mod:`stackengine.io.write_zarr`), computing
+        only the tiles it lacks.
     compression : str, optional
         zarr: None (zarr's default, zstd), "zstd", "zlib" (gzip) or "none".
         TIFF: None or "none" (uncompressed), "zlib", "zstd" or "lzw" (the last
@@ -212,7 +221,9 @@ def write(
         The output exists (and ``overwrite`` is false) or its folder is missing
         or not writable. Checked before anything is computed.
     """
-    path, fmt = check_write(path, overwrite=overwrite, dtype=dtype, compression=compression)
+    path, fmt = check_write(
+        path, overwrite=overwrite, dtype=dtype, compression=compression, resume=resume
+    )
     if not isinstance(result, xr.Dataset) or "image" not in result.data_vars:
         raise ParameterError(f"{path}: result must be an xarray.Dataset with an 'image' variable")
     out_dtype = _output_dtype(dtype, dict(result.attrs))
@@ -220,10 +231,18 @@ def write(
 
     ds = result.copy()
     ds["image"] = ds["image"].copy(data=cast_image(ds["image"].data, out_dtype))
+    if fmt == "zarr":
+        ds = _zarr_ready(ds)
+        try:
+            write_zarr(
+                ds, path, overwrite=overwrite, encoding=_zarr_encoding(ds, comp), resume=resume
+            )
+        except Exception:
+            remove_path(partial_path(path))  # a failed run starts afresh; an interrupted one
+            raise  # (KeyboardInterrupt, a kill) keeps its tiles for resume=True
+        return path
     with atomic_output(path, overwrite) as tmp:
-        if fmt == "zarr":
-            _write_zarr(_zarr_ready(ds), tmp, comp)
-        elif fmt == "fits":
+        if fmt == "fits":
             from .write_fits import write_fits
 
             write_fits(ds, tmp)
