@@ -238,18 +238,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
         stack_ctx.enter_context(progress_context("stacking", enabled=show, address=args.scheduler))
         out = _stack_and_write(args, frames, reject)
         if args.plots and args.normalize:
-            from .plots import plot_normalization
-
-            written = plot_normalization(
-                frames,
-                args.plots,
-                mode=args.normalize,
-                reference=_reference(args.reference),
-                smoothness=args.smoothness,
-                star_fallback=args.star_fallback,
-                overwrite=args.overwrite,
-            )
-            print(f"wrote {len(written)} normalization plots into {args.plots}")
+            _plots(args, frames)
     dt = time.perf_counter() - t0
     n = frames.sizes["frame"]
     shape = "x".join(str(s) for s in frames.shape[1:])
@@ -341,9 +330,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_normalize_report(args: argparse.Namespace) -> int:
     from . import open_frames
+
+    _plots(args, open_frames(args.inputs, hdu=_hdu(args.hdu)))
+    return 0
+
+
+def _plots(args: argparse.Namespace, frames: object) -> None:
+    """Normalization plots (photometry, gradient, summary) into ``args.plots``."""
     from .plots import plot_normalization
 
-    frames = open_frames(args.inputs, hdu=_hdu(args.hdu))
     written = plot_normalization(
         frames,
         args.plots,
@@ -353,8 +348,7 @@ def _cmd_normalize_report(args: argparse.Namespace) -> int:
         star_fallback=args.star_fallback,
         overwrite=args.overwrite,
     )
-    print(f"wrote {len(written)} plots into {args.plots}")
-    return 0
+    print(f"wrote {len(written)} normalization plots into {args.plots}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
