@@ -46,6 +46,9 @@ MAX_MEASURE_PIXELS = 6_000_000
 #: background bins along the longer side of the (binned) frame
 BINS_PER_SIDE = 32
 _STRIP_ROWS = 256
+#: background samples (merged cells) the gradient spline is fitted to; the thin-plate
+#: solve grows as the cube of this, and bins are already medians of many pixels
+GRADIENT_SAMPLES = 256
 #: sep background mesh (pixels of the measured image) removed before aperture photometry
 BACKGROUND_MESH = 64
 
@@ -260,7 +263,8 @@ def _gradients(frames, phot, ref, scale, fallback, smoothness):
             diff = scale[i, c] * phot[i].bins.value[..., c] - phot[ref].bins.value[..., c]
             try:
                 models[i, c] = fit_gradient(
-                    yy.ravel(), xx.ravel(), diff.ravel(), shape=shape, smoothness=smoothness
+                    yy.ravel(), xx.ravel(), diff.ravel(), shape=shape, smoothness=smoothness,
+                    max_samples=GRADIENT_SAMPLES,
                 )
             except ParameterError as exc:  # no background bin usable in both frames
                 raise NormalizationError(f"{_label(frames, i)}: no gradient model: {exc}") from None
