@@ -118,3 +118,22 @@ def test_m13_frames_have_too_few_stars(real_dir):
     frames = se.open_frames(paths)
     with pytest.raises(NormalizationError, match=r"M13_blue_000\d\.fits.*too few"):
         se.stack(frames, normalize="photometric")
+
+
+def test_binned_frames_give_the_same_gradient(synthetic, monkeypatch):
+    """Frames above the measuring size are binned (summed) 2x2: the background model
+    must stay a per-pixel level. Target = reference + 10 ADU everywhere."""
+    from stackengine.normalize import photometric
+
+    frames, *_ = synthetic
+    pair = np.stack([frames[0], frames[0] + 10.0])
+    clear = photometric._CACHE.clear
+    for limit, binning in ((10**9, 1), (100_000, 2)):
+        clear()
+        monkeypatch.setattr(photometric, "MAX_MEASURE_PIXELS", limit)
+        assert photometric.binning_for(frames.shape[1:]) == binning
+        normalized, table = se.normalize(pair, "photometric", reference=0)
+        assert abs(float(table["scale"].values[1]) - 1.0) < 0.002
+        offset = float(np.median(normalized.values[1] - normalized.values[0]))
+        assert abs(offset) < 1.0, (binning, offset)  # the 10 ADU step is removed
+    clear()

@@ -118,7 +118,10 @@ def _measure(read: Any, shape: tuple[int, ...]) -> FramePhotometry:
         flux[:, c] = aperture_fluxes(_flattened(plane), stars.x, stars.y, fwhm=fwhm)[0]
     mask = star_mask(lum.shape, stars.x, stars.y, stars.flux, fwhm) if len(stars) else None
     bin_size = max(8, round(max(lum.shape) / BINS_PER_SIDE))
-    bins = background_bins(img if channels > 1 else lum, bin_size=bin_size, mask=mask, step=b)
+    # the binned image holds b x b sums (fluxes stay whole); the background is a level per
+    # pixel, so sample the block averages
+    level = (img if channels > 1 else lum) / np.float32(b * b)
+    bins = background_bins(level, bin_size=bin_size, mask=mask, step=b)
     if bins.value.ndim == 2:
         bins = replace(bins, value=bins.value[..., None], count=bins.count[..., None])
     return FramePhotometry(
