@@ -49,3 +49,22 @@ def fits_frames(tmp_path):
         fits.PrimaryHDU(frame, header=hdr).writeto(p)
         paths.append(p)
     return paths, data
+
+
+def unread_stack(shape=(6, 8, 8)):
+    """A lazy stack whose blocks fail if computed, and the list of their calls.
+
+    For checks that bad parameters raise before any pixel is read.
+    """
+    import dask.array as da
+
+    calls: list[int] = []
+
+    def boom(block):
+        calls.append(1)
+        raise AssertionError("data was read")
+
+    lazy = da.zeros(shape, chunks=(shape[0], 4, 4)).map_blocks(
+        boom, dtype=float, meta=np.empty((0, 0, 0))
+    )
+    return lazy, calls

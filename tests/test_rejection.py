@@ -14,6 +14,7 @@ import warnings
 import dask.array as da
 import numpy as np
 import pytest
+from conftest import unread_stack
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -427,15 +428,7 @@ def test_fallback_median():
     ],
 )
 def test_bad_parameters_raise_before_reading(kwargs, match):
-    calls = []
-
-    def boom(block):
-        calls.append(1)
-        raise AssertionError("data was read")
-
-    lazy = da.zeros((6, 8, 8), chunks=(6, 4, 4)).map_blocks(
-        boom, dtype=float, meta=np.empty((0, 0, 0))
-    )
+    lazy, calls = unread_stack()
     with pytest.raises(ParameterError, match=match):
         se.stack(lazy, **kwargs)
     assert not calls

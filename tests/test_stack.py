@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from astropy.stats import sigma_clip
-from conftest import noisy_stack
+from conftest import noisy_stack, unread_stack
 
 import stackengine as se
 from stackengine.errors import ParameterError
@@ -170,17 +170,7 @@ def test_weights_array_weighted_mean():
     ],
 )
 def test_bad_parameters_raise_before_reading(kwargs, match):
-    calls = []
-
-    def boom(block):
-        calls.append(1)
-        raise AssertionError("data was read")
-
-    import dask.array as da
-
-    lazy = da.zeros((6, 8, 8), chunks=(6, 4, 4)).map_blocks(
-        boom, dtype=float, meta=np.empty((0, 0, 0))
-    )
+    lazy, calls = unread_stack()
     with pytest.raises(ParameterError, match=match):
         se.stack(lazy, **kwargs)
     assert not calls
