@@ -496,3 +496,46 @@ def test_reference_multidimensional_pixels():
     assert r["image"].shape == (2, 3, 4)
     np.testing.assert_array_equal(k["count"], r["count"])
     assert_close(k["image"], r["image"], data_scale(stack))
+
+
+# ------------------------------------------------- many groups, both sort buffer dtypes
+
+
+@pytest.mark.parametrize("n", [3, 50, 130])
+@pytest.mark.parametrize("dtype", ["uint16", "float32", "float64"])
+@pytest.mark.parametrize("combine", sorted(COMBINE_CODES))
+def test_window_kernel_across_groups(n, dtype, combine):
+    """Blocks wider than one sort group (64..512 pixels, float32 or float64 buffers),
+    with a ragged last group, against the numpy reference; pixels stay independent."""
+    npix = 64 * 20 + 37
+    stack = make_stack(n + npix, n, npix, dtype, 0.1, 0.02, 0.05, 30.0)
+    if dtype == "uint16":
+        stack[:, 5] = 65535  # saturated: identical values, the MAD is 0
+    params = dict(reject="sigma", sigma_lower=2.0, sigma_upper=2.5, maxiters=None)
+    k = run_kernel(stack, combine=combine, **params)
+    r = reference_stack(stack, combine=combine, tie_rtol=TIE_RTOL, **params)
+    ok = ~r["near_tie"]
+    for name in ("count", "rejected_low", "rejected_high"):
+        np.testing.assert_array_equal(k[name][ok], r[name][ok], err_msg=name)
+    scale = data_scale(stack) * n
+    assert_close(k["image"], r["image"], scale, ok)
+    assert_close(k["noise"], r["noise"], scale, ok)
+    part = run_kernel(stack[:, 601:], combine=combine, **params)
+    for name in OUTPUTS:
+        np.testing.assert_array_equal(part[name], k[name][601:])
+
+
+def test_window_kernel_fallback_median():
+    """Every value rejected (a tiny threshold): fallback gives the median, count 0."""
+    from stackengine.kernels.engine import reduce_block
+
+    rng = np.random.default_rng(3)
+    block = rng.normal(100.0, 5.0, (9, 700)).astype(np.float32)
+    block[2, 10] = np.nan
+    stages = np.array([STAGE_SIGMA])
+    params = np.zeros((1, N_STAGE_PARAMS))
+    params[0, :5] = (0.0, 0.0, -1, 1, 1)  # mean/std, zero sigma: rejects until empty
+    out = reduce_block(block, stages, params, 0, np.ones(9), False, fallback=True)
+    np.testing.assert_array_equal(out[1], 0)
+    np.testing.assert_allclose(out[0], np.nanmedian(block.astype(np.float64), axis=0), rtol=1e-7)
+    assert np.isnan(out[4]).all()

@@ -6,7 +6,7 @@ One call produces all per-pixel outputs in a single pass over the block:
 (standard error of the combined value). Rejection stages run in order, each
 seeing only what the previous ones kept.
 
-Pixels are processed in groups of :data:`GROUP`: the group's values are
+Pixels are processed in groups (:func:`.window.group_buffer`): the group's values are
 sorted all at once by a comparator network (branch-free, vectorized across
 pixels), so the first stage of every pixel starts from its sorted values.
 """
@@ -27,6 +27,7 @@ from .normalize import geometry, load_group
 from .percentile import percentile_stage
 from .select import HIGH, LOW, batcher_pairs, load_pixel, median_sorted, network_sort
 from .sigma import sigma_stage
+from .window import PAD, group_buffer, reduce_block_window
 
 __all__ = [
     "N_OUT",
@@ -40,8 +41,8 @@ __all__ = [
 
 N_OUT = 5
 N_STAGE_PARAMS = 8
-#: pixels sorted together by the comparator network (one SIMD-friendly row per frame)
-GROUP = 64
+#: input dtypes whose values float32 holds exactly (sorted in float32 when not normalized)
+EXACT_IN_FLOAT32 = frozenset(np.dtype(t) for t in ("float32", "uint16", "int16", "uint8", "int8"))
 
 STAGE_SIGMA = 1
 STAGE_LINEAR_FIT = 2
@@ -118,8 +119,7 @@ def reduce_block(
     are; ``geom`` comes from :func:`stackengine.kernels.normalize.geometry`.
     """
     n = block.shape[0]
-    if tables is None:
-        tables = np.zeros((len(stages), n + 1), dtype=np.float64)
+    plain = scale is None and offset is None and grad is None
     if scale is None:
         scale = np.ones((n, 1), dtype=np.float64)
     if offset is None:
@@ -128,9 +128,21 @@ def reduce_block(
         grad = np.zeros(scale.shape + (1, 1), dtype=np.float64)
     if geom is None:
         geom = geometry((n, 1, block.shape[1]), 0, 0)
+    stage_params = np.asarray(stage_params, dtype=np.float64)
+    if not use_weights and np.all(np.asarray(stages) == STAGE_SIGMA):
+        # every stage keeps a window of the sorted values: the fast kernel
+        exact = plain and block.dtype in EXACT_IN_FLOAT32
+        buf = group_buffer(n, np.float32 if exact else np.float64)
+        return reduce_block_window(
+            block, network(n), stage_params, combine, fallback, plain, buf,
+            scale, offset, grad, geom,
+        )  # fmt: skip
+    if tables is None:
+        tables = np.zeros((len(stages), n + 1), dtype=np.float64)
     return reduce_block_sorted(
         block,
         network(n),
+        group_buffer(n, np.float64),
         stages,
         stage_params,
         tables,
@@ -149,6 +161,7 @@ def reduce_block(
 def reduce_block_sorted(
     block,
     pairs,
+    buf,
     stages,
     stage_params,
     stage_tables,
@@ -169,6 +182,8 @@ def reduce_block_sorted(
         Any real dtype; NaN and inf are missing values.
     pairs : int64 ndarray, shape (K, 2)
         The sorting network for ``n_frames`` values (:func:`select.batcher_pairs`).
+    buf : float64 ndarray
+        Scratch space for a group of pixels (:func:`.window.group_buffer`).
     stages : int64 ndarray, shape (n_stages,)
         Stage codes (:data:`STAGE_CODES`), applied in order.
     stage_params : float64 ndarray, shape (n_stages, N_STAGE_PARAMS)
@@ -197,10 +212,10 @@ def reduce_block_sorted(
     srt = np.empty(n, dtype=np.float64)
     flags = np.empty(n, dtype=np.int8)
     dec = np.empty(n, dtype=np.int8)
-    raw = np.empty((n, GROUP), dtype=np.float64)
-    buf = np.empty((n, GROUP), dtype=np.float64)
-    for g0 in range(0, npix, GROUP):
-        gw = min(GROUP, npix - g0)
+    group = buf.shape[1] - PAD
+    raw = np.empty_like(buf)
+    for g0 in range(0, npix, group):
+        gw = min(group, npix - g0)
         load_group(block, g0, gw, raw, buf, scale, offset, grad, geom)
         network_sort(buf, gw, pairs)
         for g in range(gw):

@@ -140,36 +140,43 @@ def median_sorted(srt, a, b):
 
 
 @njit(nogil=True, cache=True)
+def _kth_deviation(srt, q, n_left, n_right, med, k):
+    """The k-th (0-based) smallest of the deviations ``med - srt[q-1-t]`` (t < n_left)
+    and ``srt[q+t] - med`` (t < n_right), two non-decreasing runs, by binary search
+    on how many of the k+1 smallest come from the left run."""
+    lo = max(0, k + 1 - n_right)
+    hi = min(k + 1, n_left)
+    while lo < hi:
+        i = (lo + hi) // 2
+        j = k + 1 - i
+        if med - srt[q - 1 - i] < srt[q + j - 1] - med:
+            lo = i + 1
+        else:
+            hi = i
+    j = k + 1 - lo
+    best = -math.inf
+    if lo > 0:
+        best = med - srt[q - lo]
+    if j > 0:
+        best = max(best, srt[q + j - 1] - med)
+    return best
+
+
+@njit(nogil=True, cache=True)
 def mad_sorted(srt, a, b, med):
     """Median of ``|x - med|`` over the sorted window ``srt[a:b]``, without sorting again.
 
-    The deviations left of the middle grow leftwards and those right of it grow
-    rightwards, so the k-th smallest deviation is found by merging the two
-    runs from the middle outwards (O(n/2)).
+    ``med`` is the window's median: the deviations left of the middle grow
+    leftwards and those right of it grow rightwards, so the k-th smallest
+    deviation is a selection from two sorted runs (O(log n)).
     """
     length = b - a
     q = a + length // 2  # srt[a:q] <= med <= srt[q:b]
-    i = q - 1
-    j = q
     need = length // 2  # index (0-based) of the upper middle deviation
-    prev = 0.0
-    cur = 0.0
-    for _ in range(need + 1):
-        # branch-free merge step: an exhausted side counts as an infinite deviation
-        dl = med - srt[max(i, a)]
-        if i < a:
-            dl = math.inf
-        dr = srt[min(j, b - 1)] - med
-        if j >= b:
-            dr = math.inf
-        left = dl <= dr
-        prev = cur
-        cur = dl if left else dr
-        i -= np.int64(left)
-        j += np.int64(not left)
+    cur = _kth_deviation(srt, q, q - a, b - q, med, need)
     if length % 2 == 1:
         return cur
-    return (prev + cur) / 2.0
+    return (_kth_deviation(srt, q, q - a, b - q, med, need - 1) + cur) / 2.0
 
 
 @njit(nogil=True, cache=True)

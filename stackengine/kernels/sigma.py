@@ -32,6 +32,7 @@ __all__ = [
     "SPREAD_STD",
     "SPREAD_WINSORIZED",
     "sigma_stage",
+    "sigma_window",
     "winsorized_std",
 ]
 
@@ -115,18 +116,11 @@ def mark_window(vals, flags, n, srt, a, b, m):
 
 
 @njit(nogil=True, cache=True)
-def sigma_stage(
-    vals, flags, n, srt, m, presorted, sigma_lower, sigma_upper, maxiters, center, spread
-):
-    """Iterated, cumulative sigma clipping of the kept values of one pixel.
+def sigma_window(srt, a, b, sigma_lower, sigma_upper, maxiters, center, spread):
+    """Iterated sigma clipping of the sorted window ``srt[a:b]``; return the final window.
 
-    ``srt[0:m]`` already holds the kept values sorted when ``presorted``.
     ``maxiters < 0`` iterates until no new value is rejected.
     """
-    if not presorted:
-        m = sorted_kept(vals, flags, n, srt)
-    a = 0
-    b = m
     it = 0
     while b > a and (maxiters < 0 or it < maxiters):
         it += 1
@@ -138,4 +132,19 @@ def sigma_stage(
             break
         a = na
         b = nb
+    return a, b
+
+
+@njit(nogil=True, cache=True)
+def sigma_stage(
+    vals, flags, n, srt, m, presorted, sigma_lower, sigma_upper, maxiters, center, spread
+):
+    """Iterated, cumulative sigma clipping of the kept values of one pixel.
+
+    ``srt[0:m]`` already holds the kept values sorted when ``presorted``.
+    ``maxiters < 0`` iterates until no new value is rejected.
+    """
+    if not presorted:
+        m = sorted_kept(vals, flags, n, srt)
+    a, b = sigma_window(srt, 0, m, sigma_lower, sigma_upper, maxiters, center, spread)
     mark_window(vals, flags, n, srt, a, b, m)

@@ -1,0 +1,205 @@
+"""The fast block kernel for rejections that keep a window of the sorted values.
+
+Sigma clipping (and winsorized sigma clipping) bounds the kept values from
+below and above, so what a pixel keeps is always a contiguous run
+``sorted[a:b]`` of its sorted values. When every stage is of that kind and the
+combination is unweighted, nothing needs to be tracked per frame: the
+rejected-low count is ``a``, the rejected-high count is ``m - b`` and the
+combination only needs the run. This kernel therefore
+
+1. loads a group of pixels (:func:`group_buffer`), frame by frame, into a
+   (frames x group) buffer (float32 when the input is float32 or a small
+   integer type and no normalization applies, which keeps every value exact;
+   float64 otherwise), non-finite values as +inf, counting the finite ones per
+   pixel;
+2. sorts all columns at once with the comparator network (branch-free across
+   the group: it vectorizes);
+3. finds each pixel's window with the same sigma iteration as the general
+   kernel (:func:`stackengine.kernels.sigma.sigma_window`), on a float64 copy
+   of the column;
+4. sums, and sums squared deviations, over the windows of the whole group at
+   once (vectorized across pixels).
+
+The sums run in float64 over the values in sorted order (the general kernel
+sums in frame order), so the two paths can differ in the last bit of a float64
+mean; the float32 image they produce is the same to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .combine import COMBINE_MAX, COMBINE_MEAN, COMBINE_MEDIAN, COMBINE_MIN, COMBINE_SUM
+from .normalize import load_group
+from .select import median_sorted, network_sort
+from .sigma import sigma_window
+
+__all__ = ["PAD", "group_buffer", "load_plain", "reduce_block_window"]
+
+#: unused lanes at the end of every buffer row: rows a power of two apart in
+#: memory would all fall into the same cache sets when a column is read
+PAD = 16
+#: the group's buffer should stay well inside the L2 cache
+GROUP_BYTES = 256 * 1024
+
+
+def group_buffer(n: int, dtype: np.dtype | type) -> np.ndarray:
+    """A (n, width + PAD) scratch buffer: ``width`` pixels (a multiple of 64, 64 to
+    512) are loaded and sorted together, as many as fit in :data:`GROUP_BYTES`."""
+    itemsize = np.dtype(dtype).itemsize
+    width = int(np.clip(GROUP_BYTES // (max(n, 1) * itemsize) // 64 * 64, 64, 512))
+    return np.empty((n, width + PAD), dtype=dtype)
+
+
+_SQRT_HALF_PI = math.sqrt(math.pi / 2.0)
+
+
+@njit(nogil=True, cache=True)
+def load_plain(block, g0, gw, buf, cnt):
+    """Copy pixels ``g0 .. g0+gw`` of every frame into ``buf`` (non-finite as +inf)
+    and count the finite values of each pixel into ``cnt``."""
+    n = block.shape[0]
+    for g in range(gw):
+        cnt[g] = 0
+    for k in range(n):
+        row = buf[k]
+        src = block[k]
+        for g in range(gw):
+            x = src[g0 + g]
+            fin = x - x == 0
+            row[g] = x if fin else np.inf
+            cnt[g] += fin
+
+
+@njit(nogil=True, cache=True)
+def _count_finite(buf, gw, cnt):
+    for g in range(gw):
+        cnt[g] = 0
+    for k in range(buf.shape[0]):
+        row = buf[k]
+        for g in range(gw):
+            cnt[g] += row[g] != np.inf
+
+
+@njit(nogil=True, cache=True)
+def _window_sums(buf, gw, lo, hi, total, center, spread):
+    """Per pixel g: the sum of ``buf[lo[g]:hi[g], g]``, its mean and the sum of
+    squared deviations from the mean (two passes), vectorized across the group."""
+    n = buf.shape[0]
+    for g in range(gw):
+        total[g] = 0.0
+        spread[g] = 0.0
+    for k in range(n):
+        row = buf[k]
+        for g in range(gw):
+            inside = (k >= lo[g]) & (k < hi[g])
+            total[g] += np.float64(row[g]) if inside else 0.0
+    for g in range(gw):
+        center[g] = total[g] / max(hi[g] - lo[g], 1)
+    for k in range(n):
+        row = buf[k]
+        for g in range(gw):
+            inside = (k >= lo[g]) & (k < hi[g])
+            d = np.float64(row[g]) - center[g]
+            spread[g] += d * d if inside else 0.0
+
+
+@njit(nogil=True, cache=True)
+def reduce_block_window(
+    block,
+    pairs,
+    stage_params,
+    combine,
+    fallback,
+    plain,
+    buf,
+    scale,
+    offset,
+    grad,
+    geom,
+):
+    """Sigma-clip (every stage is sigma or winsorized) and combine, unweighted.
+
+    Parameters are those of :func:`stackengine.kernels.engine.reduce_block_sorted`
+    (``stage_params`` of the sigma stages only), plus ``plain`` (no
+    normalization: values are copied as they are) and ``buf``, a (frames x
+    width + PAD) scratch buffer from :func:`group_buffer`, whose dtype the
+    values are sorted in.
+
+    Returns
+    -------
+    ndarray, shape (N_OUT, n_pixels), float64
+    """
+    n = block.shape[0]
+    npix = block.shape[1]
+    n_stages = stage_params.shape[0]
+    group = buf.shape[1] - PAD
+    out = np.empty((5, npix), dtype=np.float64)
+    raw = np.empty((n, group), dtype=np.float64)
+    srt = np.empty(n, dtype=np.float64)
+    cnt = np.empty(group, dtype=np.int64)
+    lo = np.empty(group, dtype=np.int64)
+    hi = np.empty(group, dtype=np.int64)
+    total = np.empty(group, dtype=np.float64)
+    spread = np.empty(group, dtype=np.float64)
+    center = np.empty(group, dtype=np.float64)
+    pick = np.empty(group, dtype=np.float64)
+    for g0 in range(0, npix, group):
+        gw = min(group, npix - g0)
+        if plain:
+            load_plain(block, g0, gw, buf, cnt)
+        else:
+            load_group(block, g0, gw, raw, buf, scale, offset, grad, geom)
+            _count_finite(buf, gw, cnt)
+        network_sort(buf, gw, pairs)
+        for g in range(gw):
+            m = cnt[g]
+            for k in range(m):
+                srt[k] = buf[k, g]
+            a = 0
+            b = m
+            for s in range(n_stages):
+                prm = stage_params[s]
+                a, b = sigma_window(
+                    srt, a, b, prm[0], prm[1], np.int64(prm[2]), np.int64(prm[3]), np.int64(prm[4])
+                )
+            lo[g] = a
+            hi[g] = b
+            value = math.nan
+            if b > a:
+                if combine == COMBINE_MEDIAN:
+                    value = median_sorted(srt, a, b)
+                elif combine == COMBINE_MIN:
+                    value = srt[a]
+                elif combine == COMBINE_MAX:
+                    value = srt[b - 1]
+            elif fallback and m > 0:
+                value = median_sorted(srt, 0, m)
+            pick[g] = value
+        _window_sums(buf, gw, lo, hi, total, center, spread)
+        for g in range(gw):
+            p = g0 + g
+            count = hi[g] - lo[g]
+            value = pick[g]
+            noise = math.nan
+            if count > 0:
+                std = math.sqrt(spread[g] / count)
+                if combine == COMBINE_MEAN:
+                    value = center[g]
+                    noise = std / math.sqrt(count)
+                elif combine == COMBINE_MEDIAN:
+                    noise = _SQRT_HALF_PI * std / math.sqrt(count)
+                elif combine == COMBINE_SUM:
+                    value = total[g]
+                    noise = std * math.sqrt(count)
+                else:
+                    noise = std
+            out[0, p] = value
+            out[1, p] = count
+            out[2, p] = lo[g]
+            out[3, p] = cnt[g] - hi[g]
+            out[4, p] = noise
+    return out
