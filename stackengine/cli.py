@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from typing import Any
 
 from ._version import __version__
-from .errors import StackEngineError
+from .errors import ParameterError, StackEngineError
 
 __all__ = ["main", "build_parser"]
 
@@ -107,7 +109,7 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
         help="photometric: normalize frames with too few stars this way instead of failing",
     )
     o = p.add_argument_group("input, output and resources")
-    o.add_argument("--hdu", default="0", help="FITS HDU number or name (default 0)")
+    _input_options(o)
     o.add_argument("--memory-limit", default="1GiB", help="memory budget per worker (1GiB)")
     o.add_argument(
         "--dtype",
@@ -170,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="show frames, shape, dtype and key headers")
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
-    p.add_argument("--hdu", default="0", help="FITS HDU number or name (default 0)")
+    _input_options(p)
 
     p = sub.add_parser(
         "normalize-report", help="measure frames and write normalization plots (no stacking)"
@@ -181,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None, help="reference frame: index or path (auto)")
     p.add_argument("--smoothness", type=float, default=2.0, help="gradient smoothness (2)")
     p.add_argument("--star-fallback", default=None, choices=["additive+scale"])
-    p.add_argument("--hdu", default="0", help="FITS HDU number or name (default 0)")
+    _input_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing plots")
 
     p = sub.add_parser("demo", help="make a synthetic frame set, stack it, write a preview")
@@ -205,8 +207,44 @@ def _reference(text: str | None) -> int | str | None:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def _input_options(p: Any) -> None:
+    """--hdu and --storage-option, for every command that reads frames."""
+    p.add_argument("--hdu", default="0", help="FITS HDU number or name (default 0)")
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option for URL inputs (s3://, gs://, https://), repeatable; "
+        "VALUE is JSON when it parses (true, 3), a string otherwise; "
+        "a dotted KEY nests (client_kwargs.endpoint_url=...)",
+    )
+
+
 def _hdu(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _storage_options(items: list[str]) -> dict[str, Any] | None:
+    """``--storage-option KEY=VALUE`` entries as a (nested) dict, None if there are none."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"--storage-option {item}: expected KEY=VALUE")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        *parents, leaf = key.strip().split(".")
+        node = options
+        for name in parents:
+            child = node.setdefault(name, {})
+            if not isinstance(child, dict):
+                raise ParameterError(f"--storage-option {item}: {name} is already a value")
+            node = child
+        node[leaf] = value
+    return options or None
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
@@ -227,7 +265,9 @@ def _cmd_stack(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     _log_to_stderr()
-    frames = open_frames(args.inputs, hdu=_hdu(args.hdu))
+    frames = open_frames(
+        args.inputs, hdu=_hdu(args.hdu), storage_options=_storage_options(args.storage_option)
+    )
     with ExitStack() as stack_ctx:
         client = stack_ctx.enter_context(
             scheduler_context(args.scheduler, workers=args.workers, memory_limit=args.memory_limit)
@@ -315,7 +355,9 @@ def _log_to_stderr() -> None:
 def _cmd_info(args: argparse.Namespace) -> int:
     from .frames import frame_sources
 
-    frames = frame_sources(args.inputs, hdu=_hdu(args.hdu))
+    frames = frame_sources(
+        args.inputs, hdu=_hdu(args.hdu), storage_options=_storage_options(args.storage_option)
+    )
     first = frames[0]
     print(
         f"{len(frames)} frames, shape {first.shape}, dtype {first.dtype}, layout unit {first.block}"
@@ -331,7 +373,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_normalize_report(args: argparse.Namespace) -> int:
     from . import open_frames
 
-    _plots(args, open_frames(args.inputs, hdu=_hdu(args.hdu)))
+    storage = _storage_options(args.storage_option)
+    _plots(args, open_frames(args.inputs, hdu=_hdu(args.hdu), storage_options=storage))
     return 0
 
 

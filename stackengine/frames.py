@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import weakref
 from collections.abc import Iterable, Sequence
@@ -14,7 +13,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from .errors import FrameError, FrameMismatchError, ParameterError
-from .io import READER_SUFFIXES
+from .io import remote
 from .io.sources import FrameSource, FrameStack
 from .plan import plan_tiles
 
@@ -35,61 +34,45 @@ _SOURCES: weakref.WeakValueDictionary[str, FrameStack] = weakref.WeakValueDictio
 DEFAULT_MEMORY = "1GiB"
 
 
-def _opener_for(path: str):
+def _opener_for(path: str, storage_options: dict[str, Any] | None = None):
     """The ``open_*`` function for ``path`` by its suffix (or a zarr store's metadata)."""
     import importlib
 
-    name = path.lower().rstrip("/")
-    kind = next((k for k, sfx in READER_SUFFIXES.items() if name.endswith(sfx)), None)
-    if kind is None and os.path.isdir(path):
-        if any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zarray", ".zgroup")):
-            kind = "zarr"
+    kind = remote.frame_kind(path, storage_options)
     if kind is None:
         return None
     module = importlib.import_module(f".io.{kind}", __package__)
     return getattr(module, f"open_{kind}")
 
 
-def _expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
-    """Turn a glob, a folder, a path or a list of them into a sorted list of files."""
-    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-    if not items:
-        raise FrameError("no input frames given")
-    out: list[str] = []
-    for item in items:
-        text = os.path.expanduser(os.fspath(item))
-        if glob.has_magic(text):
-            matches = sorted(glob.glob(text))
-            if not matches:
-                raise FrameError(f"{text}: no file matches this pattern")
-            out.extend(matches)
-        elif os.path.isdir(text) and _opener_for(text) is None:
-            found = sorted(
-                os.path.join(text, f)
-                for f in os.listdir(text)
-                if _opener_for(os.path.join(text, f))
-            )
-            if not found:
-                raise FrameError(f"{text}: folder holds no FITS, TIFF or zarr frames")
-            out.extend(found)
-        else:
-            out.append(text)
-    return out
+def _expand(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    storage_options: dict[str, Any] | None = None,
+) -> list[str]:
+    """Turn a glob, a folder, a path, a URL or a list of them into a sorted list of files."""
+    return remote.expand(paths, storage_options)
 
 
-def frame_sources(paths: Any, *, hdu: int | str = 0) -> list[FrameSource]:
-    """Open every input's headers and return one FrameSource per frame (cubes expand)."""
+def frame_sources(
+    paths: Any, *, hdu: int | str = 0, storage_options: dict[str, Any] | None = None
+) -> list[FrameSource]:
+    """Open every input's headers and return one FrameSource per frame (cubes expand).
+
+    ``storage_options`` are fsspec options for URL inputs (see :func:`open_frames`).
+    """
+    storage_options = dict(storage_options) if storage_options else None
     frames: list[FrameSource] = []
-    for path in _expand(paths):
-        if not os.path.exists(path):
+    for path in _expand(paths, storage_options):
+        url = remote.is_url(path)
+        if not url and not os.path.exists(path):
             raise FrameError(f"{path}: no such file")
-        opener = _opener_for(path)
+        opener = _opener_for(path, storage_options)
         if opener is None:
             raise FrameError(f"{path}: unknown format (expected FITS, TIFF or zarr)")
+        kwargs: dict[str, Any] = {"storage_options": storage_options} if url else {}
         if opener.__module__.endswith("fits"):
-            frames.extend(opener(path, hdu=hdu))
-        else:
-            frames.extend(opener(path))
+            kwargs["hdu"] = hdu
+        frames.extend(opener(path, **kwargs))
     _check_consistent(frames)
     return frames
 
@@ -129,12 +112,23 @@ def chunks_for(
     return min(ty, shape[1]), min(tx, shape[2])
 
 
+def _identity(frame: Any) -> tuple | None:
+    """The file's cache identity (path, mtime or ETag, size), None if it has no file."""
+    path = getattr(frame, "path", "")
+    if not path:
+        return None
+    try:
+        return remote.file_identity(path, getattr(frame, "storage_options", None))
+    except OSError:  # gone since it was opened: the read will say so
+        return None
+
+
 def stack_array(stack: FrameStack, tile: tuple[int, int]) -> da.Array:
     """The dask array over ``stack`` with blocks (all frames, tile_y, tile_x[, all channels])."""
     chunks = (stack.shape[0], tile[0], tile[1]) + tuple(stack.shape[3:])
     paths = [getattr(f, "path", "") for f in stack.frames]
-    mtimes = [os.path.getmtime(p) if p and os.path.exists(p) else 0 for p in paths]
-    name = "open_frames-" + tokenize(paths, mtimes, [f.shape for f in stack.frames], chunks)
+    idents = [_identity(f) for f in stack.frames]
+    name = "open_frames-" + tokenize(paths, idents, [f.shape for f in stack.frames], chunks)
     arr = da.from_array(
         stack,
         chunks=chunks,
@@ -206,6 +200,7 @@ def open_frames(
     *,
     hdu: int | str = 0,
     chunks: Any = "auto",
+    storage_options: dict[str, Any] | None = None,
 ) -> xr.DataArray:
     """Open registered frames lazily as one chunked DataArray.
 
@@ -215,6 +210,10 @@ def open_frames(
         A glob pattern (``"lights/*.fits"``), a folder, a list of files, a
         single FITS cube (frames along its first numpy axis), zarr arrays, or
         an in-memory numpy/dask/xarray array of shape (frame, y, x[, channel]).
+        fsspec URLs work wherever a path does, globs included
+        (``"s3://bucket/night1/*.fits"``, ``"file:///data/*.tif"``,
+        ``"gs://bucket/stack.zarr"``); matches are sorted by name as local
+        globs are. Every worker must be able to open the same paths or URLs.
     hdu : int or str, optional
         FITS HDU to read (default 0; if the primary HDU holds no image, the
         first HDU that does).
@@ -223,6 +222,10 @@ def open_frames(
         chunk. ``"auto"`` plans tiles for a 1 GiB budget per worker aligned
         to the file layout; a size string such as ``"256MiB"`` plans for that
         budget.
+    storage_options : dict, optional
+        Options for the fsspec filesystem of URL inputs (credentials, endpoint,
+        ``anon=True``, ...), as for :func:`fsspec.open`. They travel with the
+        frames into every read task; local paths ignore them.
 
     Returns
     -------
@@ -235,13 +238,14 @@ def open_frames(
     Raises
     ------
     FrameError
-        No file matches, a file is missing, unreadable, truncated or corrupt.
+        No file matches, a file is missing, unreadable, truncated or corrupt, or
+        a URL's protocol is unknown or its fsspec implementation not installed.
     FrameMismatchError
         Frames differ in shape, channels or dtype (the message names the file).
     """
     if isinstance(paths, np.ndarray | da.Array | xr.DataArray):
         return _from_memory(paths, chunks)
-    frames = frame_sources(paths, hdu=hdu)
+    frames = frame_sources(paths, hdu=hdu, storage_options=storage_options)
     stack = FrameStack(frames)
     tile = chunks_for(stack.shape, stack.dtype, chunks, stack.block)
     data = stack_array(stack, tile)

@@ -8,6 +8,10 @@ contiguous run of full-width rows, byte-swaps it and applies BZERO/BSCALE/BLANK
 exactly as :func:`astropy.io.fits.getdata` does. Tile-compressed images
 (``CompImageHDU``, e.g. ``.fits.fz``) are read through astropy's
 ``CompImageHDU.section``, which decompresses only the tiles a read touches.
+
+A path may also be an fsspec URL (see :mod:`stackengine.io.remote`): the file
+is opened through fsspec and a raw read fetches exactly the byte range of its
+rows (no read-ahead), as a local read does.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
 from ..errors import FrameError
-from . import READER_SUFFIXES
+from . import READER_SUFFIXES, remote
 
 __all__ = ["SUFFIXES", "FitsFrame", "open_fits"]
 
@@ -108,6 +112,8 @@ class FitsFrame:
         Index along ``NAXIS3`` for a cube, None for a 2-D image.
     compressed : bool
         True for a tile-compressed HDU (read through astropy).
+    storage_options : dict or None
+        fsspec options when ``path`` is a URL.
     """
 
     path: str
@@ -118,6 +124,7 @@ class FitsFrame:
     hdu: int = 0
     plane: int | None = None
     compressed: bool = False
+    storage_options: dict[str, Any] | None = None
     _offset: int = 0
     _raw: str = ">f4"
     _mode: str = "plain"
@@ -136,7 +143,7 @@ class FitsFrame:
         raw = np.empty((y1 - y0, w), dtype=self._raw)
         offset = self._offset + y0 * w * raw.itemsize
         try:
-            with open(self.path, "rb", buffering=0) as f:
+            with self._open_raw() as f:
                 f.seek(offset)
                 view = memoryview(raw).cast("B")
                 got = 0
@@ -145,14 +152,25 @@ class FitsFrame:
                     if not n:
                         break
                     got += n
+        except FrameError:
+            raise
         except OSError as exc:
             raise FrameError(f"{self.path}: cannot read ({exc.strerror or exc})") from exc
+        except Exception as exc:  # fsspec backends raise their own errors
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise FrameError(f"{self.path}: cannot read ({msg})") from exc
         if got < raw.nbytes:
             raise FrameError(
                 f"{self.path}: truncated: rows {y0}:{y1} end at byte {offset + raw.nbytes}, "
                 f"file has {offset + got}"
             )
         return self._convert(raw, x0, x1)
+
+    def _open_raw(self) -> Any:
+        """The file, unbuffered: each read after a seek fetches just the bytes asked for."""
+        if remote.is_url(self.path):
+            return remote.open_binary(self.path, self.storage_options, exact=True)
+        return open(self.path, "rb", buffering=0)  # noqa: SIM115
 
     def _convert(self, raw: np.ndarray, x0: int, x1: int) -> np.ndarray:
         full = x0 == 0 and x1 == raw.shape[1]
@@ -177,7 +195,7 @@ class FitsFrame:
     def _read_compressed(self, ys: slice, xs: slice) -> np.ndarray:
         key = (ys, xs) if self.plane is None else (self.plane, ys, xs)
         try:
-            with _open_hdul(self.path) as hdul:
+            with _open_hdul(self.path, storage_options=self.storage_options) as hdul:
                 data = np.asarray(hdul[self.hdu].section[key])
         except FrameError:
             raise
@@ -187,17 +205,24 @@ class FitsFrame:
 
     def full_header(self) -> fits.Header:
         """Re-read and return the full header of this frame's HDU (a copy)."""
-        with _open_hdul(self.path) as hdul:
+        with _open_hdul(self.path, storage_options=self.storage_options) as hdul:
             return hdul[self.hdu].header.copy()
 
 
 @contextmanager
-def _open_hdul(path: str, shown: str | None = None) -> Iterator[fits.HDUList]:
-    """Open a FITS file lazily and quietly (astropy's header warnings are
-    silenced: the checks that matter raise FrameError) and always close it."""
+def _open_hdul(
+    path: str, shown: str | None = None, storage_options: dict[str, Any] | None = None
+) -> Iterator[fits.HDUList]:
+    """Open a FITS file (or URL) lazily and quietly (astropy's header warnings
+    are silenced: the checks that matter raise FrameError) and always close it."""
     shown = shown or path
     try:
-        fh = open(path, "rb")
+        if remote.is_url(path):
+            fh = remote.open_binary(path, storage_options)
+        else:
+            fh = open(path, "rb")  # noqa: SIM115
+    except FrameError:
+        raise
     except FileNotFoundError as exc:
         raise FrameError(f"{shown}: no such file") from exc
     except IsADirectoryError as exc:
@@ -233,17 +258,24 @@ def _find_hdu(hdul: fits.HDUList, hdu: int | str, shown: str) -> int:
     return index
 
 
-def open_fits(path: str | os.PathLike, hdu: int | str = 0) -> list[FitsFrame]:
+def open_fits(
+    path: str | os.PathLike,
+    hdu: int | str = 0,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> list[FitsFrame]:
     """Open a FITS file as frames, reading headers only.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The FITS file (plain or tile-compressed).
+        The FITS file (plain or tile-compressed), or an fsspec URL.
     hdu : int or str, default 0
         HDU index or EXTNAME. With the default 0, if the primary HDU holds no
         data (``NAXIS = 0``, as in ``.fits.fz`` files and many multi-extension
         files), the first HDU with image data is used instead.
+    storage_options : dict, optional
+        fsspec options for a URL (kept in each frame for its reads).
 
     Returns
     -------
@@ -267,13 +299,17 @@ def open_fits(path: str | os.PathLike, hdu: int | str = 0) -> list[FitsFrame]:
     BLANK = 0, where astropy leaves the raw values.
     """
     shown = os.fspath(path)
-    abspath = os.path.abspath(shown)
-    if not os.path.exists(abspath):
-        raise FrameError(f"{shown}: no such file")
-    with _open_hdul(abspath, shown) as hdul:
+    if remote.is_url(shown):
+        abspath = shown
+    else:
+        abspath = os.path.abspath(shown)
+        if not os.path.exists(abspath):
+            raise FrameError(f"{shown}: no such file")
+        storage_options = None
+    with _open_hdul(abspath, shown, storage_options) as hdul:
         index = _find_hdu(hdul, hdu, shown)
         try:
-            base, n_planes = _describe(hdul, index, abspath, shown)
+            base, n_planes = _describe(hdul, index, abspath, shown, storage_options)
         except FrameError:
             raise
         except Exception as exc:
@@ -291,7 +327,11 @@ def open_fits(path: str | os.PathLike, hdu: int | str = 0) -> list[FitsFrame]:
 
 
 def _describe(
-    hdul: fits.HDUList, index: int, abspath: str, shown: str
+    hdul: fits.HDUList,
+    index: int,
+    abspath: str,
+    shown: str,
+    storage_options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """FitsFrame fields shared by all planes of HDU ``index``, and the plane count (0: 2-D)."""
     chosen = hdul[index]
@@ -305,13 +345,13 @@ def _describe(
         raise FrameError(f"{shown}: HDU {index} has {len(axes)} axes; expected 2 or 3")
     bitpix = int(header["BITPIX"])
     if compressed:  # the binary table (and heap) holding the compressed tiles
-        with open(abspath, "rb") as fh:
+        with remote.open_binary(abspath, storage_options) as fh:
             fh.seek(info["hdrLoc"])
             table = fits.Header.fromfile(fh)
         nbytes = int(table["NAXIS1"]) * int(table["NAXIS2"]) + int(table.get("PCOUNT", 0))
     else:
         nbytes = abs(bitpix) // 8 * math.prod(axes)
-    size = os.path.getsize(abspath)
+    size = remote.file_size(abspath, storage_options)
     if size < info["datLoc"] + nbytes:
         raise FrameError(
             f"{shown}: truncated: expected {nbytes} bytes of data, "
@@ -324,6 +364,7 @@ def _describe(
         block=(1, shape[1]),
         header=_select_header(header),
         hdu=index,
+        storage_options=storage_options,
         _offset=info["datLoc"],
         _plane_bytes=shape[0] * shape[1] * abs(bitpix) // 8,
     )

@@ -10,6 +10,11 @@ file, reads the requested rows and columns, and closes it again.
 of shape ``(frame, y, x[, channel])`` that :func:`dask.array.from_array` can
 slice block by block: each block reads only its own tile from each file.
 
+Paths may be fsspec URLs (``s3://``, ``gs://``, ``memory://``, ...): such a
+source also holds the ``storage_options`` dict and reopens the URL through
+fsspec in each read (:mod:`stackengine.io.remote`), so a source stays small and
+picklable whatever its storage; no open file is ever kept in a source.
+
 Alpha as a missing-value mask: when integer frames declare an alpha channel
 (a source's ``alpha`` attribute, e.g. a TIFF ExtraSamples alpha), the stack
 presents only the colour channels, as floats, and a pixel whose alpha is below

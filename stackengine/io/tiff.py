@@ -10,12 +10,17 @@ Shapes: a grey image is ``(H, W)``; samples (RGB, RGBA, any extra samples) go
 last, ``(H, W, S)``, also for planar-separate files (stored ``(S, H, W)``); a
 1-D series (one row) is ``(1, W)``. Any further leading axes of the series (a
 multi-page stack such as ``(N, H, W)``) become separate frames, in C order.
+
+A path may also be an fsspec URL (see :mod:`stackengine.io.remote`): tifffile
+then reads tags and strips through an fsspec file object opened in each read.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +29,7 @@ import tifffile
 import zarr
 
 from ..errors import FrameError
-from . import READER_SUFFIXES
+from . import READER_SUFFIXES, remote
 
 __all__ = ["SUFFIXES", "TiffFrame", "open_tiff"]
 
@@ -73,6 +78,8 @@ class TiffFrame:
         Channel index the file declares as alpha (ExtraSamples tag), else None.
         The reader returns all channels unchanged; whether to use the alpha
         channel as a mask is the caller's decision.
+    storage_options : dict or None
+        fsspec options when ``path`` is a URL.
     """
 
     path: str
@@ -82,6 +89,7 @@ class TiffFrame:
     header: dict[str, Any]
     index: tuple[int, ...] = ()
     alpha: int | None = None
+    storage_options: dict[str, Any] | None = None
     _axes: str = "YX"
     _series: int = 0
 
@@ -95,11 +103,16 @@ class TiffFrame:
         for ax in self._axes:
             key.append({"Y": ys, "X": xs, "S": slice(None)}[ax])
         try:
-            with tifffile.TiffFile(self.path) as tif:
+            with _tiff_file(self.path, self.storage_options) as tif:
                 # maxworkers > 1: decode strips/tiles in threads, not on zarr's
-                # single event-loop thread (which would serialize all dask workers)
-                with tif.series[self._series].aszarr(level=0, maxworkers=2) as store:
+                # single event-loop thread (which would serialize all dask workers);
+                # read_only: tifffile guesses it from the handle, and fsspec's in-memory
+                # files say they are writable
+                series = tif.series[self._series]
+                with series.aszarr(level=0, maxworkers=2, read_only=True) as store:
                     data = zarr.open_array(store, mode="r")[tuple(key)]
+        except FrameError:
+            raise
         except FileNotFoundError as exc:
             raise FrameError(f"{self.path}: no such file") from exc
         except Exception as exc:
@@ -112,23 +125,41 @@ class TiffFrame:
         return data.astype(self.dtype, copy=False)
 
 
-def _check_size(path: str, shown: str, page: Any) -> None:
+@contextmanager
+def _tiff_file(path: str, storage_options: dict[str, Any] | None) -> Iterator[Any]:
+    """``tifffile.TiffFile`` of a local path, or of an fsspec file for a URL."""
+    if not remote.is_url(path):
+        with tifffile.TiffFile(path) as tif:
+            yield tif
+        return
+    with remote.open_binary(path, storage_options) as fh, tifffile.TiffFile(fh) as tif:
+        yield tif
+
+
+def _check_size(
+    path: str, shown: str, page: Any, storage_options: dict[str, Any] | None = None
+) -> None:
     offsets, counts = page.dataoffsets, page.databytecounts
     if not offsets:
         raise FrameError(f"{shown}: TIFF page has no image data")
     end = max(o + c for o, c in zip(offsets, counts, strict=False))
-    size = os.path.getsize(path)
+    size = remote.file_size(path, storage_options)
     if size < end:
         raise FrameError(f"{shown}: truncated: image data ends at byte {end}, file has {size}")
 
 
-def open_tiff(path: str | os.PathLike) -> list[TiffFrame]:
+def open_tiff(
+    path: str | os.PathLike, *, storage_options: dict[str, Any] | None = None
+) -> list[TiffFrame]:
     """Open a TIFF file as frames, reading tags only.
 
     Parameters
     ----------
     path : str or os.PathLike
-        A TIFF or BigTIFF file, strips or tiles, any compression tifffile reads.
+        A TIFF or BigTIFF file, strips or tiles, any compression tifffile reads;
+        or an fsspec URL of one.
+    storage_options : dict, optional
+        fsspec options for a URL (kept in each frame for its reads).
 
     Returns
     -------
@@ -144,19 +175,23 @@ def open_tiff(path: str | os.PathLike) -> list[TiffFrame]:
         strips/tiles lie beyond the end of the file.
     """
     shown = os.fspath(path)
-    abspath = os.path.abspath(shown)
-    if not os.path.exists(abspath):
-        raise FrameError(f"{shown}: no such file")
-    if os.path.isdir(abspath):
-        raise FrameError(f"{shown}: is a directory, not a TIFF file")
+    if remote.is_url(shown):
+        abspath = shown
+    else:
+        abspath = os.path.abspath(shown)
+        if not os.path.exists(abspath):
+            raise FrameError(f"{shown}: no such file")
+        if os.path.isdir(abspath):
+            raise FrameError(f"{shown}: is a directory, not a TIFF file")
+        storage_options = None
     try:
-        with tifffile.TiffFile(abspath) as tif:
+        with _tiff_file(abspath, storage_options) as tif:
             series = tif.series[0].levels[0]
             page = series.keyframe
             axes, shape = series.axes, series.shape
             dtype = np.dtype(series.dtype)
             extrasamples = tuple(page.extrasamples)
-            _check_size(abspath, shown, page)
+            _check_size(abspath, shown, page, storage_options)
             header = _header(page)
             tiled = page.is_tiled
             tile = (page.tilelength, page.tilewidth)
@@ -194,6 +229,7 @@ def open_tiff(path: str | os.PathLike) -> list[TiffFrame]:
             header=dict(header),
             index=tuple(int(i) for i in np.unravel_index(k, lead)) if lead else (),
             alpha=alpha,
+            storage_options=storage_options,
             _axes=image_axes,
         )
         for k in range(math.prod(lead))

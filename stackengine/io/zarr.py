@@ -3,6 +3,9 @@
 :func:`open_zarr` opens an array (or picks one out of a group) and returns one
 :class:`ZarrFrame` per frame; :meth:`ZarrFrame.read` reopens the array
 read-only and slices it, reading only the chunks a tile touches.
+
+A path may also be an fsspec URL (``"s3://bucket/frames.zarr"``); zarr opens it
+through its ``FsspecStore`` with the frame's ``storage_options``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 import zarr
 
 from ..errors import FrameError
-from . import READER_SUFFIXES
+from . import READER_SUFFIXES, remote
 
 __all__ = ["SUFFIXES", "ZarrFrame", "open_zarr"]
 
@@ -47,6 +50,8 @@ class ZarrFrame:
         Path of the array inside the store (``""`` when the store is the array).
     index : int or None
         Position along axis 0 for a 3-D or 4-D array, None for a 2-D array.
+    storage_options : dict or None
+        fsspec options when ``path`` is a URL.
     """
 
     path: str
@@ -56,6 +61,7 @@ class ZarrFrame:
     header: dict[str, Any]
     array: str = ""
     index: int | None = None
+    storage_options: dict[str, Any] | None = None
 
     def read(self, ys: slice, xs: slice) -> np.ndarray:
         """Read rows ``ys`` and columns ``xs``; see ``FrameSource.read``."""
@@ -66,13 +72,20 @@ class ZarrFrame:
         if self.index is not None:
             key = (self.index, *key)
         try:
-            arr = zarr.open_array(self.path, path=self.array, mode="r")
+            arr = zarr.open_array(self.path, path=self.array, mode="r", **_options(self))
             data = arr[key]
         except FileNotFoundError as exc:
             raise FrameError(f"{self.path}: no such zarr array ({exc})") from exc
         except Exception as exc:
             raise FrameError(f"{self.path}: cannot read zarr data ({exc})") from exc
         return np.asarray(data).astype(self.dtype, copy=False)
+
+
+def _options(frame: Any) -> dict[str, Any]:
+    """``storage_options=`` for zarr: only for a URL (zarr refuses it for local paths)."""
+    if remote.is_url(frame.path) and frame.storage_options:
+        return {"storage_options": frame.storage_options}
+    return {}
 
 
 def _pick(node: Any, shown: str) -> tuple[Any, str]:
@@ -93,14 +106,19 @@ def _pick(node: Any, shown: str) -> tuple[Any, str]:
     return node[name], name
 
 
-def open_zarr(path: str | os.PathLike) -> list[ZarrFrame]:
+def open_zarr(
+    path: str | os.PathLike, *, storage_options: dict[str, Any] | None = None
+) -> list[ZarrFrame]:
     """Open a zarr array (format 2 or 3) as frames, reading metadata only.
 
     Parameters
     ----------
     path : str or os.PathLike
         A zarr array, or a group holding a single array or an array named
-        ``"image"`` or ``"data"`` (looked for in that order).
+        ``"image"`` or ``"data"`` (looked for in that order); or an fsspec URL
+        of one.
+    storage_options : dict, optional
+        fsspec options for a URL (kept in each frame for its reads).
 
     Returns
     -------
@@ -115,11 +133,25 @@ def open_zarr(path: str | os.PathLike) -> list[ZarrFrame]:
         array is not 2-, 3- or 4-D.
     """
     shown = os.fspath(path)
-    abspath = os.path.abspath(shown)
-    if not os.path.exists(abspath):
-        raise FrameError(f"{shown}: no such file")
+    opts: dict[str, Any] = {}
+    if remote.is_url(shown):
+        abspath = shown
+        fs, fspath = remote.filesystem(shown, storage_options)
+        try:
+            found = fs.exists(fspath)
+        except Exception:  # let zarr report what is wrong
+            found = True
+        if not found:
+            raise FrameError(f"{shown}: no such file")
+        if storage_options:
+            opts["storage_options"] = storage_options
+    else:
+        abspath = os.path.abspath(shown)
+        if not os.path.exists(abspath):
+            raise FrameError(f"{shown}: no such file")
+        storage_options = None
     try:
-        node = zarr.open(abspath, mode="r")
+        node = zarr.open(abspath, mode="r", **opts)
     except PermissionError as exc:
         raise FrameError(f"{shown}: cannot open ({exc.strerror or exc})") from exc
     except Exception as exc:
@@ -147,6 +179,7 @@ def open_zarr(path: str | os.PathLike) -> list[ZarrFrame]:
             header=dict(header),
             array=name,
             index=k,
+            storage_options=storage_options,
         )
         for k in indices
     ]
