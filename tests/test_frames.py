@@ -40,9 +40,9 @@ def test_glob_list_folder_and_order(tmp_path):
 def test_opening_reads_no_pixels(tmp_path, monkeypatch):
     paths = _write_fits(tmp_path, np.ones((3, 8, 8), np.float32))
     calls = []
-    real_read = FitsFrame.read
-    monkeypatch.setattr(FitsFrame, "read", lambda self, ys, xs: calls.append(1)
-                        or real_read(self, ys, xs))
+    real_read = FitsFrame._read_rows  # every uncompressed FITS read ends here
+    monkeypatch.setattr(FitsFrame, "_read_rows", lambda self, raw, y0: calls.append(1)
+                        or real_read(self, raw, y0))
     frames = se.open_frames(paths)
     se.stack(frames)
     assert calls == []
@@ -52,13 +52,13 @@ def test_each_block_reads_only_its_own_tile(tmp_path, monkeypatch):
     data = np.random.default_rng(0).normal(size=(5, 40, 24)).astype(np.float32)
     paths = _write_fits(tmp_path, data)
     reads = []
-    real_read = FitsFrame.read
+    real_read = FitsFrame._read_rows  # every uncompressed FITS read ends here
 
-    def spy(self, ys, xs):
-        reads.append((self.path, ys.start, ys.stop, xs.start, xs.stop))
-        return real_read(self, ys, xs)
+    def spy(self, raw, y0):
+        reads.append((self.path, y0, y0 + raw.shape[0], 0, raw.shape[1]))
+        return real_read(self, raw, y0)
 
-    monkeypatch.setattr(FitsFrame, "read", spy)
+    monkeypatch.setattr(FitsFrame, "_read_rows", spy)
     frames = se.open_frames(paths, chunks=(10, 24))
     assert frames.data.chunks == ((5,), (10, 10, 10, 10), (24,))
     block = frames.data.blocks[0, 2, 0].compute(scheduler="sync")

@@ -109,6 +109,31 @@ def test_fits_bitpix_cases_equal_astropy(tmp_path, case):
     np.testing.assert_array_equal(roundtrip(frame).read(YS, XS), ref[YS, XS])
 
 
+@pytest.mark.parametrize("case", sorted(FITS_CASES))
+def test_fits_read_into_place(tmp_path, case):
+    """Full-width strips of unscaled HDUs are read straight into the caller's array;
+    everything else declines (returns False, leaves the array alone)."""
+    raw, cards, dtype = FITS_CASES[case]
+    path = write_raw_fits(tmp_path / f"{case}.fits", raw, **cards)
+    ref = fits.getdata(path)
+    (frame,) = open_fits(path)
+    out = np.zeros((6, W), dtype=frame.dtype)
+    done = frame.read_into(slice(3, 9), slice(0, W), out)
+    assert done is ("scaled" not in case and "blank" not in case)
+    if done:
+        np.testing.assert_array_equal(out, ref[3:9])
+    else:
+        assert not out.any()
+    narrow = np.zeros((6, W - 1), dtype=frame.dtype)
+    assert frame.read_into(slice(3, 9), slice(1, W), narrow) is False
+    assert frame.read_into(slice(3, 9), slice(0, W), np.zeros((6, W), "f8")[:, :]) is (
+        done and frame.dtype == np.float64
+    )
+    stack = FrameStack([frame, frame])
+    np.testing.assert_array_equal(stack[:, 2:7, :], np.stack([ref[2:7]] * 2))
+    np.testing.assert_array_equal(stack[:, 2:7, 1:4], np.stack([ref[2:7, 1:4]] * 2))
+
+
 def test_fits_blank_is_nan(tmp_path):
     raw = np.array([[1, -3, 7], [-3, 0, 2]], dtype="i2")
     (frame,) = open_fits(write_raw_fits(tmp_path / "b.fits", raw, BLANK=-3, BSCALE=2.0))

@@ -33,18 +33,19 @@ def write_fits(tmp_path, data, headers):
 
 @pytest.fixture
 def count_reads(monkeypatch):
-    """Count FitsFrame.read calls (optionally failing them)."""
+    """Count pixel reads of FITS frames (optionally failing them); every
+    uncompressed read, in place or not, goes through FitsFrame._read_rows."""
     calls: list[str] = []
     calls_fail: list[bool] = []
-    original = FitsFrame.read
+    original = FitsFrame._read_rows
 
-    def counting(self, ys, xs):
+    def counting(self, raw, y0):
         calls.append(self.path)
         if calls_fail:
             raise AssertionError("pixel data was read")
-        return original(self, ys, xs)
+        return original(self, raw, y0)
 
-    monkeypatch.setattr(FitsFrame, "read", counting)
+    monkeypatch.setattr(FitsFrame, "_read_rows", counting)
     return calls, calls_fail
 
 

@@ -141,7 +141,40 @@ class FitsFrame:
         if self.compressed:
             return self._read_compressed(slice(y0, y1), slice(x0, x1))
         raw = np.empty((y1 - y0, w), dtype=self._raw)
-        offset = self._offset + y0 * w * raw.itemsize
+        self._read_rows(raw, y0)
+        return self._convert(raw, x0, x1)
+
+    def read_into(self, ys: slice, xs: slice, out: np.ndarray) -> bool:
+        """Read rows ``ys`` (all columns) straight into ``out``, without a copy.
+
+        Possible for an uncompressed, unscaled HDU when ``xs`` spans the whole
+        width and ``out`` is C-contiguous of the frame's dtype and the tile's
+        shape: the bytes are read into ``out`` and swapped in place. Returns
+        False (and reads nothing) otherwise; use :meth:`read` then.
+        """
+        h, w = self.shape
+        y0, y1, _ = ys.indices(h)
+        x0, x1, _ = xs.indices(w)
+        y1 = max(y0, y1)
+        if (
+            self.compressed
+            or self._mode == "scaled"
+            or (x0, x1) != (0, w)
+            or out.shape != (y1 - y0, w)
+            or out.dtype != self.dtype
+            or not out.flags.c_contiguous
+        ):
+            return False
+        raw = out.view(self._raw)
+        self._read_rows(raw, y0)
+        native = raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("="))
+        if self._mode == "flip":
+            native ^= native.dtype.type(1 << (8 * native.itemsize - 1))
+        return True
+
+    def _read_rows(self, raw: np.ndarray, y0: int) -> None:
+        """Fill ``raw`` (rows x full width, the stored dtype) from row ``y0`` on."""
+        offset = self._offset + y0 * raw.shape[1] * raw.itemsize
         try:
             with self._open_raw() as f:
                 f.seek(offset)
@@ -161,10 +194,9 @@ class FitsFrame:
             raise FrameError(f"{self.path}: cannot read ({msg})") from exc
         if got < raw.nbytes:
             raise FrameError(
-                f"{self.path}: truncated: rows {y0}:{y1} end at byte {offset + raw.nbytes}, "
-                f"file has {offset + got}"
+                f"{self.path}: truncated: rows {y0}:{y0 + raw.shape[0]} end at byte "
+                f"{offset + raw.nbytes}, file has {offset + got}"
             )
-        return self._convert(raw, x0, x1)
 
     def _open_raw(self) -> Any:
         """The file, unbuffered: each read after a seek fetches just the bytes asked for."""

@@ -210,6 +210,10 @@ class FrameStack:
             out_shape.append(cs.stop - cs.start)
         out = np.empty(out_shape, dtype=self.dtype)
         for i, k in enumerate(range(fs.start, fs.stop)):
+            source = self.frames[k]
+            direct = self.ndim == 3 and self.alpha is None and hasattr(source, "read_into")
+            if direct and source.read_into(ys, xs, out[i]):
+                continue  # read in place (FITS strips): no intermediate copy
             tile = self.view(k).read(ys, xs)
             out[i] = tile if self.ndim == 3 else tile[..., cs]
         return out
