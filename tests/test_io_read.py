@@ -367,6 +367,38 @@ def test_tiff_cases_equal_tifffile(tmp_path, case):
     np.testing.assert_array_equal(roundtrip(frame).read(YS, XS), ref[YS, XS])
 
 
+@pytest.mark.parametrize("case", sorted(TIFF_CASES))
+def test_tiff_direct_reads(tmp_path, case):
+    """Uncompressed strips are read by byte offset (in place for full-width tiles);
+    compressed or tiled data go through tifffile. Both equal tifffile's reading."""
+    data, kwargs, _ = TIFF_CASES[case]
+    path = tmp_path / f"{case}.tif"
+    tifffile.imwrite(path, data, **kwargs)
+    ref = tifffile.imread(path)
+    (frame,) = open_tiff(path)
+    direct = "zlib" not in case and "tiled" not in case
+    assert (frame._offset >= 0) is direct
+    out = np.zeros((7, *frame.shape[1:]), dtype=frame.dtype)
+    assert frame.read_into(slice(2, 9), slice(0, W), out) is direct
+    if direct:
+        np.testing.assert_array_equal(out, ref[2:9])
+    assert frame.read_into(slice(2, 9), slice(1, W), out[:, 1:]) is False
+    np.testing.assert_array_equal(frame.read(slice(5, 20), slice(2, 11)), ref[5:20, 2:11])
+    if data.ndim == 2:
+        stack = FrameStack([frame, frame])
+        np.testing.assert_array_equal(stack[:, 3:8, :], np.stack([ref[3:8]] * 2))
+
+
+def test_tiff_direct_read_truncated(tmp_path):
+    path = tmp_path / "short.tif"
+    tifffile.imwrite(path, rng.integers(0, 65536, (40, 30), dtype="u2"), rowsperstrip=4)
+    (frame,) = open_tiff(path)
+    path.write_bytes(path.read_bytes()[: frame._offset + 2 * 30 * 20])
+    np.testing.assert_array_equal(frame.read(slice(0, 20), ALL).shape, (20, 30))
+    with pytest.raises(FrameError, match="short.tif: truncated"):
+        frame.read(slice(10, 30), ALL)
+
+
 def test_tiff_planar_separate_is_channel_last(tmp_path):
     data = rng.integers(0, 65536, (3, H, W), dtype="u2")
     path = tmp_path / "planar.tif"

@@ -30,6 +30,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from ..errors import FrameError
 from . import READER_SUFFIXES, remote
+from .rawbytes import read_exact, to_native
 
 __all__ = ["SUFFIXES", "FitsFrame", "open_fits"]
 
@@ -167,7 +168,7 @@ class FitsFrame:
             return False
         raw = out.view(self._raw)
         self._read_rows(raw, y0)
-        native = raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("="))
+        native = to_native(raw)
         if self._mode == "flip":
             native ^= native.dtype.type(1 << (8 * native.itemsize - 1))
         return True
@@ -175,34 +176,8 @@ class FitsFrame:
     def _read_rows(self, raw: np.ndarray, y0: int) -> None:
         """Fill ``raw`` (rows x full width, the stored dtype) from row ``y0`` on."""
         offset = self._offset + y0 * raw.shape[1] * raw.itemsize
-        try:
-            with self._open_raw() as f:
-                f.seek(offset)
-                view = memoryview(raw).cast("B")
-                got = 0
-                while got < raw.nbytes:
-                    n = f.readinto(view[got:])
-                    if not n:
-                        break
-                    got += n
-        except FrameError:
-            raise
-        except OSError as exc:
-            raise FrameError(f"{self.path}: cannot read ({exc.strerror or exc})") from exc
-        except Exception as exc:  # fsspec backends raise their own errors
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise FrameError(f"{self.path}: cannot read ({msg})") from exc
-        if got < raw.nbytes:
-            raise FrameError(
-                f"{self.path}: truncated: rows {y0}:{y0 + raw.shape[0]} end at byte "
-                f"{offset + raw.nbytes}, file has {offset + got}"
-            )
-
-    def _open_raw(self) -> Any:
-        """The file, unbuffered: each read after a seek fetches just the bytes asked for."""
-        if remote.is_url(self.path):
-            return remote.open_binary(self.path, self.storage_options, exact=True)
-        return open(self.path, "rb", buffering=0)  # noqa: SIM115
+        what = f"rows {y0}:{y0 + raw.shape[0]}"
+        read_exact(self.path, self.storage_options, offset, raw, what)
 
     def _convert(self, raw: np.ndarray, x0: int, x1: int) -> np.ndarray:
         full = x0 == 0 and x1 == raw.shape[1]

@@ -30,6 +30,7 @@ import zarr
 
 from ..errors import FrameError
 from . import READER_SUFFIXES, remote
+from .rawbytes import read_exact, to_native
 
 __all__ = ["SUFFIXES", "TiffFrame", "open_tiff"]
 
@@ -92,6 +93,8 @@ class TiffFrame:
     storage_options: dict[str, Any] | None = None
     _axes: str = "YX"
     _series: int = 0
+    _offset: int = -1
+    _stored: str = ""
 
     def read(self, ys: slice, xs: slice) -> np.ndarray:
         """Read rows ``ys`` and columns ``xs``; see ``FrameSource.read``."""
@@ -99,6 +102,10 @@ class TiffFrame:
         y0, y1, _ = ys.indices(h)
         x0, x1, _ = xs.indices(w)
         ys, xs = slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
+        if self._offset >= 0:  # uncompressed, contiguous: read the rows' bytes
+            raw = np.empty((ys.stop - y0, *self.shape[1:]), dtype=self._stored)
+            self._read_rows(raw, y0)
+            return np.ascontiguousarray(to_native(raw)[:, xs])
         key: list[Any] = list(self.index)
         for ax in self._axes:
             key.append({"Y": ys, "X": xs, "S": slice(None)}[ax])
@@ -123,6 +130,32 @@ class TiffFrame:
         if self._axes.startswith("S"):  # planar separate: channel last
             data = np.moveaxis(data, 0, -1)
         return data.astype(self.dtype, copy=False)
+
+    def read_into(self, ys: slice, xs: slice, out: np.ndarray) -> bool:
+        """Read rows ``ys`` (all columns) straight into ``out`` when the image is
+        stored uncompressed and contiguously (strips or full-width tiles, no
+        predictor); return False and read nothing otherwise."""
+        h, w = self.shape[:2]
+        y0, y1, _ = ys.indices(h)
+        x0, x1, _ = xs.indices(w)
+        y1 = max(y0, y1)
+        if (
+            self._offset < 0
+            or (x0, x1) != (0, w)
+            or out.shape != (y1 - y0, *self.shape[1:])
+            or out.dtype != self.dtype
+            or not out.flags.c_contiguous
+        ):
+            return False
+        raw = out.view(self._stored)
+        self._read_rows(raw, y0)
+        to_native(raw)
+        return True
+
+    def _read_rows(self, raw: np.ndarray, y0: int) -> None:
+        row_bytes = raw.nbytes // max(raw.shape[0], 1) if raw.shape[0] else 0
+        what = f"rows {y0}:{y0 + raw.shape[0]}"
+        read_exact(self.path, self.storage_options, self._offset + y0 * row_bytes, raw, what)
 
 
 @contextmanager
@@ -196,6 +229,10 @@ def open_tiff(
             tiled = page.is_tiled
             tile = (page.tilelength, page.tilewidth)
             rows_per_strip = page.rowsperstrip
+            # pixels stored as they are, row after row: read by offset, not via tifffile
+            direct = len(series.pages) == 1 and page.is_final and page.dtype == dtype
+            offset = int(page.dataoffsets[0]) if direct else -1
+            stored = dtype.newbyteorder(tif.byteorder).str
     except FrameError:
         raise
     except PermissionError as exc:
@@ -220,6 +257,8 @@ def open_tiff(
                 break
     native = dtype.newbyteorder("=")
     lead = shape[:n_lead]
+    if lead or image_axes not in ("YX", "YXS"):
+        offset = -1
     return [
         TiffFrame(
             path=abspath,
@@ -231,6 +270,8 @@ def open_tiff(
             alpha=alpha,
             storage_options=storage_options,
             _axes=image_axes,
+            _offset=offset,
+            _stored=stored,
         )
         for k in range(math.prod(lead))
     ]
