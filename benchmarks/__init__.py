@@ -1,20 +1,31 @@
 """Benchmark harness for stackengine: workloads, methods, result reports.
 
-Run ``python -m benchmarks --help``. The sigma-clipping benchmark
-(:mod:`benchmarks.bench_sigma`) stacks a synthetic FITS frame set with
-stackengine and with its peers (ccdproc, astropy), and with each of
-stackengine's rejection algorithms (``--algorithms``), each in a fresh
-process, and prints wall time, CPU time, peak RSS, throughput, speed-ups and
-accuracy (against the peers and against the workload's noiseless truth).
-``--normalize`` times each normalization's measure pass next to its stack pass
-and checks the scales it finds against the workload's known ones.
+Run ``python -m benchmarks --help`` (or ``stackengine bench --help``). The
+standard mode stacks a synthetic frame set (presets ``quick``, ``standard``,
+``large``; float32 or uint16, FITS or TIFF) with stackengine and with its
+peers (ccdproc default and tuned, astropy, bottleneck, numpy and bottleneck
+medians), each in a fresh process on the same files, ``--repeat`` times
+alternating, and reports medians of wall time, CPU time, peak RSS and
+throughput, the accuracy of every image (against astropy and against the
+workload's noiseless truth) and the acceptance targets. ``--scaling`` times
+each method against the number of frames, ``--compare-formats`` the same
+workload stored as float32 FITS and uint16 TIFF; ``--algorithms`` and
+``--normalize`` time stackengine's rejection algorithms and normalizations.
+Output: text tables, ``--json``, ``--markdown`` and ``--plots`` (PNG).
 
-Modules: :mod:`~benchmarks.workload` (the :class:`Workload` spec, seeded
-frames written one at a time, the truth image and cosmic-ray mask), :mod:`~benchmarks.methods`
-(what a child runs), :mod:`~benchmarks.normalization` (the measure pass
-against the stack pass), :mod:`~benchmarks.runner` (children and the report
-dict), :mod:`~benchmarks.accuracy`, :mod:`~benchmarks.report` (printing, kept
-apart from measuring) and :mod:`~benchmarks.bench_sigma` (the command line).
+Modules: :mod:`~benchmarks.workload` (the :class:`Workload` spec, presets,
+seeded frames written one at a time, the truth image and cosmic-ray mask),
+:mod:`~benchmarks.methods` (what a child runs; the registry) and
+:mod:`~benchmarks.peers` (the peer methods), :mod:`~benchmarks.frameio`
+(how the peers read frames), :mod:`~benchmarks.normalization` (the measure
+pass against the stack pass), :mod:`~benchmarks.runner` (children, alternating
+repeats, the standard report dict), :mod:`~benchmarks.stats` (medians over
+repeats), :mod:`~benchmarks.system` (free memory, busy CPUs, page cache),
+:mod:`~benchmarks.accuracy` and :mod:`~benchmarks.evaluate` (image accuracy),
+:mod:`~benchmarks.checks` (the targets), :mod:`~benchmarks.scaling` and
+:mod:`~benchmarks.formats` (the other modes), :mod:`~benchmarks.report`,
+:mod:`~benchmarks.markdown` and :mod:`~benchmarks.plots` (output, kept apart
+from measuring) and :mod:`~benchmarks.bench_sigma` (the command line).
 Nothing heavy is imported at module level: every benchmark child imports this
 package first, and the child's own imports are part of its measured time.
 """

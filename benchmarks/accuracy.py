@@ -9,10 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESIDUAL_SIGMAS", "compare_images", "load_image", "truth_accuracy"]
+__all__ = [
+    "BACKGROUND_FRACTION",
+    "DIFFER_RTOL",
+    "RESIDUAL_SIGMAS",
+    "compare_images",
+    "deviation",
+    "load_image",
+    "truth_accuracy",
+]
 
 #: A pixel is a residual when it is this many ideal stack noises from the truth.
 RESIDUAL_SIGMAS = 5.0
+#: Two results differ at a pixel beyond float32 rounding: ``|a - b| > DIFFER_RTOL |b|``.
+DIFFER_RTOL = 1e-6
+#: Background pixels: the truth lies within this fraction of the ideal noise of its minimum
+#: (the sky; no star light).
+BACKGROUND_FRACTION = 0.01
 MAD_TO_STD = 1.482602218505602
 
 
@@ -27,20 +40,22 @@ def load_image(path: Path, dtype: Any = "float64") -> Any:
         return np.array(hdus[0].data, dtype=dtype)
 
 
-def compare_images(path: Path, ref_path: Path, noise: float) -> dict[str, Any]:
-    """Compare two result images (FITS; the ``IMAGE`` HDU or the first image HDU).
+def deviation(image: Any, ref: Any, noise: float, rtol: float = DIFFER_RTOL) -> dict[str, Any]:
+    """How far ``image`` lies from ``ref`` (two arrays of one shape).
 
     Returns
     -------
     dict
-        ``max_abs`` (ADU, over pixels finite in both or NaN in both),
-        ``max_abs_over_noise`` (divided by ``noise``, the per-frame sky noise),
-        ``n_differ``/``frac_differ`` (pixels with ``|image - ref| > 1e-4 |ref|``
-        or NaN in one image only), ``n_nan_mismatch`` and ``n_pixels``.
+        ``max_abs`` (over pixels finite in both or NaN in both; 0 if none),
+        ``max_abs_over_noise`` (divided by ``noise``), ``n_differ``/``frac_differ``
+        (pixels with ``|image - ref| > rtol |ref|`` or NaN in one image only),
+        ``rtol``, ``n_nan_mismatch`` and ``n_pixels``; or ``error`` for
+        different shapes.
     """
     import numpy as np
 
-    a, b = load_image(path), load_image(ref_path)
+    a = np.asarray(image, dtype=np.float64)
+    b = np.asarray(ref, dtype=np.float64)
     if a.shape != b.shape:
         return {"error": f"shapes differ: {a.shape} vs {b.shape}"}
     with np.errstate(invalid="ignore"):
@@ -48,16 +63,25 @@ def compare_images(path: Path, ref_path: Path, noise: float) -> dict[str, Any]:
         diff = np.abs(a - b)
         diff[nan_a & nan_b] = 0.0
         one_nan = nan_a ^ nan_b
-        n_differ = int(np.count_nonzero(one_nan | (diff > 1e-4 * np.abs(b))))
+        n_differ = int(np.count_nonzero(one_nan | (diff > rtol * np.abs(b))))
         max_abs = float(np.max(diff, where=~one_nan, initial=0.0))
     return {
         "max_abs": max_abs,
         "max_abs_over_noise": max_abs / noise,
         "n_differ": n_differ,
         "frac_differ": n_differ / a.size,
+        "rtol": rtol,
         "n_nan_mismatch": int(np.count_nonzero(one_nan)),
         "n_pixels": int(a.size),
     }
+
+
+def compare_images(path: Path, ref_path: Path, noise: float, rtol: float = 1e-4) -> dict[str, Any]:
+    """Compare two result images (FITS; the ``IMAGE`` HDU or the first image HDU).
+
+    :func:`deviation` of the two images, ``noise`` the per-frame sky noise.
+    """
+    return deviation(load_image(path), load_image(ref_path), noise, rtol)
 
 
 def truth_accuracy(path: Path, truth: Any, ideal_noise: float, hits: Any = None) -> dict[str, Any]:
@@ -80,11 +104,14 @@ def truth_accuracy(path: Path, truth: Any, ideal_noise: float, hits: Any = None)
         ``n_residual``/``frac_residual``: pixels that are not finite or lie more
         than ``RESIDUAL_SIGMAS * ideal_noise`` from the truth (cosmic rays the
         rejection let through, or values it biased); ``threshold_adu``;
-        ``noise_ratio``: ``mad_std(image - truth)`` over the finite pixels
-        divided by ``ideal_noise`` (1 for a plain mean of clean frames, about
-        1.25 for a median); ``median_bias_adu``: the median of ``image - truth``;
-        ``n_nonfinite`` and ``n_pixels``; with ``hits``, ``n_cr_left`` (the
-        residuals among the hit pixels) and ``n_cr_pixels``.
+        ``noise_adu``: ``mad_std(image - truth)`` over the background (the
+        finite pixels where the truth is within ``BACKGROUND_FRACTION *
+        ideal_noise`` of its minimum: sky, no star light; ``n_background`` of
+        them); ``noise_ratio``: ``noise_adu / ideal_noise`` (1 for a plain mean
+        of clean frames, about 1.25 for a median); ``ideal_noise_adu``;
+        ``median_bias_adu``: the median of ``image - truth`` over the
+        background; ``n_nonfinite`` and ``n_pixels``; with ``hits``,
+        ``n_cr_left`` (the residuals among the hit pixels) and ``n_cr_pixels``.
     """
     import numpy as np
 
@@ -98,14 +125,18 @@ def truth_accuracy(path: Path, truth: Any, ideal_noise: float, hits: Any = None)
     with np.errstate(invalid="ignore"):
         residual = ~(np.abs(resid) <= threshold)  # NaN counts
     n_residual = int(np.count_nonzero(residual))
-    kept = resid[finite].astype(np.float64)
+    background = truth <= np.min(truth) + BACKGROUND_FRACTION * ideal_noise
+    kept = resid[finite & background].astype(np.float64)
     median = float(np.median(kept)) if kept.size else float("nan")
     spread = MAD_TO_STD * float(np.median(np.abs(kept - median))) if kept.size else float("nan")
     found = {
         "n_residual": n_residual,
         "frac_residual": n_residual / resid.size,
         "threshold_adu": threshold,
+        "noise_adu": spread,
+        "ideal_noise_adu": ideal_noise,
         "noise_ratio": spread / ideal_noise,
+        "n_background": int(kept.size),
         "median_bias_adu": median,
         "n_nonfinite": n_nonfinite,
         "n_pixels": int(resid.size),

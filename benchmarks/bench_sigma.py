@@ -1,24 +1,30 @@
-"""Sigma-clipped mean, stackengine against ccdproc and astropy; rejection algorithms vs sigma.
+"""Sigma-clipped mean, stackengine against its peers; scaling with N; formats; algorithms.
 
 Each method and algorithm runs as its own process on the same frames.
 
-``python -m benchmarks [--frames 50 --size 4096 --dir DIR --memory-limit 512MiB
---methods stackengine,ccdproc,astropy --algorithms all --normalize photometric
---repeat 1 --json out.json --keep]``
+``python -m benchmarks [--preset quick|standard|large] [--frames 50 --size 4096]
+[--dtype float32|uint16] [--format fits|tiff] [--methods all] [--repeat 3]
+[--json out.json --markdown out.md --plots DIR]`` (the standard mode: one
+workload, every method); ``--scaling [--scaling-frames 10,20,50,100,200,500
+--scaling-size 2048]`` (time per frame and peak RSS against N);
+``--compare-formats [fits:float32,tiff:uint16]`` (one workload stored several
+ways); ``--algorithms all`` and ``--normalize photometric`` (stackengine's
+rejection algorithms and normalizations, standard mode).
 
-The parent makes (or reuses) a seeded synthetic FITS frame set, then runs each
-method and each rejection algorithm as a fresh child process (``python -m
-benchmarks.bench_sigma --run-one METHOD ...``, algorithms as ``alg:NAME``) that
-imports its libraries, stacks, writes the image as FITS and prints one JSON
-line. Wall time is measured by the parent around the whole child; CPU time and
-peak RSS come from the child's ``getrusage``. Every image is compared with the
-workload's noiseless truth. Normalization modes (``--normalize``, methods
-``norm:MODE``) time the measure pass next to the stack pass
-(:mod:`benchmarks.normalization`).
+The parent makes (or reuses) a seeded synthetic frame set, then runs each
+method as a fresh child process (``python -m benchmarks.bench_sigma --run-one
+METHOD ...``, algorithms as ``alg:NAME``) that imports its libraries, stacks,
+writes the image as FITS and prints one JSON line. Wall time is measured by the
+parent around the whole child; CPU time and peak RSS come from the child's
+``getrusage``. With ``--repeat R`` the runs alternate (A B C A B C ...) and the
+reports give medians (and min..max). Every image is compared with the
+workload's noiseless truth and with astropy's result. Normalization modes
+(``--normalize``, methods ``norm:MODE``) time the measure pass next to the
+stack pass (:mod:`benchmarks.normalization`).
 
-Extending: add a method with :func:`benchmarks.methods.register`, an algorithm
-to :data:`benchmarks.methods.ALGORITHMS`, or new :class:`Workload` fields (they
-are part of the manifest key).
+Extending: add a method with :func:`benchmarks.methods.register` (peers live in
+:mod:`benchmarks.peers`), an algorithm to :data:`benchmarks.methods.ALGORITHMS`,
+or new :class:`Workload` fields (they are part of the manifest key).
 """
 
 from __future__ import annotations
@@ -28,55 +34,104 @@ import json
 import tempfile
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from . import Workload, format_report
-from .methods import ALGORITHMS, METHODS, parse_algorithms
+from .methods import ALGORITHMS, METHODS, parse_algorithms, parse_bytes
 from .normalization import MODES, parse_modes
 from .runner import MARKER, run_benchmark, run_one
+from .workload import DTYPES, FORMATS, PRESETS
 
 __all__ = ["main"]
 
+_PRESETS = ", ".join(f"{k} = {n} x {s}^2" for k, (n, s) in PRESETS.items())
+
 
 def _parser() -> argparse.ArgumentParser:
+    from .formats import DEFAULT_VARIANTS
+    from .scaling import DEFAULT_FRAMES, DEFAULT_SIZE
+
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
-    p.add_argument("--frames", type=int, default=50, help="number of frames (default 50)")
-    p.add_argument("--size", type=int, default=4096, help="frame height = width (default 4096)")
-    p.add_argument(
+    w = p.add_argument_group("workload")
+    w.add_argument("--preset", choices=list(PRESETS), help=f"named workload: {_PRESETS}")
+    w.add_argument("--frames", type=int, help="number of frames (default: the preset's, or 50)")
+    w.add_argument("--size", type=int, help="frame height = width (default: the preset's, or 4096)")
+    w.add_argument("--dtype", choices=DTYPES, default="float32", help="pixel type of the frames")
+    w.add_argument("--format", choices=FORMATS, default="fits", help="file format of the frames")
+    w.add_argument(
+        "--stars-per-mpix",
+        type=float,
+        default=Workload.stars_per_mpix,
+        help=f"stars per megapixel of the synthetic frames (default {Workload.stars_per_mpix:g})",
+    )
+    w.add_argument(
         "--dir",
         type=Path,
         default=Path(tempfile.gettempdir()) / "stackengine-bench",
         help="folder for frames (reused when the manifest matches) and results",
     )
-    p.add_argument("--memory-limit", default="512MiB", help="stackengine memory_limit")
-    p.add_argument(
+    r = p.add_argument_group("what runs")
+    r.add_argument(
         "--methods",
-        default="stackengine,ccdproc,astropy",
-        help=f"comma-separated, from: {', '.join(METHODS)}; or 'none'",
+        help=f"comma-separated, from: {', '.join(METHODS)}; 'all' (the default; --compare-formats:"
+        " stackengine) or 'none'",
     )
-    p.add_argument(
+    r.add_argument(
         "--algorithms",
         default="",
         help="also time stackengine's rejection algorithms: 'all' or comma-separated, from: "
         f"{', '.join(ALGORITHMS)} (a stage list joins names with '+', e.g. minmax+sigma); "
         "sigma, the reference of the throughput ratios, is always included",
     )
-    p.add_argument(
+    r.add_argument(
         "--normalize",
         default="",
         help="also time each normalization's measure pass (pass 1) next to its stack pass: "
         f"'all' or comma-separated, from: {', '.join(MODES)}",
     )
-    p.add_argument(
-        "--stars-per-mpix",
-        type=float,
-        default=Workload.stars_per_mpix,
-        help=f"stars per megapixel of the synthetic frames (default {Workload.stars_per_mpix:g})",
+    r.add_argument("--memory-limit", default="512MiB", help="stackengine memory_limit")
+    r.add_argument(
+        "--ccdproc-mem-limit",
+        help="mem_limit of ccdproc-tuned (bytes or a size such as 512MiB; default --memory-limit)",
     )
-    p.add_argument("--repeat", type=int, default=1, help="runs per method; the fastest counts")
-    p.add_argument("--json", type=Path, help="also write the full report as JSON here")
-    p.add_argument("--keep", action="store_true", help="keep the result images (FITS)")
-    p.add_argument("--no-warmup", action="store_true", help="skip the untimed tiny warm-up")
+    r.add_argument(
+        "--repeat", type=int, default=1, help="runs per method, alternating; medians reported"
+    )
+    m = p.add_argument_group("modes (default: the standard mode, one workload)")
+    m.add_argument(
+        "--scaling",
+        action="store_true",
+        help="time per frame and peak RSS against N (--scaling-frames at --scaling-size)",
+    )
+    m.add_argument(
+        "--scaling-frames",
+        default=",".join(map(str, DEFAULT_FRAMES)),
+        help="frame counts N of --scaling (default %(default)s)",
+    )
+    m.add_argument(
+        "--scaling-size",
+        type=int,
+        default=DEFAULT_SIZE,
+        help="frame height = width of --scaling (default %(default)s)",
+    )
+    m.add_argument(
+        "--compare-formats",
+        nargs="?",
+        const=DEFAULT_VARIANTS,
+        metavar="VARIANTS",
+        help=f"run the workload stored as each FORMAT:DTYPE (default {DEFAULT_VARIANTS})",
+    )
+    o = p.add_argument_group("output")
+    o.add_argument("--json", type=Path, help="also write the full report as JSON here")
+    o.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
+    o.add_argument("--plots", type=Path, help="also write PNG plots into this folder")
+    o.add_argument("--keep", action="store_true", help="keep the result images (FITS)")
+    o.add_argument("--no-warmup", action="store_true", help="skip the untimed tiny warm-up")
+    o.add_argument(
+        "--no-warm-cache", action="store_true", help="do not read the frames once before timing"
+    )
     p.add_argument("--run-one", metavar="METHOD", help=argparse.SUPPRESS)
     p.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -85,7 +140,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _child(args: argparse.Namespace) -> int:
     try:
-        rec = run_one(args.run_one, args.manifest, args.out, args.memory_limit)
+        ccd = None if args.ccdproc_mem_limit is None else parse_bytes(args.ccdproc_mem_limit)
+        rec = run_one(args.run_one, args.manifest, args.out, args.memory_limit, ccd)
     except Exception as exc:  # report, don't hide: the parent prints it
         traceback.print_exc()
         print(MARKER + json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
@@ -94,56 +150,110 @@ def _child(args: argparse.Namespace) -> int:
     return 0
 
 
+def _methods(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    text = (args.methods or ("stackengine" if args.compare_formats else "all")).strip()
+    if text == "none":
+        return []
+    methods = list(METHODS) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        p.error(f"unknown method(s) {unknown}; choose from {list(METHODS)}, 'all' or 'none'")
+    return list(dict.fromkeys(methods))
+
+
+def _workload(p: argparse.ArgumentParser, args: argparse.Namespace) -> Workload:
+    n, size = PRESETS[args.preset or "standard"]
+    n = args.frames if args.frames is not None else n
+    size = args.size if args.size is not None else size
+    if n < 3 or size < 8 or args.repeat < 1 or not args.stars_per_mpix >= 0:
+        p.error("need --frames >= 3, --size >= 8, --repeat >= 1 and --stars-per-mpix >= 0")
+    return Workload(
+        n_frames=n,
+        height=size,
+        width=size,
+        dtype=args.dtype,
+        format=args.format,
+        stars_per_mpix=args.stars_per_mpix,
+    )
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    methods = _methods(p, args)
+    try:
+        algorithms = parse_algorithms(args.algorithms) if args.algorithms.strip() else []
+        modes = parse_modes(args.normalize) if args.normalize.strip() else []
+        if args.ccdproc_mem_limit is not None:
+            parse_bytes(args.ccdproc_mem_limit)
+    except ValueError as exc:
+        p.error(str(exc))
+    wl = _workload(p, args)
+    common = dict(
+        memory_limit=args.memory_limit,
+        repeat=args.repeat,
+        warmup=not args.no_warmup,
+        keep=args.keep,
+        ccdproc_mem_limit=args.ccdproc_mem_limit,
+        warm_cache=not args.no_warm_cache,
+    )
+    special = args.scaling or args.compare_formats
+    if special and (algorithms or modes):
+        p.error("--algorithms and --normalize run in the standard mode only")
+    if args.scaling and args.compare_formats:
+        p.error("choose one of --scaling and --compare-formats")
+    if special and not methods:
+        p.error("nothing to run: give --methods")
+    if args.scaling:
+        from .scaling import parse_frames, run_scaling
+
+        try:
+            frames = parse_frames(args.scaling_frames)
+        except ValueError as exc:
+            p.error(f"--scaling-frames: {exc}")
+        if args.scaling_size < 8:
+            p.error("need --scaling-size >= 8")
+        size = args.scaling_size
+        base = replace(wl, height=size, width=size)
+        return run_scaling(frames, base, methods, args.dir, **common)
+    if args.compare_formats:
+        from .formats import parse_variants, run_formats
+
+        try:
+            variants = parse_variants(args.compare_formats)
+        except ValueError as exc:
+            p.error(f"--compare-formats: {exc}")
+        return run_formats(variants, wl, methods, args.dir, **common)
+    if not methods and not algorithms and not modes:
+        p.error("nothing to run: give --methods, --algorithms and/or --normalize")
+    return run_benchmark(
+        wl, args.dir, methods, algorithms=algorithms, normalizations=modes, **common
+    )
+
+
+def _all_ok(report: dict[str, Any]) -> bool:
+    """No run failed (a run skipped for lack of memory is not a failure)."""
+    return all(r.get("ok") or r.get("skipped") for r in report["runs"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (1 if any run failed)."""
     p = _parser()
     args = p.parse_args(argv)
     if args.run_one:
         return _child(args)
-    text = args.methods.strip()
-    methods = [] if text == "none" else [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        p.error(f"unknown method(s) {unknown}; choose from {sorted(METHODS)} or 'none'")
-    algorithms: list[str] = []
-    if args.algorithms.strip():
-        try:
-            algorithms = parse_algorithms(args.algorithms)
-        except ValueError as exc:
-            p.error(f"--algorithms: {exc}")
-    modes: list[str] = []
-    if args.normalize.strip():
-        try:
-            modes = parse_modes(args.normalize)
-        except ValueError as exc:
-            p.error(f"--normalize: {exc}")
-    if not methods and not algorithms and not modes:
-        p.error("nothing to run: give --methods, --algorithms and/or --normalize")
-    if args.frames < 3 or args.size < 8 or args.repeat < 1 or not args.stars_per_mpix >= 0:
-        p.error("need --frames >= 3, --size >= 8, --repeat >= 1 and --stars-per-mpix >= 0")
-    wl = Workload(
-        n_frames=args.frames,
-        height=args.size,
-        width=args.size,
-        stars_per_mpix=args.stars_per_mpix,
-    )
-    report = run_benchmark(
-        wl,
-        args.dir,
-        methods,
-        args.memory_limit,
-        args.repeat,
-        warmup=not args.no_warmup,
-        keep=args.keep,
-        algorithms=algorithms,
-        normalizations=modes,
-    )
+    report = _run(p, args)
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
-    rows = [*report["results"].values(), *report["algorithms"].values()]
-    rows += report["normalizations"].values()
-    return 0 if all(r["ok"] for r in rows) else 1
+    if args.markdown:
+        from .markdown import to_markdown
+
+        args.markdown.write_text(to_markdown(report))
+    if args.plots:
+        from .plots import write_plots
+
+        for path in write_plots(report, args.plots):
+            print(f"plot: {path}")
+    return 0 if _all_ok(report) else 1
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@ rejection algorithms of stackengine.
 
 A method is ``run(files, out_path, options, mark)``: it stacks ``files``,
 writes the image to ``out_path`` (FITS) and calls ``mark(phase)`` at the end
-of each phase; it may return a dict, merged into the child's record.
-Libraries are imported inside ``run`` (their import time is part of the
-child's measured time).
+of each phase (the first phase is always ``import``); it may return a dict,
+merged into the child's record. ``options`` holds ``memory_limit`` (stackengine's
+budget) and ``ccdproc_mem_limit`` (bytes, for ``ccdproc-tuned``). Libraries are
+imported inside ``run`` (their import time is part of the child's measured
+time). The peers (ccdproc, astropy, numpy, bottleneck) live in
+:mod:`benchmarks.peers`; importing this module registers them.
 
 Rejection algorithms are methods named ``alg:SPEC`` (:func:`get_method`), where
 ``SPEC`` is an :data:`ALGORITHMS` name or several joined by ``+`` (stages in
@@ -28,6 +31,7 @@ __all__ = [
     "algorithm_params",
     "get_method",
     "parse_algorithms",
+    "parse_bytes",
     "register",
 ]
 
@@ -49,27 +53,70 @@ ALGORITHMS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class Method:
-    """A stacking method run in a child process (see the module docstring)."""
+    """A stacking method run in a child process (see the module docstring).
+
+    ``memory_factor``: the method holds the whole stack in memory and peaks at
+    about this many times its float32 size (0: bounded, out of core), at most
+    ``memory_cap`` bytes (0: no cap; ccdproc splits the work by its
+    ``mem_limit``); the harness skips a run whose estimate exceeds the
+    available memory. ``median_only``: a plain median (no clipping, no mean),
+    labelled so in reports.
+    """
 
     name: str
     params: str
     run: Callable[[list[str], str, dict[str, Any], Mark], dict[str, Any] | None]
+    memory_factor: float = 0.0
+    median_only: bool = False
+    memory_cap: float = 0.0
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, params: str) -> Callable:
+def register(
+    name: str,
+    params: str,
+    memory_factor: float = 0.0,
+    median_only: bool = False,
+    memory_cap: float = 0.0,
+) -> Callable:
     """Register ``run(files, out_path, options, mark)`` as method ``name``.
 
-    ``params`` describes the call; ``{memory_limit}`` in it is filled in.
+    ``params`` describes the call; ``{memory_limit}`` and ``{ccdproc_mem_limit}``
+    in it are filled in. ``memory_factor``, ``median_only`` and ``memory_cap``:
+    see :class:`Method`.
     """
 
     def deco(func: Callable[[list[str], str, dict[str, Any], Mark], None]) -> Callable:
-        METHODS[name] = Method(name, params, func)
+        METHODS[name] = Method(name, params, func, memory_factor, median_only, memory_cap)
         return func
 
     return deco
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """``"512MiB"`` -> 536870912, ``"1.5GB"`` -> 1500000000, ``4096`` -> 4096.
+
+    Raises
+    ------
+    ValueError
+        Not a size.
+    """
+    if isinstance(text, int | float):
+        return int(text)
+    t = text.strip().lower().replace(" ", "")
+    num = t.rstrip("kmgtib")
+    unit = t[len(num) :]
+    binary = unit.endswith("ib")
+    unit = unit.removesuffix("ib").removesuffix("b")
+    if not num or unit not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (e.g. 512MiB, 2GB, 1000000)")
+    base = 1024 ** "bkmgt".index(unit or "b") if binary else _UNITS[unit]
+    return int(float(num) * base)
 
 
 def parse_algorithms(text: str) -> list[str]:
@@ -162,13 +209,6 @@ def get_method(name: str) -> Method:
     raise KeyError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
 
 
-def _write_fits(image: Any, out_path: str) -> None:
-    import numpy as np
-    from astropy.io import fits
-
-    fits.PrimaryHDU(np.asarray(image, dtype=np.float32)).writeto(out_path, overwrite=True)
-
-
 @register(
     "stackengine",
     "se.stack(reject='sigma', sigma_lower=3, sigma_upper=3, maxiters=5, center='median', "
@@ -194,52 +234,4 @@ def _run_stackengine(files: list[str], out: str, opts: dict[str, Any], mark: Mar
     mark("stack+write")
 
 
-@register(
-    "ccdproc",
-    "ccdproc.combine(method='average', sigma_clip=True, sigma_clip_func=np.ma.median, "
-    "sigma_clip_dev_func=mad_std, unit='adu'); defaults: low/high thresh 3, mem_limit 16e9, "
-    "float64, ONE clipping pass (Combiner.sigma_clipping maxiters=1)",
-)
-def _run_ccdproc(files: list[str], out: str, opts: dict[str, Any], mark: Mark) -> None:
-    import ccdproc
-    import numpy as np
-    from astropy.stats import mad_std
-
-    mark("import")
-    ccd = ccdproc.combine(
-        files,
-        method="average",
-        sigma_clip=True,
-        sigma_clip_func=np.ma.median,
-        sigma_clip_dev_func=mad_std,
-        unit="adu",
-    )
-    mark("stack")
-    _write_fits(ccd.data, out)
-    mark("write")
-
-
-@register(
-    "astropy",
-    "read all frames into one (n, H, W) float32 array; astropy.stats.sigma_clip(axis=0, "
-    "sigma=3, maxiters=5, cenfunc='median', stdfunc='mad_std').mean(axis=0); its final mask is "
-    "'outside the last bounds', so a value clipped in an early pass can come back",
-)
-def _run_astropy(files: list[str], out: str, opts: dict[str, Any], mark: Mark) -> None:
-    import numpy as np
-    from astropy.io import fits
-    from astropy.stats import sigma_clip
-
-    mark("import")
-    with fits.open(files[0], memmap=False) as hdul:
-        shape = hdul[0].data.shape
-    cube = np.empty((len(files), *shape), dtype=np.float32)
-    for i, path in enumerate(files):
-        with fits.open(path, memmap=False) as hdul:
-            cube[i] = hdul[0].data
-    mark("read")
-    clipped = sigma_clip(cube, axis=0, sigma=3, maxiters=5, cenfunc="median", stdfunc="mad_std")
-    image = clipped.mean(axis=0).filled(np.nan)
-    mark("stack")
-    _write_fits(image, out)
-    mark("write")
+from . import peers  # noqa: E402, F401  (registers the peer methods)

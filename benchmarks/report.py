@@ -1,4 +1,8 @@
-"""Printing a benchmark report (a plain dict made by :func:`benchmarks.runner.run_benchmark`)."""
+"""Printing a benchmark report (a plain dict made by :func:`benchmarks.runner.run_benchmark`).
+
+:func:`format_report` prints any mode: the standard report here, the scaling
+and formats reports through :mod:`benchmarks.scaling` and :mod:`benchmarks.formats`.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,17 @@ from typing import Any
 
 from .workload import Workload
 
-__all__ = ["format_report"]
+__all__ = ["format_checks", "format_report", "truth_cells", "wall_range"]
+
+TARGET_WORKLOAD = "50 frames of 4096x4096 float32 FITS, memory_limit=512MiB"
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _truth_cells(r: dict[str, Any]) -> str:
+def truth_cells(r: dict[str, Any]) -> str:
+    """The ``residuals``, ``CR left`` and ``noise/ideal`` cells of a summary row."""
     acc = r.get("truth")
     if not acc or "error" in acc:
         return f"{'-':>10} {'-':>8} {'-':>11}"
@@ -21,22 +28,51 @@ def _truth_cells(r: dict[str, Any]) -> str:
     return f"{acc['n_residual']:>10d} {_fmt(cr, 'd'):>8} {acc['noise_ratio']:>11.3f}"
 
 
-def _table(title: str, rows: dict[str, dict[str, Any]], ratios: list[tuple[str, Any]]) -> list[str]:
-    """Rows of wall, CPU, RSS, throughput, then ``ratios`` (header, f(row) -> str), truth."""
+def wall_range(r: dict[str, Any]) -> str:
+    """``min..max`` of a summary's wall times, or ``-``."""
+    if r.get("wall_s_min") is None:
+        return "-"
+    return f"{r['wall_s_min']:.2f}..{r['wall_s_max']:.2f}"
+
+
+def _astropy_cells(r: dict[str, Any]) -> str:
+    acc = r.get("vs_astropy")
+    if not acc or "error" in acc:
+        return f"{'-':>13} {'-':>10}"
+    return f"{acc['max_abs']:>13.3g} {acc['frac_differ']:>10.2e}"
+
+
+def _table(
+    title: str,
+    rows: dict[str, dict[str, Any]],
+    ratios: list[tuple[str, Any]],
+    median_only: tuple[str, ...] | list[str] = (),
+    ranges: bool = False,
+) -> list[str]:
+    """Rows of wall, CPU, RSS, throughput, then ``ratios`` (header, f(row) -> str), the
+    deviation from astropy (when measured), truth, and with ``ranges`` the wall range."""
     width = max([12, *(len(name) + 1 for name in rows)])
+    vs_astropy = any("vs_astropy" in r for r in rows.values())
     head = f"{title:<{width}} {'wall s':>9} {'CPU s':>9} {'peak RSS GiB':>13} {'Mpix-frames/s':>14}"
     head += "".join(f" {h:>{max(len(h) + 1, 10)}}" for h, _ in ratios)
-    lines = [head + f" {'residuals':>10} {'CR left':>8} {'noise/ideal':>11}"]
+    head += f" {'max|d| astr.':>13} {'differ':>10}" if vs_astropy else ""
+    head += f" {'residuals':>10} {'CR left':>8} {'noise/ideal':>11}"
+    lines = [head + (f" {'wall min..max':>14}" if ranges else "") + f" {'others CPU s':>12}"]
     for name, r in rows.items():
         if not r["ok"]:
-            lines.append(f"{name:<{width}} FAILED: {r.get('error')}")
+            state = r.get("skipped") or f"FAILED: {r.get('error')}"
+            lines.append(f"{name:<{width}} {state}")
             continue
         line = (
             f"{name:<{width}} {r['wall_s']:>9.2f} {r['cpu_s']:>9.2f} "
             f"{r['peak_rss_bytes'] / 1024**3:>13.3f} {r['mpix_frames_per_s']:>14.1f}"
         )
         line += "".join(f" {func(r):>{max(len(h) + 1, 10)}}" for h, func in ratios)
-        lines.append(line + " " + _truth_cells(r))
+        line += " " + _astropy_cells(r) if vs_astropy else ""
+        line += " " + truth_cells(r)
+        line += f" {wall_range(r):>14}" if ranges else ""
+        line += f" {_fmt(r.get('other_cpu_s'), '.1f'):>12}"
+        lines.append(line + ("  [median only]" if name in median_only else ""))
     return lines
 
 
@@ -96,7 +132,7 @@ def _normalization_tables(rows: dict[str, dict[str, Any]], wl: Workload) -> list
             f"{name:<{width}} {q['scale_err_median']:>13.2e} {q['scale_err_max']:>13.2e} "
             f"{q['sky_err_median_adu']:>11.2f} {q['sky_err_max_adu']:>11.2f} "
             f"{q['grad_ptp_median_adu']:>14.2f} {q['grad_ptp_max_adu']:>14.2f} "
-            f"{_fmt(q.get('n_stars_min'), 'd'):>9} " + _truth_cells(r)
+            f"{_fmt(q.get('n_stars_min'), 'd'):>9} " + truth_cells(r)
         )
     lines += [
         "",
@@ -117,9 +153,33 @@ def _normalization_tables(rows: dict[str, dict[str, Any]], wl: Workload) -> list
     return lines
 
 
+def format_checks(checks: list[dict[str, Any]]) -> list[str]:
+    """One ``name: value unit (relation target) PASS|FAIL (note)`` line per check."""
+    lines = []
+    for c in checks:
+        verdict = "PASS" if c["ok"] else "FAIL"
+        relation = c.get("relation", "<=" if c["unit"] == "GiB" else ">=")
+        note = f" ({c['note']})" if c.get("note") else ""
+        issue = f"[issue {c['issue']}] " if c.get("issue") else ""
+        lines.append(
+            f"  {issue}{c['name']}: {c['value']:.2f} {c['unit']} ({relation} {c['target']:.4g}) "
+            f"{verdict}{note}"
+        )
+    return lines
+
+
 def format_report(report: dict[str, Any]) -> str:
-    """The human-readable tables of a benchmark report (as made by ``run_benchmark``)."""
+    """The human-readable tables of a benchmark report (any mode; see the module)."""
+    if report.get("benchmark") == "scaling":
+        from .scaling import format_scaling
+
+        return format_scaling(report)
+    if report.get("benchmark") == "formats":
+        from .formats import format_formats
+
+        return format_formats(report)
     wl = Workload(**report["workload"])
+    ranges = report.get("repeat", 1) > 1
     subject = report["subject"]
     results = report["results"]
     algorithms = report.get("algorithms", {})
@@ -128,6 +188,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"{report['benchmark']} benchmark: {wl.describe()}, memory_limit={report['memory_limit']}"
         f", {report['cpu_count']} CPUs; frames in {report['data_dir']}",
     ]
+    if report.get("preset") or report.get("page_cache") or ranges:
+        lines.append(
+            f"preset: {report.get('preset') or '-'}; page cache: {report.get('page_cache', '-')}"
+            f"; {report.get('repeat', 1)} run(s) per method, alternating; medians shown"
+        )
 
     if results:
         lines += [""] + _table(
@@ -137,6 +202,8 @@ def format_report(report: dict[str, Any]) -> str:
                 (f"{subject} speed-up", _ratio(results, subject, "wall_s")),
                 ("RSS ratio", _ratio(results, subject, "peak_rss_bytes")),
             ],
+            report.get("median_only", ()),
+            ranges,
         )
     if algorithms:
         lines += ["", "stackengine rejection algorithms (combine='mean'), each a fresh process:"]
@@ -144,6 +211,7 @@ def format_report(report: dict[str, Any]) -> str:
             "algorithm",
             algorithms,
             [(f"throughput / {reference}", _ratio(algorithms, reference, "wall_s", inverse=True))],
+            ranges=ranges,
         )
     norms = report.get("normalizations", {})
     if norms:
@@ -155,8 +223,20 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"throughput / {reference} = wall({reference}) / wall(algorithm);")
     lines += [
         "wall = whole child process (interpreter start, imports, reading, stacking, writing",
-        "the FITS image). Mpix-frames/s = frames x megapixels / wall.",
+        "the FITS image). Mpix-frames/s = frames x megapixels / wall. With repeats: the",
+        "median over the runs (wall min..max: the fastest and slowest run). others CPU s =",
+        "CPU time the rest of the machine used during the run (/proc/stat); well above 0,",
+        "other processes competed for the CPUs and the times are too long.",
     ]
+    ref = report.get("astropy_reference")
+    if ref:
+        where = "the whole image"
+        if ref["source"] != "astropy":
+            where = "rows {}:{}".format(*ref["rows"])
+        lines += [
+            f"max|d| astr. = max |image - astropy| (ADU) over {where} ({ref['source']}); differ =",
+            f"fraction of those pixels with |image - astropy| > {ref['rtol']:g} |astropy|.",
+        ]
     truth = report.get("truth")
     if truth:
         lines += [
@@ -165,9 +245,12 @@ def format_report(report: dict[str, Any]) -> str:
             "(cosmic rays let through, biased values, noise tails); truth = the noiseless sky +",
             "stars x the mean frame scale. CR left = the residuals among the "
             f"{_fmt(truth.get('n_cr_pixels'), 'd')} pixels",
-            "a cosmic ray hit in at least one frame. noise/ideal = mad_std(image - truth) /",
-            "(noise/sqrt(N)): 1 for a plain mean of clean frames, about 1.25 for a median.",
+            "a cosmic ray hit in at least one frame. noise/ideal = mad_std(image - truth) over",
+            f"the background / (noise/sqrt(N) = {truth['ideal_noise_adu']:.3g} ADU): 1 for a plain"
+            " mean of clean frames, about 1.25 for a median.",
         ]
+    if report.get("median_only"):
+        lines.append("[median only]: a plain median, no clipping (not the same computation).")
     if results:
         lines += ["", "parameters:"]
     lines += [f"  {name}: {params}" for name, params in report["params"].items()]
@@ -189,13 +272,9 @@ def format_report(report: dict[str, Any]) -> str:
             f" ({acc['frac_differ']:.2e}); NaN in one only: {acc['n_nan_mismatch']}"
         )
     if report["checks"]:
-        lines += ["", "targets (set for 50 frames of 4096x4096, memory_limit=512MiB):"]
-    for c in report["checks"]:
-        verdict = "PASS" if c["ok"] else "FAIL"
-        relation = c.get("relation", "<=" if c["unit"] == "GiB" else ">=")
-        note = f" ({c['note']})" if c.get("note") else ""
-        lines.append(
-            f"  {c['name']}: {c['value']:.2f} {c['unit']} ({relation} {c['target']:g}) {verdict}"
-            + note
-        )
+        lines += ["", f"targets (set for {TARGET_WORKLOAD}):"]
+        standard = report.get("preset") == "standard" and report["memory_limit"] == "512MiB"
+        if not standard or wl.dtype != "float32" or wl.format != "fits":
+            lines.append("  (this run is not that workload: indicative only)")
+    lines += format_checks(report["checks"])
     return "\n".join(lines)

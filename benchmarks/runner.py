@@ -3,7 +3,9 @@
 The parent runs each method as ``python -m benchmarks.bench_sigma --run-one
 METHOD`` and measures the wall time around the whole child; the child
 (:func:`run_one`) stacks, writes the image and prints one JSON line with its
-phases, CPU time and peak RSS (``getrusage``).
+phases, CPU time and peak RSS (``getrusage``). :func:`run_jobs` runs a list of
+(workload, method) jobs ``repeat`` times, alternating (A B C A B C ...);
+:func:`run_benchmark` is the standard mode (one workload, every method).
 """
 
 from __future__ import annotations
@@ -18,50 +20,49 @@ import time
 import tomllib
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .accuracy import RESIDUAL_SIGMAS, compare_images, truth_accuracy
-from .methods import ALGORITHM_PREFIX, get_method
-from .normalization import (
-    NORMALIZE_PREFIX,
-    normalization_checks,
-    summarize_normalization,
-    truth_factor,
-)
-from .workload import Workload, cosmic_ray_mask, prepare_workload, truth_image
+from .accuracy import RESIDUAL_SIGMAS, compare_images
+from .checks import sigma_checks
+from .evaluate import compare_astropy, compare_truth
+from .methods import ALGORITHM_PREFIX, get_method, parse_bytes
+from .normalization import NORMALIZE_PREFIX, normalization_checks, summarize_normalization
+from .stats import summarize_runs
+from .system import available_bytes, busy_cpu_s, memory_skip_reason, warm_page_cache
+from .workload import PRESETS, Workload, manifest_files, prepare_workload
 
 _T0 = time.perf_counter()  # child: the phases are timed from here (the parent times it all)
 
 __all__ = [
     "MARKER",
-    "RSS_TARGET",
-    "SLOWDOWN_TARGETS",
-    "SPEED_TARGETS",
+    "Job",
+    "method_info",
     "run_benchmark",
     "run_child",
+    "run_jobs",
     "run_one",
+    "versions",
+    "warm_up",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "BENCH_RESULT "
-GIB = 1024**3
-#: Acceptance targets of issue 2: stackengine at least this many times faster.
-SPEED_TARGETS = {"ccdproc": 6.0, "astropy": 2.5}
-#: Issue 3: these algorithms run within this factor of sigma's throughput (wall / wall(sigma)).
-SLOWDOWN_TARGETS = {"winsorized": 3.0, "linear_fit": 3.0}
-RSS_TARGET = 1 * GIB
-#: The algorithm the throughput ratios are relative to.
-REFERENCE = "sigma"
+Log = Callable[[str], None]
 
 
-def run_one(method: str, manifest: Path, out: str, memory_limit: str) -> dict[str, Any]:
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_one(
+    method: str, manifest: Path, out: str, memory_limit: str, ccdproc_mem_limit: int | None = None
+) -> dict[str, Any]:
     """Run one method in this (child) process; return its measurements."""
     warnings.simplefilter("ignore")
-    names = json.loads(manifest.read_text())["files"]
-    files = [str(manifest.parent / name) for name in names]
+    files = [str(f) for f in manifest_files(manifest)]
     phases: dict[str, float] = {}
     last = [_T0]
 
@@ -70,7 +71,8 @@ def run_one(method: str, manifest: Path, out: str, memory_limit: str) -> dict[st
         phases[phase] = now - last[0]
         last[0] = now
 
-    extra = get_method(method).run(files, out, {"memory_limit": memory_limit}, mark)
+    opts = {"memory_limit": memory_limit, "ccdproc_mem_limit": ccdproc_mem_limit}
+    extra = get_method(method).run(files, out, opts, mark)
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
@@ -84,11 +86,19 @@ def run_one(method: str, manifest: Path, out: str, memory_limit: str) -> dict[st
     }
 
 
-def run_child(method: str, manifest: Path, out: Path, memory_limit: str) -> dict[str, Any]:
+def run_child(
+    method: str,
+    manifest: Path,
+    out: Path,
+    memory_limit: str,
+    ccdproc_mem_limit: int | None = None,
+) -> dict[str, Any]:
     """Run ``method`` in a fresh Python process; return its record with ``wall_s``."""
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.bench_sigma", "--run-one", method]
     cmd += ["--manifest", str(manifest), "--out", str(out), "--memory-limit", memory_limit]
+    if ccdproc_mem_limit is not None:
+        cmd += ["--ccdproc-mem-limit", str(ccdproc_mem_limit)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     start = time.perf_counter()
@@ -106,67 +116,91 @@ def run_child(method: str, manifest: Path, out: Path, memory_limit: str) -> dict
     return rec
 
 
-def _busy_cpu_s() -> float | None:
-    """CPU seconds the whole machine has been busy (Linux ``/proc/stat``), or None."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return None
-    ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+@dataclass(frozen=True)
+class Job:
+    """One method on one frame set; ``label`` names the set in the output file names."""
+
+    method: str
+    manifest: Path
+    workload: Workload
+    label: str = ""
 
 
-def _summarize(runs: list[dict[str, Any]], wl: Workload) -> dict[str, Any]:
-    """The fastest successful run of a method, with throughput; or its failure."""
-    good = [r for r in runs if r["ok"]]
-    if not good:
-        return {"ok": False, "error": runs[-1].get("error", "failed"), "n_runs": len(runs)}
-    best = min(good, key=lambda r: r["wall_s"])
-    keys = ("wall_s", "cpu_s", "peak_rss_bytes", "child_wall_s", "phases_s", "out")
-    keys += ("normalization", "other_cpu_s")
-    summary = {"ok": True, **{k: best.get(k) for k in keys}, "n_runs": len(runs)}
-    summary["mpix_frames_per_s"] = wl.mpix_frames / best["wall_s"]
-    return summary
+def out_name(method: str, label: str = "") -> str:
+    """File name of a method's result image."""
+    name = method.replace(ALGORITHM_PREFIX, "alg_").replace(NORMALIZE_PREFIX, "norm_")
+    name = name.replace("+", "_").replace(":", "_")
+    return (f"{label}_" if label else "") + name + ".fits"
 
 
-def _check(name: str, value: float, target: float, unit: str, relation: str) -> dict[str, Any]:
-    ok = value <= target if relation == "<=" else value >= target
-    return dict(name=name, value=value, target=target, unit=unit, relation=relation, ok=ok)
-
-
-def _checks(
-    results: dict[str, dict[str, Any]], subject: str | None, algorithms: dict[str, dict[str, Any]]
+def run_jobs(
+    jobs: Sequence[Job],
+    outdir: Path,
+    memory_limit: str,
+    repeat: int = 1,
+    ccdproc_mem_limit: int | None = None,
+    log: Log = _stderr,
+    available: int | None = None,
 ) -> list[dict[str, Any]]:
-    out = []
-    sub = results.get(subject or "", {})
-    if subject == "stackengine" and sub.get("ok"):
-        for peer, target in SPEED_TARGETS.items():
-            if results.get(peer, {}).get("ok"):
-                ratio = results[peer]["wall_s"] / sub["wall_s"]
-                out.append(_check(f"stackengine faster than {peer}", ratio, target, "x", ">="))
-        rss = sub["peak_rss_bytes"] / GIB
-        out.append(_check("stackengine peak RSS", rss, RSS_TARGET / GIB, "GiB", "<="))
-    ref = algorithms.get(REFERENCE, {})
-    for name, target in SLOWDOWN_TARGETS.items():
-        if ref.get("ok") and algorithms.get(name, {}).get("ok"):
-            slowdown = algorithms[name]["wall_s"] / ref["wall_s"]
-            label = f"{name} wall / {REFERENCE} wall (throughput within {target:g}x)"
-            check = _check(label, slowdown, target, "x", "<=")
-            phase = [(r.get("phases_s") or {}).get("stack+write") for r in (algorithms[name], ref)]
-            if all(phase):
-                check["note"] = f"stack+write phase alone: {phase[0] / phase[1]:.2f} x"
-            out.append(check)
-    good = [r["peak_rss_bytes"] for r in algorithms.values() if r["ok"]]
-    if good:
-        out.append(
-            _check("peak RSS, every algorithm", max(good) / GIB, RSS_TARGET / GIB, "GiB", "<=")
-        )
-    return out
+    """Run every job ``repeat`` times, alternating: all jobs, then all jobs again, ...
+
+    A job whose method would not fit in ``available`` bytes
+    (:func:`benchmarks.system.memory_skip_reason`) is not run; its record has
+    ``skipped``. Each record gets ``label``, ``repeat`` and ``other_cpu_s``
+    (CPU time the rest of the machine used meanwhile).
+    """
+    runs: list[dict[str, Any]] = []
+    for rep in range(repeat):
+        for job in jobs:
+            name = f"{job.label} {job.method}".strip()
+            skip = memory_skip_reason(job.method, job.workload, available)
+            if skip:
+                log(f"run {rep + 1}/{repeat}: {name}: {skip}")
+                runs.append(dict(method=job.method, label=job.label, repeat=rep, ok=False))
+                runs[-1]["skipped"] = skip
+                continue
+            log(f"run {rep + 1}/{repeat}: {name} ...")
+            busy = busy_cpu_s()
+            out = outdir / out_name(job.method, job.label)
+            rec = run_child(job.method, job.manifest, out, memory_limit, ccdproc_mem_limit)
+            if busy is not None and rec.get("cpu_s") is not None:
+                rec["other_cpu_s"] = max(0.0, busy_cpu_s() - busy - rec["cpu_s"])
+            rec.update(label=job.label, repeat=rep)
+            state = f"{rec['wall_s']:.2f} s" if rec["ok"] else f"FAILED: {rec.get('error')}"
+            log(f"  {name}: {state}")
+            runs.append(rec)
+    return runs
 
 
-def _versions() -> dict[str, str]:
+def _warmup_workload(workload: Workload, method: str) -> Workload:
+    """The tiny untimed frame set of a method: 3x64x64; normalizations get enough stars."""
+    if method.startswith(NORMALIZE_PREFIX):  # photometric needs >= 8 matched stars
+        return replace(workload, n_frames=3, height=256, width=256, stars_per_mpix=1000.0)
+    return replace(workload, n_frames=3, height=64, width=64)
+
+
+def warm_up(
+    methods: Sequence[str],
+    workload: Workload,
+    root: Path,
+    outdir: Path,
+    memory_limit: str,
+    ccdproc_mem_limit: int | None = None,
+    log: Log = _stderr,
+) -> None:
+    """Run each method once, untimed, on a tiny frame set (numba/pyc caches, OS file cache)."""
+    for m in methods:
+        tiny_wl = _warmup_workload(workload, m)
+        tiny, _ = prepare_workload(tiny_wl, root / "warmup" if tiny_wl.height > 64 else root)
+        log(f"warm-up {m}")
+        run_child(m, tiny, outdir / f"warmup_{out_name(m)}", memory_limit, ccdproc_mem_limit)
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries the methods use."""
     found = {"python": platform.python_version()}
-    for dist in ("numpy", "astropy", "ccdproc", "dask", "numba", "stackengine"):
+    dists = ("numpy", "astropy", "ccdproc", "bottleneck", "tifffile", "dask", "numba")
+    for dist in (*dists, "stackengine"):
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -178,16 +212,22 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _out_name(method: str) -> str:
-    name = method.replace(ALGORITHM_PREFIX, "alg_").replace(NORMALIZE_PREFIX, "norm_")
-    return name.replace("+", "_") + ".fits"
+def method_info(methods: Sequence[str], memory_limit: str, ccdproc_mem_limit: int) -> dict:
+    """Per method: its parameter line (limits filled in) and whether it is a plain median."""
+    fill = {"memory_limit": memory_limit, "ccdproc_mem_limit": ccdproc_mem_limit}
+    info = {}
+    for m in methods:
+        meth = get_method(m)
+        info[m] = {"params": meth.params.format_map(fill), "median_only": meth.median_only}
+    return info
 
 
-def _warmup_workload(workload: Workload, method: str) -> Workload:
-    """The tiny untimed frame set of a method: 3x64x64; normalizations get enough stars."""
-    if method.startswith(NORMALIZE_PREFIX):  # photometric needs >= 8 matched stars
-        return replace(workload, n_frames=3, height=256, width=256, stars_per_mpix=1000.0)
-    return replace(workload, n_frames=3, height=64, width=64)
+def preset_of(wl: Workload) -> str | None:
+    """The preset whose frames and size ``wl`` has (any dtype and format), or None."""
+    for name, (n, size) in PRESETS.items():
+        if (wl.n_frames, wl.height, wl.width) == (n, size, size):
+            return name
+    return None
 
 
 def run_benchmark(
@@ -198,46 +238,38 @@ def run_benchmark(
     repeat: int = 1,
     warmup: bool = True,
     keep: bool = False,
-    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+    log: Log = _stderr,
     algorithms: Sequence[str] = (),
     normalizations: Sequence[str] = (),
+    ccdproc_mem_limit: str | int | None = None,
+    warm_cache: bool = True,
 ) -> dict[str, Any]:
     """Make or reuse the frames, run every method, algorithm and mode ``repeat`` times, compare.
 
     ``methods`` are registered method names; ``algorithms`` are algorithm specs
     (:func:`benchmarks.methods.parse_algorithms`), run as methods ``alg:SPEC``;
     ``normalizations`` are normalization modes, run as methods ``norm:MODE``
-    (:mod:`benchmarks.normalization`).
+    (:mod:`benchmarks.normalization`). ``ccdproc_mem_limit``: the
+    ``ccdproc-tuned`` method's ``mem_limit`` (default: ``memory_limit``).
     Returns the report as a plain dict (printed by :func:`benchmarks.format_report`).
     """
     root = Path(root).resolve()  # the children run in the repository folder
+    ccd_limit = parse_bytes(ccdproc_mem_limit if ccdproc_mem_limit is not None else memory_limit)
     manifest, generated = prepare_workload(workload, root, log=log)
     outdir = root / "results"
     outdir.mkdir(parents=True, exist_ok=True)
     runnable = [*methods, *(ALGORITHM_PREFIX + a for a in algorithms)]
     runnable += [NORMALIZE_PREFIX + mode for mode in normalizations]
-    if warmup:  # numba/pyc caches and OS file cache, untimed, on a tiny frame set
-        for m in runnable:
-            tiny_wl = _warmup_workload(workload, m)
-            tiny, _ = prepare_workload(tiny_wl, root / "warmup" if tiny_wl.height > 64 else root)
-            log(f"warm-up {m}")
-            run_child(m, tiny, outdir / f"warmup_{_out_name(m)}", memory_limit)
-    runs: list[dict[str, Any]] = []
-    for rep in range(repeat):
-        for m in runnable:
-            log(f"run {rep + 1}/{repeat}: {m} ...")
-            busy = _busy_cpu_s()
-            rec = run_child(m, manifest, outdir / _out_name(m), memory_limit)
-            if busy is not None and rec.get("cpu_s") is not None:
-                # CPU time the rest of the machine used meanwhile (it skews the timing)
-                rec["other_cpu_s"] = max(0.0, _busy_cpu_s() - busy - rec["cpu_s"])
-            rec["repeat"] = rep
-            state = f"{rec['wall_s']:.2f} s" if rec["ok"] else f"FAILED: {rec.get('error')}"
-            log(f"  {m}: {state}")
-            runs.append(rec)
+    available = available_bytes()
+    cache = warm_page_cache(manifest_files(manifest), available) if warm_cache else "not warmed"
+    log(f"page cache: {cache}")
+    if warmup:
+        warm_up(runnable, workload, root, outdir, memory_limit, ccd_limit, log)
+    jobs = [Job(m, manifest, workload) for m in runnable]
+    runs = run_jobs(jobs, outdir, memory_limit, repeat, ccd_limit, log, available)
 
     def summary(m: str) -> dict[str, Any]:
-        return _summarize([r for r in runs if r["method"] == m], workload)
+        return summarize_runs([r for r in runs if r["method"] == m], workload.mpix_frames)
 
     results = {m: summary(m) for m in methods}
     algs = {a: summary(ALGORITHM_PREFIX + a) for a in algorithms}
@@ -250,49 +282,47 @@ def run_benchmark(
     for ref in methods:
         if ref != subject and results[subject]["ok"] and results[ref]["ok"]:
             accuracy[ref] = compare_images(
-                Path(results[subject]["out"]), Path(results[ref]["out"]), workload.noise
+                Path(results[subject]["out"]), Path(results[ref]["out"]), workload.adu_noise
             )
-    done = [r for r in (*results.values(), *algs.values(), *norms.values()) if r["ok"]]
-    if done:
-        log("comparing the images with the noiseless truth")
-        truth, hits = truth_image(workload), cosmic_ray_mask(workload)
-        for r in done:
-            factor = truth_factor(r, workload)  # a normalized stack: the reference's scale
-            expect = truth if factor == 1.0 else truth * factor  # float32 (NEP 50)
-            r["truth"] = truth_accuracy(Path(r["out"]), expect, workload.ideal_noise, hits)
-        del truth, hits
+    log("comparing the images with the noiseless truth and with astropy")
+    n_cr = compare_truth([*results.values(), *algs.values(), *norms.values()], workload)
+    rows = {**results, **{ALGORITHM_PREFIX + a: r for a, r in algs.items()}}
+    reference = compare_astropy(rows, workload, manifest, results.get("astropy"), log)
     if not keep:
         for path in outdir.glob("*.fits"):
             path.unlink()
+    info = method_info(runnable, memory_limit, ccd_limit)
     return {
         "benchmark": "sigma",
         "workload": asdict(workload),
+        "preset": preset_of(workload),
         "data_dir": str(manifest.parent),
         "generated": generated,
+        "page_cache": cache,
         "memory_limit": memory_limit,
+        "ccdproc_mem_limit": ccd_limit,
+        "repeat": repeat,
         "cpu_count": os.cpu_count(),
-        "versions": _versions(),
-        "params": {m: get_method(m).params.format(memory_limit=memory_limit) for m in methods},
+        "versions": versions(),
+        "params": {m: info[m]["params"] for m in methods},
+        "median_only": [m for m in methods if info[m]["median_only"]],
         "subject": subject,
         "results": results,
         "accuracy": accuracy,
+        "astropy_reference": reference,
         "algorithms": algs,
-        "algorithm_params": {
-            a: get_method(ALGORITHM_PREFIX + a).params.format(memory_limit=memory_limit)
-            for a in algorithms
-        },
-        "algorithm_reference": REFERENCE,
+        "algorithm_params": {a: info[ALGORITHM_PREFIX + a]["params"] for a in algorithms},
+        "algorithm_reference": "sigma",
         "normalizations": norms,
         "normalization_params": {
-            mode: get_method(NORMALIZE_PREFIX + mode).params.format(memory_limit=memory_limit)
-            for mode in normalizations
+            mode: info[NORMALIZE_PREFIX + mode]["params"] for mode in normalizations
         },
         "truth": {
             "ideal_noise_adu": workload.ideal_noise,
             "residual_sigmas": RESIDUAL_SIGMAS,
             "threshold_adu": RESIDUAL_SIGMAS * workload.ideal_noise,
-            "n_cr_pixels": next((r["truth"].get("n_cr_pixels") for r in done), None),
+            "n_cr_pixels": n_cr,
         },
-        "checks": _checks(results, subject, algs) + normalization_checks(norms),
+        "checks": sigma_checks(results, subject, algs) + normalization_checks(norms),
         "runs": runs,
     }

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 import numpy as np
 import pytest
+import tifffile
 from astropy.io import fits
 from astropy.stats import mad_std, sigma_clip
 
@@ -17,8 +19,12 @@ from benchmarks import (
     prepare_workload,
     truth_image,
 )
-from benchmarks.bench_sigma import main
-from benchmarks.methods import ALGORITHMS, algorithm_kwargs, parse_algorithms
+from benchmarks import evaluate as evaluate_mod
+from benchmarks.accuracy import deviation, truth_accuracy
+from benchmarks.bench_sigma import _parser, _workload, main
+from benchmarks.checks import format_checks, scaling_checks, sigma_checks
+from benchmarks.formats import parse_variants
+from benchmarks.methods import ALGORITHMS, METHODS, algorithm_kwargs, parse_algorithms, parse_bytes
 from benchmarks.normalization import (
     MODES,
     normalization_checks,
@@ -27,7 +33,14 @@ from benchmarks.normalization import (
     summarize_normalization,
     truth_factor,
 )
-from benchmarks.runner import _checks
+from benchmarks.runner import Job, run_jobs
+from benchmarks.scaling import parse_frames
+from benchmarks.stats import summarize_runs
+from benchmarks.system import estimated_bytes, memory_skip_reason
+from benchmarks.workload import subset_manifest
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = ["--memory-limit", "64MiB", "--no-warmup"]
 
 
 def _frames(manifest):
@@ -84,54 +97,196 @@ def test_workload_is_seeded_written_as_float32_fits_and_reused(tmp_path):
         assert abs(mad_std(hdul[0].data.astype(np.float64)) - 5.0) < 1.0
 
 
-def test_harness_end_to_end(tmp_path, capsys):
-    out = tmp_path / "report.json"
-    argv = ["--frames", "5", "--size", "64", "--dir", str(tmp_path), "--memory-limit", "64MiB"]
-    argv += ["--methods", "stackengine,astropy", "--json", str(out), "--no-warmup", "--keep"]
-    assert main(argv) == 0
+def _one_pass_clip_mean(cube, sigma=3.0):
+    """ccdproc's combine: one clipping pass about the median by mad_std, then the mean."""
+    x = cube.astype(np.float64)
+    center = np.median(x, axis=0)
+    spread = 1.482602218505602 * np.median(np.abs(x - center), axis=0)
+    keep = np.abs(x - center) <= sigma * spread
+    return np.where(keep, x, 0.0).sum(axis=0) / keep.sum(axis=0)
+
+
+def _table_rows(text, first_word):
+    """Lines of the first table whose header starts with ``first_word``, by their first word."""
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(first_word + " "))
+    rows = {}
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        rows[line.split()[0]] = line
+    return rows
+
+
+def _assert_png(path):
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == PNG_MAGIC, path
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image.std() > 0  # not blank
+
+
+def test_standard_mode_all_methods_end_to_end(tmp_path, capsys):
+    out, md, plots = tmp_path / "report.json", tmp_path / "report.md", tmp_path / "plots"
+    argv = ["--frames", "5", "--size", "64", "--dir", str(tmp_path), *TINY, "--keep"]
+    argv += ["--json", str(out), "--markdown", str(md), "--plots", str(plots)]
+    assert main(argv) == 0  # --methods defaults to all
     table = capsys.readouterr().out
-    rows = {line.split()[0] for line in table.splitlines() if line.strip()}
-    assert {"method", "stackengine", "astropy"} <= rows
     assert "FAILED" not in table
+    rows = _table_rows(table, "method")
+    assert set(rows) == set(METHODS)
+    for name in ("numpy-median", "bottleneck-median"):
+        assert rows[name].endswith("[median only]")
+    assert "[median only]" not in rows["bottleneck"] + rows["stackengine"]
 
     report = json.loads(out.read_text())
-    for name in ("stackengine", "astropy"):
-        res = report["results"][name]
-        assert res["ok"]
-        assert res["wall_s"] > 0 and res["cpu_s"] > 0
+    assert list(report["results"]) == list(METHODS)
+    assert report["median_only"] == ["numpy-median", "bottleneck-median"]
+    assert report["astropy_reference"] == {"source": "astropy", "rows": [0, 64], "rtol": 1e-6}
+    for name, res in report["results"].items():
+        assert res["ok"], name
+        assert res["n_runs"] == res["n_ok"] == 1
+        assert res["wall_s"] >= res["child_wall_s"] > 0 and res["cpu_s"] > 0
         assert 10 * 2**20 < res["peak_rss_bytes"] < 4 * 2**30
-        assert res["wall_s"] >= res["child_wall_s"] > 0
         assert res["mpix_frames_per_s"] == 5 * 64 * 64 / 1e6 / res["wall_s"]
+        assert res["work_s"] == pytest.approx(res["child_wall_s"] - res["phases_s"]["import"])
+        for key in ("truth", "vs_astropy"):
+            assert res[key]["n_pixels"] == 64 * 64, (name, key)
+        assert "mem_limit" in report["params"][name] or "ccdproc" not in name
 
-    # The astropy child's image equals an independent in-process computation.
-    cube = np.stack(
-        [
-            fits.getdata(p).astype(np.float32)
-            for p in _frames(tmp_path / "fits_5x64x64_float32" / "manifest.json")
-        ]
-    )
+    wl = Workload(n_frames=5, height=64, width=64)
+    paths = _frames(tmp_path / wl.key() / "manifest.json")
+    cube = np.stack([fits.getdata(p).astype(np.float32) for p in paths])
+    image = {n: fits.getdata(r["out"]) for n, r in report["results"].items()}
+
+    # Each child's image against an independent computation.
     expected = (
         sigma_clip(cube, axis=0, sigma=3, maxiters=5, cenfunc="median", stdfunc="mad_std")
         .mean(axis=0)
         .filled(np.nan)
     )
-    np.testing.assert_array_equal(
-        fits.getdata(report["results"]["astropy"]["out"]), expected.astype(np.float32)
-    )
-
-    # stackengine follows the design's cumulative rejection: an independent numpy reference.
+    np.testing.assert_array_equal(image["astropy"], expected.astype(np.float32))
+    np.testing.assert_array_equal(image["numpy-median"], np.median(cube, axis=0))
+    np.testing.assert_array_equal(image["bottleneck-median"], np.median(cube, axis=0))
     np.testing.assert_allclose(
-        fits.getdata(report["results"]["stackengine"]["out"]),
-        _cumulative_clip_mean(cube),
-        rtol=1e-6,
-        atol=1e-3,
+        image["numpy-median"], np.median(cube.astype(np.float64), axis=0), rtol=1e-7
     )
-    acc = report["accuracy"]["astropy"]
-    assert acc["n_pixels"] == 64 * 64
-    assert acc["n_nan_mismatch"] == 0
-    assert 0 <= acc["n_differ"] <= 0.05 * 64 * 64  # astropy re-admits early-clipped values
-    assert report["results"]["astropy"]["truth"]["n_pixels"] == 64 * 64
-    assert report["algorithms"] == {}
+    for name in ("stackengine", "bottleneck"):  # cumulative rejection, 5 passes
+        np.testing.assert_allclose(image[name], _cumulative_clip_mean(cube), rtol=1e-6, atol=1e-3)
+    np.testing.assert_array_equal(image["ccdproc-tuned"], image["ccdproc"])  # same, chunked
+    np.testing.assert_allclose(image["ccdproc"], _one_pass_clip_mean(cube), rtol=1e-6)
+    assert "mem_limit=67108864" in report["params"]["ccdproc-tuned"]  # = --memory-limit 64MiB
+
+    # Deviation from astropy and accuracy against the truth, recounted here.
+    truth = truth_image(wl).astype(np.float64)
+    background = truth <= truth.min() + 0.01 * 30 / np.sqrt(5)
+    ref = expected.astype(np.float32).astype(np.float64)  # the astropy image, as written
+    for name, res in report["results"].items():
+        diff = np.abs(image[name].astype(np.float64) - ref)
+        acc = res["vs_astropy"]
+        assert acc["max_abs"] == pytest.approx(diff.max(), rel=1e-12, abs=1e-12), name
+        assert acc["n_differ"] == np.count_nonzero(diff > 1e-6 * np.abs(ref)), name
+        assert res["truth"]["noise_ratio"] == pytest.approx(
+            mad_std(image[name][background] - truth[background]) / (30 / np.sqrt(5)), rel=1e-4
+        )
+    assert report["results"]["astropy"]["vs_astropy"]["max_abs"] == 0.0
+    assert report["results"]["numpy-median"]["vs_astropy"]["frac_differ"] > 0.5  # not a clip
+    med = report["results"]["numpy-median"]["truth"]["noise_ratio"]
+    clip = report["results"]["bottleneck"]["truth"]["noise_ratio"]
+    assert med > clip  # clipping keeps most of the mean's noise advantage over the median
+
+    # Markdown: one row per method, the median-only ones labelled; PNG plot.
+    text = md.read_text()
+    md_rows = {ln.split("|")[1].strip(" `"): ln for ln in text.splitlines() if ln.startswith("| `")}
+    assert set(md_rows) == set(METHODS)
+    assert "| median only |" in md_rows["numpy-median"]
+    assert "| clip + mean |" in md_rows["stackengine"]
+    assert "**FAIL** [issue 6] stackengine throughput (whole process)" in text  # tiny frames
+    (png,) = sorted(plots.iterdir())
+    assert png.name == "standard.png"
+    _assert_png(png)
+
+
+def test_in_harness_astropy_reference_on_a_band_of_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluate_mod, "BAND_PIXELS", 10 * 64)  # 10 rows of 64
+    out = tmp_path / "report.json"
+    argv = ["--frames", "5", "--size", "64", "--dir", str(tmp_path), *TINY, "--keep"]
+    argv += ["--methods", "numpy-median,bottleneck", "--json", str(out)]
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    ref = report["astropy_reference"]
+    assert ref == {"source": "in-harness astropy", "rows": [27, 37], "rtol": 1e-6}
+    wl = Workload(n_frames=5, height=64, width=64)
+    cube = np.stack([fits.getdata(p) for p in _frames(tmp_path / wl.key() / "manifest.json")])
+    band = (
+        sigma_clip(cube[:, 27:37], axis=0, sigma=3, maxiters=5, cenfunc="median", stdfunc="mad_std")
+        .mean(axis=0)
+        .filled(np.nan)
+        .astype(np.float32)
+        .astype(np.float64)
+    )
+    for res in report["results"].values():
+        got = fits.getdata(res["out"])[27:37].astype(np.float64)
+        acc = res["vs_astropy"]
+        assert acc["n_pixels"] == 640
+        assert acc["max_abs"] == pytest.approx(np.abs(got - band).max(), abs=1e-9)
+        assert acc["n_differ"] == np.count_nonzero(np.abs(got - band) > 1e-6 * np.abs(band))
+
+
+def test_repeats_alternate_and_report_medians(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    argv = ["--frames", "4", "--size", "32", "--dir", str(tmp_path), *TINY]
+    argv += ["--methods", "numpy-median,bottleneck-median", "--repeat", "3", "--json", str(out)]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    order = [(r["repeat"], r["method"]) for r in report["runs"]]
+    assert order == [(i, m) for i in range(3) for m in ("numpy-median", "bottleneck-median")]
+    for name, res in report["results"].items():
+        mine = [r for r in report["runs"] if r["method"] == name]
+        walls = [r["wall_s"] for r in mine]
+        assert res["wall_s"] == sorted(walls)[1]  # the middle of three
+        assert (res["wall_s_min"], res["wall_s_max"]) == (min(walls), max(walls))
+        assert res["cpu_s"] == sorted(r["cpu_s"] for r in mine)[1]
+        assert res["peak_rss_bytes"] == sorted(r["peak_rss_bytes"] for r in mine)[1]
+        assert res["mpix_frames_per_s"] == 4 * 32 * 32 / 1e6 / res["wall_s"]
+        assert f"{min(walls):.2f}..{max(walls):.2f}" in _table_rows(table, "method")[name]
+
+
+def test_summarize_runs_medians_by_hand():
+    def run(wall, cpu, rss, ok=True):
+        return dict(ok=ok, wall_s=wall, cpu_s=cpu, peak_rss_bytes=rss, child_wall_s=wall - 0.5,
+                    phases_s={"import": 0.25, "stack": wall - 0.75}, out=f"o{wall}")  # fmt: skip
+
+    runs = [run(4.0, 1.0, 300), run(1.0, 9.0, 100), run(3.0, 2.0, 201), run(2.0, 5.0, 400)]
+    runs.append(dict(ok=False, error="boom"))
+    s = summarize_runs(runs, 10.0)
+    assert s["ok"] and (s["n_runs"], s["n_ok"]) == (5, 4) and s["errors"] == ["boom"]
+    assert (s["wall_s"], s["wall_s_min"], s["wall_s_max"]) == (2.5, 1.0, 4.0)  # even: mean of 2, 3
+    assert s["cpu_s"] == 3.5 and s["peak_rss_bytes"] == 250  # (2 + 5) / 2, (201 + 300) / 2 -> 250
+    assert s["work_s"] == statistics.median([3.25, 0.25, 2.25, 1.25])  # child wall - import
+    assert s["mpix_frames_per_s"] == 4.0 and s["mpix_frames_per_s_max"] == 10.0
+    assert s["out"] == "o2.0"  # the median run: |2 - 2.5| = |3 - 2.5|, the faster wins
+    skipped = summarize_runs([dict(ok=False, skipped="skipped: too big")], 1.0)
+    assert not skipped["ok"] and skipped["skipped"] == "skipped: too big"
+
+
+def test_memory_guard_skips_without_running(tmp_path):
+    wl = Workload(n_frames=10, height=1000, width=1000)
+    assert estimated_bytes("stackengine", wl) is None  # out of core
+    assert estimated_bytes("astropy", wl) == int(3.6 * 10 * 1000 * 1000 * 4)
+    assert estimated_bytes("ccdproc", wl) == int(10.0 * 10 * 1000 * 1000 * 4)
+    big = Workload(n_frames=500, height=2048, width=2048)
+    assert estimated_bytes("ccdproc", big) == int(14e9)  # ccdproc chunks by its mem_limit
+    assert memory_skip_reason("astropy", wl, 10**9) is None  # 0.14 GB <= 0.8 GB
+    reason = memory_skip_reason("astropy", wl, 10**8)
+    assert reason.startswith("skipped: needs about 0.1 GiB")
+    assert memory_skip_reason("astropy", wl, None) is None  # unknown: no guard
+    job = Job("astropy", tmp_path / "missing.json", wl, "x")
+    runs = run_jobs([job], tmp_path, "64MiB", repeat=2, log=lambda m: None, available=10**8)
+    assert [r["skipped"] for r in runs] == [reason, reason]  # nothing ran (no manifest exists)
+    assert summarize_runs(runs, wl.mpix_frames)["skipped"] == reason
 
 
 def test_truth_and_cosmic_ray_mask_match_the_generated_frames(tmp_path):
@@ -206,7 +361,7 @@ def _row(wall, rss=2**29, stack=None):
 
 def test_slowdown_checks_pass_and_fail_at_three_times_sigma():
     algs = {"sigma": _row(10.0), "winsorized": _row(29.0), "linear_fit": _row(31.0, 2**31)}
-    checks = {c["name"].split()[0]: c for c in _checks({}, None, algs)}
+    checks = {c["name"].split()[0]: c for c in sigma_checks({}, None, algs)}
     assert checks["winsorized"]["ok"] and checks["winsorized"]["value"] == 2.9
     assert not checks["linear_fit"]["ok"] and checks["linear_fit"]["value"] == 3.1
     assert checks["linear_fit"]["note"] == "stack+write phase alone: 3.33 x"  # 30 / 9
@@ -244,7 +399,7 @@ def test_algorithms_end_to_end(tmp_path, capsys):
     rows = _rows(table)
     assert {"algorithm", "sigma", "extrema", "minmax+percentile"} <= set(rows)
     assert "stackengine faster" not in table  # no peers ran
-    assert "  peak RSS, every algorithm: " in table
+    assert "[issue 3] peak RSS, every algorithm: " in table
 
     report = json.loads(out.read_text())
     algs = report["algorithms"]
@@ -283,8 +438,9 @@ def test_algorithms_end_to_end(tmp_path, capsys):
         assert acc["n_residual"] == resid.sum(), name
         assert acc["n_cr_left"] == (resid & hits).sum(), name
         assert acc["n_cr_pixels"] == hits.sum()
+        bg = truth <= truth.min() + 0.01 * 30.0 / np.sqrt(7)  # no star light
         assert acc["noise_ratio"] == pytest.approx(
-            mad_std(image[name] - truth) / (30.0 / np.sqrt(7)), rel=1e-4
+            mad_std(image[name][bg] - truth[bg]) / (30.0 / np.sqrt(7)), rel=1e-4
         )
         assert acc["n_residual"] < plain_resid.sum(), name  # rejection removed cosmic rays
         assert f"{acc['n_residual']:>10d} {acc['n_cr_left']:>8d}" in rows[name]
@@ -405,3 +561,290 @@ def test_normalization_end_to_end(tmp_path, capsys):
     verdict = "PASS" if check["ok"] else "FAIL"
     assert f"photometric measure pass / stack pass: {phot['ratio']:.2f} x (<= 1) {verdict}" in table
     assert rows["photometric"].split()[1] == f"{phot['measure_s']:.2f}"
+
+
+def test_uint16_fits_and_tiff_hold_the_mapped_float_frames(tmp_path):
+    common = dict(n_frames=3, height=48, width=40)
+    float_wl = Workload(**common)
+    u16 = dict(common, dtype="uint16", int_gain=2.0, int_offset=100.0)
+    fits_wl, tiff_wl = Workload(**u16), Workload(**u16, format="tiff")
+    floats = [fits.getdata(p) for p in _frames(prepare_workload(float_wl, tmp_path)[0])]
+    fits_paths = _frames(prepare_workload(fits_wl, tmp_path)[0])
+    tiff_paths = _frames(prepare_workload(tiff_wl, tmp_path)[0])
+    assert [p.suffix for p in fits_paths + tiff_paths] == [".fits"] * 3 + [".tif"] * 3
+    for x, fp, tp in zip(floats, fits_paths, tiff_paths, strict=True):
+        assert x.dtype == np.dtype(">f4")
+        want = np.clip(np.rint(x * np.float32(2.0) + np.float32(100.0)), 0, 65535)
+        want = want.astype(np.uint16)
+        assert 2 * 700 < want.min() and want.max() < 65535  # inside the range: no clipping
+        with fits.open(fp) as hdul:  # as cameras write it: int16 with BZERO 32768
+            assert hdul[0].header["BITPIX"] == 16 and hdul[0].header["BZERO"] == 32768
+            assert hdul[0].data.dtype == np.uint16
+            np.testing.assert_array_equal(hdul[0].data, want)
+        with tifffile.TiffFile(tp) as tif:
+            page = tif.pages[0]
+            assert page.dtype == np.uint16 and page.compression == 1  # uncompressed
+            assert page.rowsperstrip == 48  # 256 KiB strips, at most the whole frame
+            np.testing.assert_array_equal(page.asarray(), want)
+            meta = json.loads(page.description)
+        assert meta["BENCHSCL"] == pytest.approx(fits.getheader(fp)["BENCHSCL"], rel=1e-12)
+    # the truth, the noise and the cosmic-ray mask follow the mapping
+    np.testing.assert_allclose(
+        truth_image(fits_wl), 2.0 * truth_image(float_wl).astype(np.float64) + 100.0, rtol=1e-6
+    )
+    assert fits_wl.ideal_noise == pytest.approx(2.0 * 30.0 / np.sqrt(3))
+    assert float_wl.ideal_noise == pytest.approx(30.0 / np.sqrt(3))  # gain ignored for float
+    np.testing.assert_array_equal(cosmic_ray_mask(tiff_wl), cosmic_ray_mask(float_wl))
+    # a bigger frame: strips of 256 KiB of whole rows
+    big = Workload(n_frames=3, height=300, width=1024, dtype="uint16", format="tiff")
+    with tifffile.TiffFile(_frames(prepare_workload(big, tmp_path)[0])[0]) as tif:
+        assert tif.pages[0].rowsperstrip == 128  # 262144 / (1024 x 2 bytes)
+    with pytest.raises(ValueError, match="format"):
+        prepare_workload(Workload(format="png"), tmp_path)
+
+
+def test_subset_manifest_is_the_smaller_frame_set(tmp_path):
+    manifest, _ = prepare_workload(Workload(n_frames=6, height=32, width=32), tmp_path / "a")
+    small, _ = prepare_workload(Workload(n_frames=3, height=32, width=32), tmp_path / "b")
+    sub = subset_manifest(manifest, 3)
+    assert sub.parent == manifest.parent and sub.name == "manifest_first_3.json"
+    first, alone = _frames(sub), _frames(small)
+    assert len(first) == 3
+    for a, b in zip(first, alone, strict=True):
+        assert a.read_bytes() == b.read_bytes()  # frame i does not depend on N
+    assert json.loads(sub.read_text())["scales"] == json.loads(small.read_text())["scales"]
+    for bad in (0, 7):
+        with pytest.raises(ValueError):
+            subset_manifest(manifest, bad)
+
+
+def test_accuracy_on_a_hand_made_case(tmp_path):
+    wl = Workload(n_frames=4, height=40, width=50, cosmic_fraction=2e-2)
+    truth, hits = truth_image(wl), cosmic_ray_mask(wl)
+    ideal = wl.ideal_noise  # 15 ADU
+    path = tmp_path / "image.fits"
+
+    def acc(image):
+        fits.PrimaryHDU(image.astype(np.float32)).writeto(path, overwrite=True)
+        return truth_accuracy(path, truth, ideal, hits)
+
+    exact = acc(truth)
+    assert exact["n_residual"] == exact["n_cr_left"] == exact["n_nonfinite"] == 0
+    assert exact["noise_adu"] == 0.0 and exact["noise_ratio"] == 0.0
+    assert exact["n_cr_pixels"] == hits.sum() > 10
+    background = truth <= truth.min() + 0.01 * ideal  # sky only: no star light
+    assert exact["n_background"] == background.sum() < truth.size  # the stars are left out
+
+    # 3 residuals, 2 of them where cosmic rays hit; one NaN; a star pixel far off
+    image = truth.astype(np.float64)
+    cr_y, cr_x = np.nonzero(hits & background)
+    clean_y, clean_x = np.nonzero(~hits & background)
+    image[cr_y[:2], cr_x[:2]] += 6 * ideal
+    image[clean_y[0], clean_x[0]] -= 6 * ideal
+    image[clean_y[1], clean_x[1]] = np.nan
+    star = np.unravel_index(np.argmax(truth), truth.shape)
+    image[star] += 4.9 * ideal  # within 5 ideal noises: not a residual
+    got = acc(image)
+    assert (got["n_residual"], got["n_cr_left"], got["n_nonfinite"]) == (4, 2, 1)
+    assert got["noise_adu"] == 0.0  # the median absolute deviation ignores 3 outliers
+
+    # noise: +3 on half the background pixels, -3 on the other half: median 0, MAD 3
+    where = np.flatnonzero(background)
+    assert where.size % 2 == 0
+    noisy = truth.astype(np.float64).reshape(-1)
+    noisy[where[: where.size // 2]] += 3.0
+    noisy[where[where.size // 2 :]] -= 3.0
+    noisy = noisy.reshape(truth.shape)
+    noisy[~background] += 1000.0  # star pixels do not count
+    got = acc(noisy)
+    assert got["noise_adu"] == pytest.approx(1.482602218505602 * 3.0, rel=1e-5)
+    assert got["noise_ratio"] == pytest.approx(1.482602218505602 * 3.0 / ideal, rel=1e-5)
+    assert got["median_bias_adu"] == pytest.approx(0.0, abs=1e-3)
+
+    # deviation from a reference: a known offset at known pixels
+    ref = np.full((4, 5), 1000.0)
+    img = ref.copy()
+    img[0, 0] += 0.5  # 5e-4 relative
+    img[1, 1] += 0.0005  # 5e-7 relative: float32 rounding, not a difference
+    img[2, 2] = np.nan
+    d = deviation(img, ref, noise=30.0)
+    assert d["max_abs"] == 0.5 and d["max_abs_over_noise"] == 0.5 / 30.0
+    assert (d["n_differ"], d["n_nan_mismatch"], d["n_pixels"]) == (2, 1, 20)
+    assert d["frac_differ"] == 0.1
+    assert deviation(ref, ref, 30.0)["n_differ"] == 0
+    assert deviation(img, ref, 30.0, rtol=1e-3)["n_differ"] == 1  # the NaN only
+
+
+def test_scaling_mode_end_to_end(tmp_path, capsys):
+    out, md, plots = tmp_path / "s.json", tmp_path / "s.md", tmp_path / "plots"
+    argv = ["--scaling", "--scaling-frames", "6,3", "--scaling-size", "48", "--dir", str(tmp_path)]
+    argv += [*TINY, "--methods", "numpy-median,bottleneck-median", "--json", str(out)]
+    argv += ["--markdown", str(md), "--plots", str(plots)]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "scaling" and report["frames"] == [3, 6]
+    assert report["subject"] == "numpy-median"
+    assert not (tmp_path / "fits_3x48x48_float32").exists()  # N = 3: the first 3 frames of 6
+    for method, points in report["points"].items():
+        assert [p["n_frames"] for p in points] == [3, 6]
+        for p in points:
+            n = p["n_frames"]
+            assert p["ok"], method
+            assert p["wall_per_frame_s"] == p["wall_s"] / n
+            assert p["work_per_frame_s"] == p["work_s"] / n
+            assert p["mpix_frames_per_s"] == n * 48 * 48 / 1e6 / p["wall_s"]
+            assert 10 * 2**20 < p["peak_rss_bytes"] < 2**31
+    grid = _table_rows(table, "ms per frame")
+    pts = report["points"]["numpy-median"]
+    assert grid["numpy-median"].split()[1:3] == [f"{p['work_per_frame_s'] * 1e3:.1f}" for p in pts]
+    time_check, rss_check = report["checks"]
+    assert time_check["name"].startswith("numpy-median time per frame")
+    work = [p["work_per_frame_s"] for p in pts]
+    dev = max(abs(w / statistics.median(work) - 1) for w in work)
+    assert time_check["value"] == pytest.approx(100 * dev) and time_check["ok"] == (dev <= 0.15)
+    assert rss_check["value"] == pts[1]["peak_rss_bytes"] / 2**30
+    verdict = "PASS" if rss_check["ok"] else "FAIL"
+    assert f"[issue 6] {rss_check['name']}: {rss_check['value']:.2f} GiB" in table
+    assert verdict in table
+    text = md.read_text()
+    for title in ("ms per frame (after imports)", "peak RSS GiB", "Mpix-frames/s"):
+        assert f"| {title} | N=3 | N=6 |" in text
+    assert "| `numpy-median` (median only) |" in text
+    names = sorted(p.name for p in plots.iterdir())
+    assert names == [
+        "scaling_memory.png",
+        "scaling_throughput.png",
+        "scaling_time_per_frame.png",
+    ]
+    for path in plots.iterdir():
+        _assert_png(path)
+
+
+def _point(n, work, rss):
+    return dict(ok=True, n_frames=n, work_per_frame_s=work, wall_per_frame_s=work + 1.0 / n,
+                peak_rss_bytes=rss)  # fmt: skip
+
+
+def test_scaling_and_format_checks_by_hand():
+    gib = 2**30
+    pts = [_point(10, 1.0, gib), _point(50, 1.1, gib), _point(500, 0.9, gib + 100 * 2**20)]
+    t, m = scaling_checks(pts, "stackengine")
+    assert t["ok"] and t["value"] == pytest.approx(10.0)  # +-10 % about the median 1.0
+    assert m["ok"] and m["target"] == pytest.approx(1.1 + 64 / 1024)  # 1.1 x 1 GiB + 64 MiB
+    pts[2] = _point(500, 0.8, 1.2 * gib)
+    t, m = scaling_checks(pts, "stackengine")
+    assert not t["ok"] and t["value"] == pytest.approx(20.0)  # 0.8 vs median 1.0
+    assert not m["ok"] and m["value"] == pytest.approx(1.2)
+    assert scaling_checks(pts[:1], "stackengine") == []  # one N: nothing to compare
+
+    def rate(x):
+        return {"ok": True, "mpix_frames_per_s": x}
+
+    (c,) = format_checks({"tiff:uint16": rate(210.0), "fits:float32": rate(200.0)}, "se")
+    assert c["ok"] and c["value"] == pytest.approx(1.05)
+    (c,) = format_checks({"tiff:uint16": rate(190.0), "fits:float32": rate(200.0)}, "se")
+    assert not c["ok"] and c["value"] == pytest.approx(0.95)
+    assert format_checks({"tiff:uint16": rate(1.0)}, "se") == []
+
+
+def test_issue6_checks_by_hand():
+    gib = 2**30
+    n_mpix = 50 * 4096 * 4096 / 1e6  # 838.9 Mpix-frames
+
+    def row(wall, rss=gib // 2):
+        return {
+            "ok": True,
+            "wall_s": wall,
+            "peak_rss_bytes": rss,
+            "mpix_frames_per_s": n_mpix / wall,
+        }
+
+    results = {"stackengine": row(4.0, int(0.7 * gib)), "ccdproc": row(104.0), "astropy": row(30.0)}
+    checks = {(c.get("issue"), c["name"]): c for c in sigma_checks(results, "stackengine", {})}
+    rate = checks[(6, "stackengine throughput (whole process)")]
+    assert rate["ok"] and rate["value"] == pytest.approx(n_mpix / 4.0)  # 209.7 >= 200
+    assert checks[(6, "stackengine faster than ccdproc")]["value"] == 26.0
+    assert checks[(6, "stackengine faster than ccdproc")]["ok"]
+    assert not checks[(6, "stackengine faster than astropy")]["ok"]  # 7.5 < 8
+    assert checks[(2, "stackengine faster than astropy")]["ok"]  # 7.5 >= 2.5
+    assert checks[(6, "stackengine peak RSS")]["ok"]  # 0.7 <= 0.75
+    results["stackengine"] = row(4.5, int(0.8 * gib))
+    checks = {(c.get("issue"), c["name"]): c for c in sigma_checks(results, "stackengine", {})}
+    assert not checks[(6, "stackengine throughput (whole process)")]["ok"]  # 186 < 200
+    assert (
+        not checks[(6, "stackengine peak RSS")]["ok"] and checks[(2, "stackengine peak RSS")]["ok"]
+    )
+
+
+def test_formats_mode_end_to_end(tmp_path, capsys):
+    out, plots = tmp_path / "f.json", tmp_path / "plots"
+    argv = ["--compare-formats", "--frames", "5", "--size", "40", "--dir", str(tmp_path), *TINY]
+    argv += ["--methods", "numpy-median", "--json", str(out), "--plots", str(plots), "--keep"]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "formats"
+    assert report["variants"] == ["fits:float32", "tiff:uint16"]
+    (check,) = report["checks"]
+    res = {v: report["results"][v]["numpy-median"] for v in report["variants"]}
+    ratio = res["tiff:uint16"]["mpix_frames_per_s"] / res["fits:float32"]["mpix_frames_per_s"]
+    assert check["value"] == pytest.approx(ratio) and check["ok"] == (ratio >= 1.0)
+    assert "numpy-median tiff:uint16 throughput / fits:float32 throughput" in table
+    # the uint16 TIFF child's median equals numpy's median of the frames read with tifffile
+    wl = Workload(n_frames=5, height=40, width=40, dtype="uint16", format="tiff")
+    cube = np.stack([tifffile.imread(p) for p in _frames(tmp_path / wl.key() / "manifest.json")])
+    assert cube.dtype == np.uint16
+    expected = np.median(cube.astype(np.float32), axis=0)
+    np.testing.assert_array_equal(fits.getdata(res["tiff:uint16"]["out"]), expected)
+    for r in res.values():
+        assert r["truth"]["n_pixels"] == 40 * 40 and 1.0 < r["truth"]["noise_ratio"] < 1.6
+    assert [p.name for p in plots.iterdir()] == ["formats.png"]
+    _assert_png(plots / "formats.png")
+
+
+def test_command_line_presets_and_errors(capsys):
+    p = _parser()
+    assert _workload(p, p.parse_args([])) == Workload()  # the standard workload
+    wl = _workload(p, p.parse_args(["--preset", "quick", "--dtype", "uint16", "--format", "tiff"]))
+    assert (wl.n_frames, wl.height, wl.width, wl.dtype, wl.format) == (
+        20,
+        1024,
+        1024,
+        "uint16",
+        "tiff",
+    )
+    wl = _workload(p, p.parse_args(["--preset", "large", "--frames", "30"]))
+    assert (wl.n_frames, wl.height) == (30, 4096)
+    assert parse_bytes("512MiB") == 512 * 2**20 and parse_bytes("1.5GB") == 1_500_000_000
+    assert parse_bytes("4096") == 4096
+    assert parse_frames("50, 10,20,10") == [10, 20, 50]
+    assert parse_variants("FITS:float32, tiff:uint16,fits:float32") == [
+        "fits:float32",
+        "tiff:uint16",
+    ]
+    for func, bad in ((parse_bytes, "lots"), (parse_frames, "10"), (parse_frames, "2,10")):
+        with pytest.raises(ValueError):
+            func(bad)
+    for bad in ("fits:float32", "fits:float32,png:uint16", "fits:int8,tiff:uint16"):
+        with pytest.raises(ValueError):
+            parse_variants(bad)
+    for argv in (
+        ["--scaling", "--compare-formats"],
+        ["--scaling", "--algorithms", "sigma"],
+        ["--methods", "bogus"],
+        ["--scaling", "--scaling-frames", "5"],
+        ["--ccdproc-mem-limit", "lots"],
+    ):
+        with pytest.raises(SystemExit):
+            main(argv)
+    capsys.readouterr()
+
+
+def test_stackengine_bench_forwards_to_the_harness(capsys):
+    from stackengine.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["bench", "--help"])
+    assert exc.value.code == 0
+    assert "--scaling-frames" in capsys.readouterr().out
