@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 from dask.utils import parse_bytes
 
@@ -40,12 +41,14 @@ def parse_memory(memory_limit: int | float | str) -> int:
 
 def threads_per_worker() -> int:
     """Threads that run tile tasks at once in one worker of the active scheduler."""
-    try:
-        from distributed import get_client
+    client = None
+    if "distributed" in sys.modules:  # no client can be active without it
+        try:
+            from distributed import get_client
 
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
+            client = get_client()
+        except (ImportError, ValueError):
+            client = None
     if client is not None:
         nthreads = client.nthreads()
         if nthreads:

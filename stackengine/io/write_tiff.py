@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,8 @@ def _shares_work(arr: da.Array, groups: Sequence[Sequence[Any]]) -> bool:
 
 def _threads() -> int:
     """Worker threads available: the distributed client's, else this machine's CPUs."""
+    if "distributed" not in sys.modules:  # no client can be active without it
+        return os.cpu_count() or 1
     try:
         from distributed import default_client
 
