@@ -140,26 +140,37 @@ def median_sorted(srt, a, b):
 
 
 @njit(nogil=True, cache=True)
-def _kth_deviation(srt, q, n_left, n_right, med, k):
-    """The k-th (0-based) smallest of the deviations ``med - srt[q-1-t]`` (t < n_left)
-    and ``srt[q+t] - med`` (t < n_right), two non-decreasing runs, by binary search
-    on how many of the k+1 smallest come from the left run."""
+def _deviation(srt, q, n_left, n_right, med, side, t):
+    """Deviation number ``t`` of the left (side 0: ``med - srt[q-1-t]``) or right
+    (side 1: ``srt[q+t] - med``) run; -inf before the start of a run."""
+    if t < 0:
+        return -math.inf
+    if side == 0:
+        return med - srt[q - 1 - t]
+    return srt[q + t] - med
+
+
+@njit(nogil=True, cache=True)
+def _kth_deviations(srt, q, n_left, n_right, med, k):
+    """The k-th and (k-1)-th (0-based) smallest of the deviations ``med - srt[q-1-t]``
+    (t < n_left) and ``srt[q+t] - med`` (t < n_right), two non-decreasing runs.
+
+    A binary search on how many of the k+1 smallest come from the left run;
+    the search steps are branch-free (its comparisons are unpredictable).
+    """
     lo = max(0, k + 1 - n_right)
     hi = min(k + 1, n_left)
     while lo < hi:
         i = (lo + hi) // 2
-        j = k + 1 - i
-        if med - srt[q - 1 - i] < srt[q + j - 1] - med:
-            lo = i + 1
-        else:
-            hi = i
-    j = k + 1 - lo
-    best = -math.inf
-    if lo > 0:
-        best = med - srt[q - lo]
-    if j > 0:
-        best = max(best, srt[q + j - 1] - med)
-    return best
+        more = np.int64(med - srt[q - 1 - i] < srt[q + k - i] - med)
+        lo = lo + more * (i + 1 - lo)
+        hi = hi + (1 - more) * (i - hi)
+    j = k + 1 - lo  # taken from the right run
+    top_left = _deviation(srt, q, n_left, n_right, med, 0, lo - 1)
+    top_right = _deviation(srt, q, n_left, n_right, med, 1, j - 1)
+    if top_left >= top_right:
+        return top_left, max(_deviation(srt, q, n_left, n_right, med, 0, lo - 2), top_right)
+    return top_right, max(top_left, _deviation(srt, q, n_left, n_right, med, 1, j - 2))
 
 
 @njit(nogil=True, cache=True)
@@ -167,16 +178,15 @@ def mad_sorted(srt, a, b, med):
     """Median of ``|x - med|`` over the sorted window ``srt[a:b]``, without sorting again.
 
     ``med`` is the window's median: the deviations left of the middle grow
-    leftwards and those right of it grow rightwards, so the k-th smallest
-    deviation is a selection from two sorted runs (O(log n)).
+    leftwards and those right of it grow rightwards, so the middle deviations
+    are a selection from two sorted runs (O(log n)).
     """
     length = b - a
     q = a + length // 2  # srt[a:q] <= med <= srt[q:b]
-    need = length // 2  # index (0-based) of the upper middle deviation
-    cur = _kth_deviation(srt, q, q - a, b - q, med, need)
+    kth, before = _kth_deviations(srt, q, q - a, b - q, med, length // 2)
     if length % 2 == 1:
-        return cur
-    return (_kth_deviation(srt, q, q - a, b - q, med, need - 1) + cur) / 2.0
+        return kth
+    return (before + kth) / 2.0
 
 
 @njit(nogil=True, cache=True)
