@@ -12,11 +12,11 @@ from ._version import __version__
 from .errors import ParameterError
 from .frames import _from_memory, source_of, tiled_array
 from .kernels.combine import COMBINE_CODES
-from .kernels.engine import N_OUT, reduce_block
-from .kernels.normalize import geometry
+from .kernels.engine import N_OUT
 from .normalize.plan import Normalization, check_mode, plan_normalization
 from .plan import parse_memory
 from .rejection import REJECTIONS, plan_stages
+from .tiles import read_reduce_tile, reduce_tile
 from .weights import frame_weights
 
 __all__ = ["stack", "REJECTIONS", "COMBINES"]
@@ -34,43 +34,6 @@ def _input_array(frames: Any) -> xr.DataArray:
             f"frames must have dims ('frame', 'y', 'x'[, 'channel']), got {arr.dims}"
         )
     return arr
-
-
-def _block_kernel(
-    block,
-    stages,
-    stage_params,
-    tables,
-    combine,
-    weights,
-    use_weights,
-    fallback,
-    norm,
-    block_info=None,
-):
-    n = block.shape[0]
-    flat = np.ascontiguousarray(block).reshape(n, -1)
-    scale = offset = grad = geom = None
-    if norm is not None:
-        location = block_info[0]["array-location"] if block_info else [(0, 0)] * 3
-        scale, offset = norm.scale, norm.offset
-        grad = norm.grad
-        geom = geometry(block.shape, location[1][0], location[2][0], norm.step)
-    out = reduce_block(
-        flat,
-        stages,
-        stage_params,
-        combine,
-        weights,
-        use_weights,
-        tables=tables,
-        fallback=fallback,
-        scale=scale,
-        offset=offset,
-        grad=grad,
-        geom=geom,
-    )
-    return out.reshape((N_OUT,) + block.shape[1:])
 
 
 def _weights(
@@ -259,9 +222,7 @@ def stack(
     data = tiled_array(arr, memory_limit)
     use_w = w is not None
     wts = w if use_w else np.ones(n, dtype=np.float64)
-    packed = da.map_blocks(
-        _block_kernel,
-        data,
+    args = (
         plan.codes,
         plan.params,
         plan.tables,
@@ -270,11 +231,18 @@ def stack(
         use_w,
         fallback == "median",
         norm,
+    )
+    out = dict(
         chunks=((N_OUT,),) + data.chunks[1:],
         dtype=np.float64,
         meta=np.empty((0,) * data.ndim, dtype=np.float64),
         name="stack-" + data.name,
     )
+    source = source_of(data)
+    if source is not None:  # frames from files: read inside the tile tasks
+        packed = da.map_blocks(read_reduce_tile, source, *args, **out)
+    else:
+        packed = da.map_blocks(reduce_tile, data, *args, **out)
     dims = arr.dims[1:]
     coords = {k: v for k, v in arr.coords.items() if "frame" not in v.dims}
     variables = {

@@ -66,15 +66,18 @@ def test_each_block_reads_only_its_own_tile(tmp_path, monkeypatch):
     assert sorted(reads) == sorted((str(p), 20, 30, 0, 24) for p in paths)
 
 
-def test_stack_graph_has_no_rechunk_and_one_task_chain_per_tile(tmp_path):
+def test_stack_graph_has_no_rechunk_and_one_task_per_tile(tmp_path):
     paths = _write_fits(tmp_path, np.ones((6, 64, 16), np.float32))
     res = se.stack(se.open_frames(paths), memory_limit="40KiB")
     graph = dict(res["image"].data.__dask_graph__())
     assert not any("rechunk" in str(k[0] if isinstance(k, tuple) else k) for k in graph)
     tiles = res["image"].data.numblocks[0] * res["image"].data.numblocks[1]
     assert tiles > 1
-    reads = [k for k in graph if isinstance(k, tuple) and str(k[0]).startswith("open_frames")]
-    assert len(reads) == tiles
+    # frames from files are read inside the tile tasks: one task per tile, no read tasks
+    keys = [str(k[0]) for k in graph if isinstance(k, tuple)]
+    assert sum(k.startswith("open_frames") for k in keys) == 0
+    assert sum(k.startswith("stack-open_frames") for k in keys) == tiles
+    assert len(graph) == 3 * tiles  # + the image's getitem and astype
 
 
 def test_fits_cube_is_frames_along_first_axis(tmp_path):

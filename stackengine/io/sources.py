@@ -203,17 +203,29 @@ class FrameStack:
         fs = _norm(key[0], self.shape[0])
         ys = _norm(key[1], self.shape[1])
         xs = _norm(key[2], self.shape[2])
-        rest = key[3:]
-        out_shape = [fs.stop - fs.start, ys.stop - ys.start, xs.stop - xs.start]
         if self.ndim == 4:
-            cs = _norm(rest[0], self.shape[3])
-            out_shape.append(cs.stop - cs.start)
-        out = np.empty(out_shape, dtype=self.dtype)
+            cs = _norm(key[3], self.shape[3])
+            if (cs.start, cs.stop) != (0, self.shape[3]):
+                return self.read_tile(ys, xs, frames=fs)[..., cs]
+        return self.read_tile(ys, xs, frames=fs)
+
+    def read_tile(
+        self, ys: slice, xs: slice, out: np.ndarray | None = None, *, frames: slice | None = None
+    ) -> np.ndarray:
+        """Rows ``ys`` and columns ``xs`` of every frame (or of ``frames``), all channels.
+
+        ``out``, if given, is a C-contiguous array of the result's shape and
+        :attr:`dtype` to fill (so that a caller can reuse one buffer); FITS
+        strips and uncompressed TIFF rows are read straight into it.
+        """
+        fs = frames if frames is not None else slice(0, self.shape[0])
+        shape = (fs.stop - fs.start, ys.stop - ys.start, xs.stop - xs.start, *self.shape[3:])
+        if out is None:
+            out = np.empty(shape, dtype=self.dtype)
         for i, k in enumerate(range(fs.start, fs.stop)):
             source = self.frames[k]
-            direct = self.ndim == 3 and self.alpha is None and hasattr(source, "read_into")
-            if direct and source.read_into(ys, xs, out[i]):
-                continue  # read in place (FITS strips): no intermediate copy
-            tile = self.view(k).read(ys, xs)
-            out[i] = tile if self.ndim == 3 else tile[..., cs]
+            if self.alpha is None and hasattr(source, "read_into"):
+                if source.read_into(ys, xs, out[i]):
+                    continue  # read in place: no intermediate copy
+            out[i] = self.view(k).read(ys, xs)
         return out

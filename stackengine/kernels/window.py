@@ -34,7 +34,7 @@ from numba import njit
 
 from .combine import COMBINE_MAX, COMBINE_MEAN, COMBINE_MEDIAN, COMBINE_MIN, COMBINE_SUM
 from .normalize import load_group
-from .select import median_sorted, network_sort
+from .select import network_sort
 from .sigma import sigma_window
 
 __all__ = ["PAD", "group_buffer", "load_plain", "reduce_block_window"]
@@ -108,6 +108,35 @@ def _window_sums(buf, gw, lo, hi, total, center, spread):
 
 
 @njit(nogil=True, cache=True)
+def _median_run(buf, g, a, b):
+    """Median of the sorted run ``buf[a:b, g]`` (numpy's convention), in float64."""
+    h = a + (b - a) // 2
+    if (b - a) % 2 == 1:
+        return np.float64(buf[h, g])
+    return (np.float64(buf[h - 1, g]) + np.float64(buf[h, g])) / 2.0
+
+
+@njit(nogil=True, cache=True)
+def _pick(buf, gw, lo, hi, cnt, combine, fallback, pick):
+    """The values that come from the run itself: median, min or max of the kept
+    values; the fallback median where nothing was kept; NaN otherwise."""
+    for g in range(gw):
+        a = lo[g]
+        b = hi[g]
+        value = math.nan
+        if b > a:
+            if combine == COMBINE_MEDIAN:
+                value = _median_run(buf, g, a, b)
+            elif combine == COMBINE_MIN:
+                value = np.float64(buf[a, g])
+            elif combine == COMBINE_MAX:
+                value = np.float64(buf[b - 1, g])
+        elif fallback and cnt[g] > 0:
+            value = _median_run(buf, g, 0, cnt[g])
+        pick[g] = value
+
+
+@njit(nogil=True, cache=True)
 def reduce_block_window(
     block,
     pairs,
@@ -164,21 +193,12 @@ def reduce_block_window(
             for s in range(n_stages):
                 prm = stage_params[s]
                 a, b = sigma_window(
-                    srt, a, b, prm[0], prm[1], np.int64(prm[2]), np.int64(prm[3]), np.int64(prm[4])
-                )
+                    srt, a, b, prm[0], prm[1], np.int64(prm[2]), np.int64(prm[3]),
+                    np.int64(prm[4]),
+                )  # fmt: skip
             lo[g] = a
             hi[g] = b
-            value = math.nan
-            if b > a:
-                if combine == COMBINE_MEDIAN:
-                    value = median_sorted(srt, a, b)
-                elif combine == COMBINE_MIN:
-                    value = srt[a]
-                elif combine == COMBINE_MAX:
-                    value = srt[b - 1]
-            elif fallback and m > 0:
-                value = median_sorted(srt, 0, m)
-            pick[g] = value
+        _pick(buf, gw, lo, hi, cnt, combine, fallback, pick)
         _window_sums(buf, gw, lo, hi, total, center, spread)
         for g in range(gw):
             p = g0 + g

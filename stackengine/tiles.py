@@ -1,0 +1,89 @@
+"""The tile tasks of :func:`stackengine.stack`: one dask task per output tile.
+
+Frames opened by :func:`stackengine.open_frames` are read *inside* the tile
+task (:func:`read_reduce_tile`), strip by strip into one reused buffer of
+about :data:`STRIP_BYTES`, each strip reduced by the kernel as soon as it is
+read: the graph has one task per tile instead of a read task and a reduce
+task, the frames' bytes go from the page cache into a buffer that is still in
+the CPU cache when the kernel loads it, and no tile-sized block is ever
+allocated. Any other dask array (frames modified by the user, in-memory data)
+goes through :func:`reduce_tile` block by block. Every pixel is reduced on its
+own, so both give the same bits for any tile or strip size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .kernels.engine import N_OUT, reduce_block
+from .kernels.normalize import geometry
+
+__all__ = ["STRIP_BYTES", "read_reduce_tile", "reduce_tile"]
+
+#: bytes of frame data read and reduced at a time inside a tile task
+STRIP_BYTES = 8 * 2**20
+
+
+def _reduce(block: np.ndarray, y0: int, x0: int, args: tuple) -> np.ndarray:
+    """Reduce the in-memory ``block`` (frames, rows, cols[, channels]) at (y0, x0)."""
+    stages, stage_params, tables, combine, weights, use_weights, fallback, norm = args
+    n = block.shape[0]
+    flat = np.ascontiguousarray(block).reshape(n, -1)
+    scale = offset = grad = geom = None
+    if norm is not None:
+        scale, offset, grad = norm.scale, norm.offset, norm.grad
+        geom = geometry(block.shape, y0, x0, norm.step)
+    out = reduce_block(
+        flat,
+        stages,
+        stage_params,
+        combine,
+        weights,
+        use_weights,
+        tables=tables,
+        fallback=fallback,
+        scale=scale,
+        offset=offset,
+        grad=grad,
+        geom=geom,
+    )
+    return out.reshape((N_OUT,) + block.shape[1:])
+
+
+def _origin(block_info: dict | None, key: Any) -> tuple[int, int]:
+    if not block_info:
+        return 0, 0
+    location = block_info[key]["array-location"]
+    return location[1][0], location[2][0]
+
+
+def reduce_tile(block: np.ndarray, *args: Any, block_info: dict | None = None) -> np.ndarray:
+    """``map_blocks`` function: reduce one (frames, y, x[, channel]) block."""
+    y0, x0 = _origin(block_info, 0)
+    return _reduce(block, y0, x0, args)
+
+
+def read_reduce_tile(stack: Any, *args: Any, block_info: dict | None = None) -> np.ndarray:
+    """``map_blocks`` function without array input: read and reduce one output tile.
+
+    ``stack`` is the :class:`~stackengine.io.sources.FrameStack`; the tile is
+    the output block's location (``block_info[None]``).
+    """
+    location = block_info[None]["array-location"]
+    (y0, y1), (x0, x1) = location[1], location[2]
+    rest = tuple(stack.shape[3:])
+    n = stack.shape[0]
+    ny, nx = y1 - y0, x1 - x0
+    row_bytes = n * nx * int(np.prod(rest, dtype=np.int64)) * np.dtype(stack.dtype).itemsize
+    rows = int(max(1, min(ny, STRIP_BYTES // max(row_bytes, 1))))
+    out = np.empty((N_OUT, ny, nx, *rest), dtype=np.float64)
+    buf = np.empty((n, rows, nx, *rest), dtype=stack.dtype)
+    for r0 in range(0, ny, rows):
+        r1 = min(ny, r0 + rows)
+        if r1 - r0 < rows:  # the last, shorter strip: a buffer of its own (contiguous)
+            buf = np.empty((n, r1 - r0, nx, *rest), dtype=stack.dtype)
+        stack.read_tile(slice(y0 + r0, y0 + r1), slice(x0, x1), out=buf)
+        out[:, r0:r1] = _reduce(buf, y0 + r0, x0, args)
+    return out
