@@ -4,11 +4,12 @@ Frames opened by :func:`stackengine.open_frames` are read *inside* the tile
 task (:func:`read_reduce_tile`), strip by strip into one reused buffer of
 about :data:`STRIP_BYTES`, each strip reduced by the kernel as soon as it is
 read: the graph has one task per tile instead of a read task and a reduce
-task, the frames' bytes go from the page cache into a buffer that is still in
-the CPU cache when the kernel loads it, and no tile-sized block is ever
-allocated. Any other dask array (frames modified by the user, in-memory data)
-goes through :func:`reduce_tile` block by block. Every pixel is reduced on its
-own, so both give the same bits for any tile or strip size.
+task, every file is opened once per task, the frames' bytes go from the page
+cache into a buffer that is still in the CPU cache when the kernel loads it,
+and no tile-sized block is ever allocated. Any other dask array (frames
+modified by the user, in-memory data) goes through :func:`reduce_tile` block
+by block. Every pixel is reduced on its own, so both give the same bits for
+any tile or strip size.
 """
 
 from __future__ import annotations
@@ -80,10 +81,11 @@ def read_reduce_tile(stack: Any, *args: Any, block_info: dict | None = None) -> 
     rows = int(max(1, min(ny, STRIP_BYTES // max(row_bytes, 1))))
     out = np.empty((N_OUT, ny, nx, *rest), dtype=np.float64)
     buf = np.empty((n, rows, nx, *rest), dtype=stack.dtype)
-    for r0 in range(0, ny, rows):
-        r1 = min(ny, r0 + rows)
-        if r1 - r0 < rows:  # the last, shorter strip: a buffer of its own (contiguous)
-            buf = np.empty((n, r1 - r0, nx, *rest), dtype=stack.dtype)
-        stack.read_tile(slice(y0 + r0, y0 + r1), slice(x0, x1), out=buf)
-        out[:, r0:r1] = _reduce(buf, y0 + r0, x0, args)
+    with stack.open_handles() as handles:  # each file opened once per task
+        for r0 in range(0, ny, rows):
+            r1 = min(ny, r0 + rows)
+            if r1 - r0 < rows:  # the last, shorter strip: a buffer of its own (contiguous)
+                buf = np.empty((n, r1 - r0, nx, *rest), dtype=stack.dtype)
+            stack.read_tile(slice(y0 + r0, y0 + r1), slice(x0, x1), out=buf, handles=handles)
+            out[:, r0:r1] = _reduce(buf, y0 + r0, x0, args)
     return out

@@ -41,8 +41,8 @@ def test_opening_reads_no_pixels(tmp_path, monkeypatch):
     paths = _write_fits(tmp_path, np.ones((3, 8, 8), np.float32))
     calls = []
     real_read = FitsFrame._read_rows  # every uncompressed FITS read ends here
-    monkeypatch.setattr(FitsFrame, "_read_rows", lambda self, raw, y0: calls.append(1)
-                        or real_read(self, raw, y0))
+    monkeypatch.setattr(FitsFrame, "_read_rows", lambda self, raw, y0, fh=None: calls.append(1)
+                        or real_read(self, raw, y0, fh))
     frames = se.open_frames(paths)
     se.stack(frames)
     assert calls == []
@@ -54,9 +54,9 @@ def test_each_block_reads_only_its_own_tile(tmp_path, monkeypatch):
     reads = []
     real_read = FitsFrame._read_rows  # every uncompressed FITS read ends here
 
-    def spy(self, raw, y0):
+    def spy(self, raw, y0, fh=None):
         reads.append((self.path, y0, y0 + raw.shape[0], 0, raw.shape[1]))
-        return real_read(self, raw, y0)
+        return real_read(self, raw, y0, fh)
 
     monkeypatch.setattr(FitsFrame, "_read_rows", spy)
     frames = se.open_frames(paths, chunks=(10, 24))

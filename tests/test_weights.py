@@ -39,11 +39,11 @@ def count_reads(monkeypatch):
     calls_fail: list[bool] = []
     original = FitsFrame._read_rows
 
-    def counting(self, raw, y0):
+    def counting(self, raw, y0, fh=None):
         calls.append(self.path)
         if calls_fail:
             raise AssertionError("pixel data was read")
-        return original(self, raw, y0)
+        return original(self, raw, y0, fh)
 
     monkeypatch.setattr(FitsFrame, "_read_rows", counting)
     return calls, calls_fail

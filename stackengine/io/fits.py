@@ -145,7 +145,7 @@ class FitsFrame:
         self._read_rows(raw, y0)
         return self._convert(raw, x0, x1)
 
-    def read_into(self, ys: slice, xs: slice, out: np.ndarray) -> bool:
+    def read_into(self, ys: slice, xs: slice, out: np.ndarray, fh: Any = None) -> bool:
         """Read rows ``ys`` (all columns) straight into ``out``, without a copy.
 
         Possible for an uncompressed, unscaled HDU when ``xs`` spans the whole
@@ -167,17 +167,17 @@ class FitsFrame:
         ):
             return False
         raw = out.view(self._raw)
-        self._read_rows(raw, y0)
+        self._read_rows(raw, y0, fh)
         native = to_native(raw)
         if self._mode == "flip":
             native ^= native.dtype.type(1 << (8 * native.itemsize - 1))
         return True
 
-    def _read_rows(self, raw: np.ndarray, y0: int) -> None:
+    def _read_rows(self, raw: np.ndarray, y0: int, fh: Any = None) -> None:
         """Fill ``raw`` (rows x full width, the stored dtype) from row ``y0`` on."""
         offset = self._offset + y0 * raw.shape[1] * raw.itemsize
         what = f"rows {y0}:{y0 + raw.shape[0]}"
-        read_exact(self.path, self.storage_options, offset, raw, what)
+        read_exact(self.path, self.storage_options, offset, raw, what, fh)
 
     def _convert(self, raw: np.ndarray, x0: int, x1: int) -> np.ndarray:
         full = x0 == 0 and x1 == raw.shape[1]

@@ -9,14 +9,15 @@ machine's.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from ..errors import FrameError
 from . import remote
 
-__all__ = ["read_exact", "to_native"]
+__all__ = ["open_exact", "read_exact", "to_native"]
 
 
 def read_exact(
@@ -25,15 +26,20 @@ def read_exact(
     offset: int,
     raw: np.ndarray,
     what: str,
+    fh: BinaryIO | None = None,
 ) -> None:
     """Fill the C-contiguous ``raw`` with the bytes of ``path`` from ``offset`` on.
 
-    Raises :class:`~stackengine.errors.FrameError` naming the file if it cannot
-    be read or ends early (``what`` says which part, e.g. ``"rows 4:9"``).
+    ``fh`` is an open handle of ``path`` to use (see :func:`open_exact`);
+    without one the file is opened and closed here. Raises
+    :class:`~stackengine.errors.FrameError` naming the file if it cannot be
+    read or ends early (``what`` says which part, e.g. ``"rows 4:9"``).
     """
     got = 0
     try:
-        with remote.open_binary(path, storage_options, exact=True) as f:
+        with contextlib.nullcontext(fh) if fh is not None else open_exact(
+            path, storage_options
+        ) as f:
             f.seek(offset)
             view = memoryview(raw).cast("B")
             while got < raw.nbytes:
@@ -52,6 +58,11 @@ def read_exact(
         raise FrameError(
             f"{path}: truncated: {what} end at byte {offset + raw.nbytes}, file has {offset + got}"
         )
+
+
+def open_exact(path: str, storage_options: dict[str, Any] | None) -> BinaryIO:
+    """``path`` opened for exact byte-range reads (no read-ahead); the caller closes it."""
+    return remote.open_binary(path, storage_options, exact=True)
 
 
 def to_native(raw: np.ndarray) -> np.ndarray:

@@ -27,13 +27,15 @@ data there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..errors import FrameMismatchError
+from .rawbytes import open_exact
 
 __all__ = ["FrameSource", "FrameStack", "FrameView", "alpha_mask_channel"]
 
@@ -209,14 +211,28 @@ class FrameStack:
                 return self.read_tile(ys, xs, frames=fs)[..., cs]
         return self.read_tile(ys, xs, frames=fs)
 
+    @contextlib.contextmanager
+    def open_handles(self) -> Iterator[dict[int, Any]]:
+        """Open files for :meth:`read_tile`, kept open for several reads (one task),
+        opened on first use and closed on exit."""
+        with contextlib.ExitStack() as stack:
+            yield _Handles(self.frames, stack)
+
     def read_tile(
-        self, ys: slice, xs: slice, out: np.ndarray | None = None, *, frames: slice | None = None
+        self,
+        ys: slice,
+        xs: slice,
+        out: np.ndarray | None = None,
+        *,
+        frames: slice | None = None,
+        handles: dict[int, Any] | None = None,
     ) -> np.ndarray:
         """Rows ``ys`` and columns ``xs`` of every frame (or of ``frames``), all channels.
 
         ``out``, if given, is a C-contiguous array of the result's shape and
         :attr:`dtype` to fill (so that a caller can reuse one buffer); FITS
-        strips and uncompressed TIFF rows are read straight into it.
+        strips and uncompressed TIFF rows are read straight into it, through
+        the open files of ``handles`` (from :meth:`open_handles`) if given.
         """
         fs = frames if frames is not None else slice(0, self.shape[0])
         shape = (fs.stop - fs.start, ys.stop - ys.start, xs.stop - xs.start, *self.shape[3:])
@@ -225,7 +241,24 @@ class FrameStack:
         for i, k in enumerate(range(fs.start, fs.stop)):
             source = self.frames[k]
             if self.alpha is None and hasattr(source, "read_into"):
-                if source.read_into(ys, xs, out[i]):
+                fh = handles[k] if handles is not None else None
+                if source.read_into(ys, xs, out[i], fh):
                     continue  # read in place: no intermediate copy
             out[i] = self.view(k).read(ys, xs)
         return out
+
+
+class _Handles(dict):
+    """Frame index -> open file for exact reads, opened when first asked for."""
+
+    def __init__(self, frames: list[Any], stack: contextlib.ExitStack) -> None:
+        super().__init__()
+        self.frames, self.stack = frames, stack
+
+    def __missing__(self, k: int) -> Any:
+        frame = self.frames[k]
+        fh = self.stack.enter_context(
+            open_exact(frame.path, getattr(frame, "storage_options", None))
+        )
+        self[k] = fh
+        return fh

@@ -131,7 +131,7 @@ class TiffFrame:
             data = np.moveaxis(data, 0, -1)
         return data.astype(self.dtype, copy=False)
 
-    def read_into(self, ys: slice, xs: slice, out: np.ndarray) -> bool:
+    def read_into(self, ys: slice, xs: slice, out: np.ndarray, fh: Any = None) -> bool:
         """Read rows ``ys`` (all columns) straight into ``out`` when the image is
         stored uncompressed and contiguously (strips or full-width tiles, no
         predictor); return False and read nothing otherwise."""
@@ -148,14 +148,15 @@ class TiffFrame:
         ):
             return False
         raw = out.view(self._stored)
-        self._read_rows(raw, y0)
+        self._read_rows(raw, y0, fh)
         to_native(raw)
         return True
 
-    def _read_rows(self, raw: np.ndarray, y0: int) -> None:
+    def _read_rows(self, raw: np.ndarray, y0: int, fh: Any = None) -> None:
         row_bytes = raw.nbytes // max(raw.shape[0], 1) if raw.shape[0] else 0
         what = f"rows {y0}:{y0 + raw.shape[0]}"
-        read_exact(self.path, self.storage_options, self._offset + y0 * row_bytes, raw, what)
+        offset = self._offset + y0 * row_bytes
+        read_exact(self.path, self.storage_options, offset, raw, what, fh)
 
 
 @contextmanager
