@@ -70,8 +70,10 @@ def load_plain(block, g0, gw, buf, cnt):
         for g in range(gw):
             x = src[g0 + g]
             fin = x - x == 0
-            row[g] = x if fin else np.inf
-            cnt[g] += fin
+            cnt[g] += np.int32(fin)
+            row[g] = x
+            if not fin:
+                row[g] = np.inf
 
 
 @njit(nogil=True, cache=True)
@@ -81,7 +83,7 @@ def _count_finite(buf, gw, cnt):
     for k in range(buf.shape[0]):
         row = buf[k]
         for g in range(gw):
-            cnt[g] += row[g] != np.inf
+            cnt[g] += np.int32(row[g] != np.inf)
 
 
 @njit(nogil=True, cache=True)
@@ -169,7 +171,7 @@ def reduce_block_window(
     out = np.empty((5, npix), dtype=np.float64)
     raw = np.empty((n, group), dtype=np.float64)
     srt = np.empty(n, dtype=np.float64)
-    cnt = np.empty(group, dtype=np.int64)
+    cnt = np.empty(group, dtype=np.int32)
     lo = np.empty(group, dtype=np.int64)
     hi = np.empty(group, dtype=np.int64)
     total = np.empty(group, dtype=np.float64)
