@@ -27,11 +27,8 @@ __all__ = ["STRIP_BYTES", "read_reduce_tile", "reduce_tile"]
 STRIP_BYTES = 8 * 2**20
 
 
-def _reduce(
-    block: np.ndarray, y0: int, x0: int, args: tuple, decode: np.ndarray | None = None
-) -> np.ndarray:
-    """Reduce the in-memory ``block`` (frames, rows, cols[, channels]) at (y0, x0);
-    ``decode``: the block holds the bytes as stored (see ``FrameStack.read_tile``)."""
+def _reduce(block: np.ndarray, y0: int, x0: int, args: tuple) -> np.ndarray:
+    """Reduce the in-memory ``block`` (frames, rows, cols[, channels]) at (y0, x0)."""
     stages, stage_params, tables, combine, weights, use_weights, fallback, norm = args
     n = block.shape[0]
     flat = np.ascontiguousarray(block).reshape(n, -1)
@@ -52,7 +49,6 @@ def _reduce(
         offset=offset,
         grad=grad,
         geom=geom,
-        decode=decode,
     )
     return out.reshape((N_OUT,) + block.shape[1:])
 
@@ -85,13 +81,11 @@ def read_reduce_tile(stack: Any, *args: Any, block_info: dict | None = None) -> 
     rows = int(max(1, min(ny, STRIP_BYTES // max(row_bytes, 1))))
     out = np.empty((N_OUT, ny, nx, *rest), dtype=np.float64)
     buf = np.empty((n, rows, nx, *rest), dtype=stack.dtype)
-    decode = np.zeros(n, dtype=np.int8)  # the kernel decodes the bytes (e.g. big-endian FITS)
     with stack.open_handles() as handles:  # each file opened once per task
         for r0 in range(0, ny, rows):
             r1 = min(ny, r0 + rows)
             if r1 - r0 < rows:  # the last, shorter strip: a buffer of its own (contiguous)
                 buf = np.empty((n, r1 - r0, nx, *rest), dtype=stack.dtype)
-            ys, xs = slice(y0 + r0, y0 + r1), slice(x0, x1)
-            stack.read_tile(ys, xs, out=buf, handles=handles, decode=decode)
-            out[:, r0:r1] = _reduce(buf, y0 + r0, x0, args, decode)
+            stack.read_tile(slice(y0 + r0, y0 + r1), slice(x0, x1), out=buf, handles=handles)
+            out[:, r0:r1] = _reduce(buf, y0 + r0, x0, args)
     return out

@@ -539,32 +539,3 @@ def test_window_kernel_fallback_median():
     np.testing.assert_array_equal(out[1], 0)
     np.testing.assert_allclose(out[0], np.nanmedian(block.astype(np.float64), axis=0), rtol=1e-7)
     assert np.isnan(out[4]).all()
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64", "uint16", "int16", "uint8"])
-def test_kernel_decodes_stored_bytes(dtype):
-    """Frames handed over as stored (big-endian, FITS sign-flipped unsigned), a code per
-    frame, give the same outputs as the values; mixed codes across frames too."""
-    from stackengine.kernels.engine import reduce_block
-
-    n, npix = 9, 700
-    values = make_stack(5, n, npix, dtype, 0.05, 0.01, 0.05, 30.0)
-    stored = values.copy()
-    bits = stored.view(f"u{stored.itemsize}")
-    codes = np.zeros(n, dtype=np.int8)
-    for k in range(n):
-        flip = dtype in ("uint16", "uint8") and k % 3 != 0
-        swap = stored.itemsize > 1 and k % 2 == 0
-        if flip:
-            bits[k] ^= bits.dtype.type(1 << (8 * stored.itemsize - 1))
-        if swap:
-            bits[k] = bits[k].byteswap()
-        codes[k] = int(swap) | (2 if flip else 0)
-    stages = np.array([STAGE_SIGMA])
-    params = np.zeros((1, N_STAGE_PARAMS))
-    params[0, :5] = (2.5, 2.5, 5, 0, 0)
-    want = reduce_block(values, stages, params, 0, np.ones(n), False)
-    got = reduce_block(stored.copy(), stages, params, 0, np.ones(n), False, decode=codes)
-    np.testing.assert_array_equal(got, want)
-    weighted = reduce_block(stored.copy(), stages, params, 0, np.ones(n), True, decode=codes)
-    np.testing.assert_allclose(weighted[:4], want[:4], rtol=1e-12, equal_nan=True)

@@ -30,7 +30,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from ..errors import FrameError
 from . import READER_SUFFIXES, remote
-from .rawbytes import decode_code, read_exact, to_native
+from .rawbytes import read_exact, to_native
 
 __all__ = ["SUFFIXES", "FitsFrame", "open_fits"]
 
@@ -145,23 +145,13 @@ class FitsFrame:
         self._read_rows(raw, y0)
         return self._convert(raw, x0, x1)
 
-    @property
-    def raw_decode(self) -> int:
-        """How :meth:`read_into` with ``native=False`` leaves the values
-        (:func:`~stackengine.io.rawbytes.decode_code`)."""
-        return decode_code(np.dtype(self._raw), self._mode == "flip")
-
-    def read_into(
-        self, ys: slice, xs: slice, out: np.ndarray, fh: Any = None, native: bool = True
-    ) -> bool:
+    def read_into(self, ys: slice, xs: slice, out: np.ndarray, fh: Any = None) -> bool:
         """Read rows ``ys`` (all columns) straight into ``out``, without a copy.
 
         Possible for an uncompressed, unscaled HDU when ``xs`` spans the whole
         width and ``out`` is C-contiguous of the frame's dtype and the tile's
-        shape: the bytes are read into ``out`` and swapped in place (left as
-        stored with ``native=False``: see :attr:`raw_decode`). ``fh`` is the
-        file, open, if the caller keeps it open. Returns False (and reads
-        nothing) otherwise; use :meth:`read` then.
+        shape: the bytes are read into ``out`` and swapped in place. Returns
+        False (and reads nothing) otherwise; use :meth:`read` then.
         """
         h, w = self.shape
         y0, y1, _ = ys.indices(h)
@@ -178,10 +168,9 @@ class FitsFrame:
             return False
         raw = out.view(self._raw)
         self._read_rows(raw, y0, fh)
-        if native:
-            values = to_native(raw)
-            if self._mode == "flip":
-                values ^= values.dtype.type(1 << (8 * values.itemsize - 1))
+        native = to_native(raw)
+        if self._mode == "flip":
+            native ^= native.dtype.type(1 << (8 * native.itemsize - 1))
         return True
 
     def _read_rows(self, raw: np.ndarray, y0: int, fh: Any = None) -> None:

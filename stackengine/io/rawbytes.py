@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import FrameError
 from . import remote
 
-__all__ = ["decode_code", "open_exact", "read_exact", "to_native"]
+__all__ = ["open_exact", "read_exact", "to_native"]
 
 
 def read_exact(
@@ -70,12 +70,3 @@ def to_native(raw: np.ndarray) -> np.ndarray:
     if raw.dtype.isnative:
         return raw
     return raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("="))
-
-
-def decode_code(stored: np.dtype, flip: bool = False) -> int:
-    """What turns stored bytes into values (see :mod:`stackengine.kernels.decode`):
-    bit 0 = swap the bytes (stored in the other byte order), bit 1 = flip the
-    sign bit (FITS BZERO = 2**(bits - 1) for unsigned and BZERO = -128 for int8)."""
-    stored = np.dtype(stored)
-    swap = stored.itemsize > 1 and not stored.isnative
-    return int(swap) | (2 if flip else 0)

@@ -226,7 +226,6 @@ class FrameStack:
         *,
         frames: slice | None = None,
         handles: dict[int, Any] | None = None,
-        decode: np.ndarray | None = None,
     ) -> np.ndarray:
         """Rows ``ys`` and columns ``xs`` of every frame (or of ``frames``), all channels.
 
@@ -234,9 +233,6 @@ class FrameStack:
         :attr:`dtype` to fill (so that a caller can reuse one buffer); FITS
         strips and uncompressed TIFF rows are read straight into it, through
         the open files of ``handles`` (from :meth:`open_handles`) if given.
-        With ``decode`` (an int8 array, one entry per frame read) those frames
-        keep their bytes as stored and ``decode`` says how to decode each
-        (:mod:`stackengine.kernels.decode`; 0 = values as they are).
         """
         fs = frames if frames is not None else slice(0, self.shape[0])
         shape = (fs.stop - fs.start, ys.stop - ys.start, xs.stop - xs.start, *self.shape[3:])
@@ -244,13 +240,9 @@ class FrameStack:
             out = np.empty(shape, dtype=self.dtype)
         for i, k in enumerate(range(fs.start, fs.stop)):
             source = self.frames[k]
-            if decode is not None:
-                decode[i] = 0
             if self.alpha is None and hasattr(source, "read_into"):
                 fh = handles[k] if handles is not None else None
-                if source.read_into(ys, xs, out[i], fh, native=decode is None):
-                    if decode is not None:
-                        decode[i] = source.raw_decode
+                if source.read_into(ys, xs, out[i], fh):
                     continue  # read in place: no intermediate copy
             out[i] = self.view(k).read(ys, xs)
         return out

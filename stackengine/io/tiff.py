@@ -30,7 +30,7 @@ import zarr
 
 from ..errors import FrameError
 from . import READER_SUFFIXES, remote
-from .rawbytes import decode_code, read_exact, to_native
+from .rawbytes import read_exact, to_native
 
 __all__ = ["SUFFIXES", "TiffFrame", "open_tiff"]
 
@@ -131,19 +131,10 @@ class TiffFrame:
             data = np.moveaxis(data, 0, -1)
         return data.astype(self.dtype, copy=False)
 
-    @property
-    def raw_decode(self) -> int:
-        """How :meth:`read_into` with ``native=False`` leaves the values
-        (:func:`~stackengine.io.rawbytes.decode_code`)."""
-        return decode_code(np.dtype(self._stored)) if self._stored else 0
-
-    def read_into(
-        self, ys: slice, xs: slice, out: np.ndarray, fh: Any = None, native: bool = True
-    ) -> bool:
+    def read_into(self, ys: slice, xs: slice, out: np.ndarray, fh: Any = None) -> bool:
         """Read rows ``ys`` (all columns) straight into ``out`` when the image is
         stored uncompressed and contiguously (strips or full-width tiles, no
-        predictor); return False and read nothing otherwise. With
-        ``native=False`` big-endian values stay as stored (:attr:`raw_decode`)."""
+        predictor); return False and read nothing otherwise."""
         h, w = self.shape[:2]
         y0, y1, _ = ys.indices(h)
         x0, x1, _ = xs.indices(w)
@@ -158,8 +149,7 @@ class TiffFrame:
             return False
         raw = out.view(self._stored)
         self._read_rows(raw, y0, fh)
-        if native:
-            to_native(raw)
+        to_native(raw)
         return True
 
     def _read_rows(self, raw: np.ndarray, y0: int, fh: Any = None) -> None:

@@ -19,7 +19,6 @@ import numpy as np
 from numba import njit
 
 from .combine import combine_pixel
-from .decode import KIND_FLOAT, KIND_SIGNED, KIND_UNSIGNED, decode_in_place
 from .esd import esd_stage
 from .extrema import extrema_stage
 from .linear_fit import linear_fit_stage
@@ -42,13 +41,6 @@ __all__ = [
 
 N_OUT = 5
 N_STAGE_PARAMS = 8
-#: how the decoding load turns raw bytes into values (see .decode)
-_KINDS = {
-    np.dtype(np.float32): KIND_FLOAT,
-    np.dtype(np.float64): KIND_FLOAT,
-    np.dtype(np.uint16): KIND_UNSIGNED,
-    np.dtype(np.int16): KIND_SIGNED,
-}
 #: input dtypes whose values float32 holds exactly (sorted in float32 when not normalized)
 EXACT_IN_FLOAT32 = frozenset(np.dtype(t) for t in ("float32", "uint16", "int16", "uint8", "int8"))
 
@@ -120,25 +112,14 @@ def reduce_block(
     offset=None,
     grad=None,
     geom=None,
-    decode=None,
 ):
     """Reject and combine each pixel of ``block`` (see :func:`reduce_block_sorted`).
 
     Without ``scale``/``offset``/``grad``/``geom`` the values are used as they
     are; ``geom`` comes from :func:`stackengine.kernels.normalize.geometry`.
-    ``decode`` (one code per frame, see :mod:`.decode`) says that ``block``
-    holds the frames' bytes as stored in their files; ``block`` may then be
-    decoded in place.
     """
     n = block.shape[0]
     plain = scale is None and offset is None and grad is None
-    kind = _KINDS.get(block.dtype)
-    if decode is not None and not np.any(decode):
-        decode = None
-    window = not use_weights and bool(np.all(np.asarray(stages) == STAGE_SIGMA))
-    if decode is not None and (kind is None or not plain or not window):
-        block = decode_in_place(block, decode)  # the other paths take values
-        decode = None
     if scale is None:
         scale = np.ones((n, 1), dtype=np.float64)
     if offset is None:
@@ -148,17 +129,13 @@ def reduce_block(
     if geom is None:
         geom = geometry((n, 1, block.shape[1]), 0, 0)
     stage_params = np.asarray(stage_params, dtype=np.float64)
-    if window:
+    if not use_weights and np.all(np.asarray(stages) == STAGE_SIGMA):
         # every stage keeps a window of the sorted values: the fast kernel
         exact = plain and block.dtype in EXACT_IN_FLOAT32
         buf = group_buffer(n, np.float32 if exact else np.float64)
-        if decode is None:
-            decode, kind = np.zeros(n, dtype=np.int8), KIND_FLOAT
         return reduce_block_window(
             block, network(n), stage_params, combine, fallback, plain, buf,
             scale, offset, grad, geom,
-            block.view(f"u{block.itemsize}"), buf.view(f"u{buf.itemsize}"),
-            np.asarray(decode, dtype=np.int8), kind, bool(np.any(decode)),
         )  # fmt: skip
     if tables is None:
         tables = np.zeros((len(stages), n + 1), dtype=np.float64)

@@ -33,7 +33,6 @@ import numpy as np
 from numba import njit
 
 from .combine import COMBINE_MAX, COMBINE_MEAN, COMBINE_MEDIAN, COMBINE_MIN, COMBINE_SUM
-from .decode import load_decoded
 from .normalize import load_group
 from .select import network_sort
 from .sigma import sigma_window
@@ -152,11 +151,6 @@ def reduce_block_window(
     offset,
     grad,
     geom,
-    braw,
-    bufbits,
-    decode,
-    kind,
-    decoded,
 ):
     """Sigma-clip (every stage is sigma or winsorized) and combine, unweighted.
 
@@ -164,10 +158,7 @@ def reduce_block_window(
     (``stage_params`` of the sigma stages only), plus ``plain`` (no
     normalization: values are copied as they are) and ``buf``, a (frames x
     width + PAD) scratch buffer from :func:`group_buffer`, whose dtype the
-    values are sorted in. With ``decoded``, ``block`` holds the bytes as
-    stored: ``braw`` (the same memory as unsigned integers) is loaded with
-    :func:`.decode.load_decoded` (``bufbits`` is ``buf`` as unsigned integers,
-    ``decode`` one code per frame, ``kind`` the values' kind).
+    values are sorted in.
 
     Returns
     -------
@@ -189,9 +180,7 @@ def reduce_block_window(
     pick = np.empty(group, dtype=np.float64)
     for g0 in range(0, npix, group):
         gw = min(group, npix - g0)
-        if decoded:
-            load_decoded(braw, g0, gw, buf, bufbits, cnt, decode, kind)
-        elif plain:
+        if plain:
             load_plain(block, g0, gw, buf, cnt)
         else:
             load_group(block, g0, gw, raw, buf, scale, offset, grad, geom)
