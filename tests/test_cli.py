@@ -212,9 +212,31 @@ def test_progress_prints_percentage_and_eta(fits_frames, tmp_path, capsys):
 def test_performance_report_on_local_cluster(fits_frames, tmp_path):
     paths, _ = fits_frames
     report = tmp_path / "report.html"
-    assert main(["stack", *map(str, paths), "-o", str(tmp_path / "r.zarr"), "--workers", "1",
-                 "--report", str(report), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "stack",
+                *map(str, paths),
+                "-o",
+                str(tmp_path / "r.zarr"),
+                "--workers",
+                "1",
+                "--report",
+                str(report),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert report.stat().st_size > 1000 and b"<html" in report.read_bytes()[:2000].lower()
-    code = main(["stack", *map(str, paths), "-o", str(tmp_path / "s.zarr"), "--report",
-                 str(tmp_path / "x.html")])
+    code = main(
+        [
+            "stack",
+            *map(str, paths),
+            "-o",
+            str(tmp_path / "s.zarr"),
+            "--report",
+            str(tmp_path / "x.html"),
+        ]
+    )
     assert code == 1 and not (tmp_path / "s.zarr").exists()

@@ -59,29 +59,47 @@ def test_compose_commands_on_localhost(frames, tmp_path):
     spec = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())
     assert spec["services"]["worker"]["deploy"]["replicas"] == 2
     bin_dir = Path(sys.executable).parent
-    scheduler = _compose_command("scheduler", **{"0.0.0.0": "127.0.0.1", "8786": port,
-                                                 ":8787": ":0"})
+    scheduler = _compose_command(
+        "scheduler", **{"0.0.0.0": "127.0.0.1", "8786": port, ":8787": ":0"}
+    )
     worker = _compose_command("worker", **{"tcp://scheduler:8786": address})
     job = _compose_command(
-        "job", **{"tcp://scheduler:8786": address, "/data/frames": str(paths[0].parent),
-                  "/data/stack.zarr": str(tmp_path / "stack.zarr")}
+        "job",
+        **{
+            "tcp://scheduler:8786": address,
+            "/data/frames": str(paths[0].parent),
+            "/data/stack.zarr": str(tmp_path / "stack.zarr"),
+        },
     )
     assert scheduler[:2] == ["dask", "scheduler"] and worker[:2] == ["dask", "worker"]
     env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
-    procs = [subprocess.Popen([str(bin_dir / "dask"), *scheduler[1:]], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [str(bin_dir / "dask"), *scheduler[1:]],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     try:
         time.sleep(1.5)
         for _ in range(2):
-            procs.append(subprocess.Popen([str(bin_dir / "dask"), *worker[1:]], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    [str(bin_dir / "dask"), *worker[1:]],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         from distributed import Client
 
         with Client(address, timeout="20s") as client:
             client.wait_for_workers(2, timeout=30)
         assert job[0] == "stackengine"
-        done = subprocess.run([str(bin_dir / "stackengine"), *job[1:]], capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [str(bin_dir / "stackengine"), *job[1:]], capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         with xr.open_zarr(tmp_path / "stack.zarr") as result:
             _same(result.load(), local)
@@ -98,8 +116,21 @@ def test_compose_commands_on_localhost(frames, tmp_path):
 def test_local_cluster_same_bits_and_memory_limit(frames, tmp_path):
     paths, local = frames
     out = tmp_path / "w.zarr"
-    assert main(["stack", *map(str, paths), "-o", str(out), "--workers", "2",
-                 "--memory-limit", "256KiB"]) == 0
+    assert (
+        main(
+            [
+                "stack",
+                *map(str, paths),
+                "-o",
+                str(out),
+                "--workers",
+                "2",
+                "--memory-limit",
+                "256KiB",
+            ]
+        )
+        == 0
+    )
     with xr.open_zarr(out) as result:
         _same(result.load(), local)
     from stackengine.cluster import WORKER_BASELINE, scheduler_context
@@ -116,8 +147,12 @@ def test_worker_loss_recomputes_identically(frames):
     from distributed import Client, LocalCluster, wait
 
     paths, local = frames
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         res = se.stack(se.open_frames(paths), memory_limit="64KiB")
         assert res["image"].data.npartitions > 30
         futures = client.compute([res[name].data for name in VARIABLES])

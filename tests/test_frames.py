@@ -41,8 +41,11 @@ def test_opening_reads_no_pixels(tmp_path, monkeypatch):
     paths = _write_fits(tmp_path, np.ones((3, 8, 8), np.float32))
     calls = []
     real_read = FitsFrame._read_rows  # every uncompressed FITS read ends here
-    monkeypatch.setattr(FitsFrame, "_read_rows", lambda self, raw, y0, fh=None: calls.append(1)
-                        or real_read(self, raw, y0, fh))
+    monkeypatch.setattr(
+        FitsFrame,
+        "_read_rows",
+        lambda self, raw, y0, fh=None: calls.append(1) or real_read(self, raw, y0, fh),
+    )
     frames = se.open_frames(paths)
     se.stack(frames)
     assert calls == []
@@ -112,8 +115,9 @@ def test_rgb_tiff_has_channel_dimension(tmp_path):
 
 def test_zarr_cube_and_in_memory_inputs(tmp_path):
     data = np.random.default_rng(3).normal(size=(4, 12, 10)).astype(np.float32)
-    z = zarr.create_array(tmp_path / "cube.zarr", shape=data.shape, chunks=(1, 6, 5),
-                          dtype="float32")
+    z = zarr.create_array(
+        tmp_path / "cube.zarr", shape=data.shape, chunks=(1, 6, 5), dtype="float32"
+    )
     z[:] = data
     for spec in (tmp_path / "cube.zarr", data, xr.DataArray(data, dims=("frame", "y", "x"))):
         frames = se.open_frames(spec)

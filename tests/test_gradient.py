@@ -431,3 +431,87 @@ def test_bin_samples_mesh():
                    np.zeros((2, 3), int), 4, 1)  # fmt: skip
     y, x = b.mesh()
     assert y.shape == x.shape == (2, 3) and y[1, 0] == 2.0 and x[0, 2] == 7.0
+
+
+# ------------------------------------------------------- spline, background map
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 1e-4, 1e-2, 10.0])
+def test_thin_plate_spline_equals_scipy_rbf(smoothing):
+    """Same system as scipy's RBFInterpolator (thin_plate_spline, degree 2)."""
+    from scipy.interpolate import RBFInterpolator
+
+    from stackengine.normalize.spline import ThinPlateSpline
+
+    rng = np.random.default_rng(12)
+    pts = rng.random((200, 2)) * [0.6, 1.0]
+    vals = rng.normal(size=200) + 4.0 * pts[:, 0] ** 2
+    ref = RBFInterpolator(pts, vals, smoothing=smoothing, kernel="thin_plate_spline", degree=2)
+    mine = ThinPlateSpline(pts, vals, smoothing)
+    at = np.column_stack([rng.random(3000) * 0.7, rng.random(3000) * 1.1 - 0.05])
+    np.testing.assert_allclose(mine(at), ref(at), rtol=0, atol=1e-8 * np.abs(ref(at)).max())
+
+
+def _sep_background(img, mask=None):
+    import sep
+
+    return sep.Background(np.ascontiguousarray(img, dtype=np.float32), mask=mask, bw=64, bh=64,
+                          fw=3, fh=3)  # fmt: skip
+
+
+def test_background_map_follows_a_curved_sky_like_sep():
+    """SExtractor's method (sep is the independent reference) on a curved sky with stars."""
+    from stackengine.normalize.background import background_map
+
+    rng = np.random.default_rng(21)
+    shape, sigma = (700, 900), 10.0
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]] / 900.0
+    truth = 1000.0 + 200 * xx + 300 * yy**2 - 150 * xx * yy
+    stars = sum(
+        _moffat(shape, rng.uniform(0, 900), rng.uniform(0, 700), 10 ** rng.uniform(3, 5), 3.0, 3.0)
+        for _ in range(120)
+    )
+    img = (truth + stars + rng.normal(0, sigma, shape)).astype(np.float32)
+    back, rms = background_map(img)
+    ref = _sep_background(img)
+    assert back.shape == shape and back.dtype == np.float32
+    assert rms == pytest.approx(ref.globalrms, rel=0.05)
+    inner = (slice(64, -64), slice(64, -64))
+    assert np.abs(back - ref.back())[inner].max() < 0.4 * sigma
+    assert np.abs(back - truth)[inner].max() < 0.5 * sigma
+    assert np.abs(back - truth).max() < 1.2 * sigma  # edges: continued, not bent
+    # a linear sky (whole meshes) passes unchanged: the 3 x 3 median filter is continued
+    # beyond the edges by point reflection, and the spline is linear beyond the centres
+    yy, xx = np.mgrid[0:640, 0:896] / 900.0
+    plane = 500.0 + 40 * xx - 25 * yy
+    flat, rms0 = background_map(plane)
+    np.testing.assert_allclose(flat, plane, atol=1e-3)
+    assert rms0 == pytest.approx(np.std(plane[:64, :64]), rel=0.2)
+
+
+def test_background_map_masks_nan_and_empty_images():
+    from stackengine.normalize.background import background_map
+
+    rng = np.random.default_rng(22)
+    img = (800.0 + rng.normal(0, 5.0, (300, 400))).astype(np.float32)
+    img[:, :90] = np.nan  # a registration border: meshes without data are filled
+    mask = np.zeros(img.shape, bool)
+    mask[100:160, 200:260] = True
+    img[100:160, 200:260] = 1e6  # masked: must not matter
+    back, rms = background_map(img, mask)
+    assert np.isfinite(back).all()
+    assert np.abs(back[:, 90:] - 800.0).max() < 2.0 and rms == pytest.approx(5.0, rel=0.1)
+    empty, rms_empty = background_map(np.full((50, 60), np.nan))
+    assert (empty == 0).all() and rms_empty == 0.0
+
+
+def test_background_bins_exact_with_ties():
+    rng = np.random.default_rng(23)
+    img = rng.integers(0, 3, (96, 80)).astype(np.uint16)  # many equal values per bin
+    mask = rng.random(img.shape) < 0.4
+    b = background_bins(img, bin_size=16, mask=mask, min_fraction=0.1)
+    for p in range(6):
+        for q in range(5):
+            blk = img[16 * p : 16 * p + 16, 16 * q : 16 * q + 16]
+            use = ~mask[16 * p : 16 * p + 16, 16 * q : 16 * q + 16]
+            assert b.value[p, q] == np.median(blk[use].astype(np.float64))

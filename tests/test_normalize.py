@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 from astropy.io import fits
 from astropy.stats import mad_std
 
@@ -83,12 +84,11 @@ def test_reference_by_path_and_automatic(tmp_path):
         fits.PrimaryHDU(frame).writeto(paths[-1])
     frames = se.open_frames(paths)
     assert se.stack(frames, normalize="additive").attrs["reference_frame"] == 3
-    assert se.stack(frames, normalize="additive", reference="f1.fits").attrs[
-        "reference_frame"
-    ] == 1
-    assert se.stack(frames, normalize="additive", reference=str(paths[2])).attrs[
-        "reference_frame"
-    ] == 2
+    assert se.stack(frames, normalize="additive", reference="f1.fits").attrs["reference_frame"] == 1
+    assert (
+        se.stack(frames, normalize="additive", reference=str(paths[2])).attrs["reference_frame"]
+        == 2
+    )
     with pytest.raises(ParameterError, match="no frame has this path"):
         se.stack(frames, normalize="additive", reference="other.fits")
     with pytest.raises(ParameterError, match="only 4 frames"):
@@ -111,8 +111,13 @@ def test_photometric_weights_follow_scaled_noise():
     sky = np.full((64, 64), 100.0)
     # frame i: half the signal (scale 2 needed) or the same signal, equal raw noise 4
     data = np.stack([sky / (1 + i % 2) + rng.normal(0, 4, sky.shape) for i in range(4)])
-    res = se.stack(data.astype(np.float32), normalize="multiplicative", reference=0,
-                   weights="photometric", reject=None).compute()
+    res = se.stack(
+        data.astype(np.float32),
+        normalize="multiplicative",
+        reference=0,
+        weights="photometric",
+        reject=None,
+    ).compute()
     # noise after normalization doubles for the odd frames: weight (1/2)^2
     np.testing.assert_allclose(res["weight"].values, [1, 0.25, 1, 0.25], rtol=0.08)
 
@@ -129,3 +134,73 @@ def test_errors_before_reading_and_bad_frames():
     zero[1] = 0.0
     with pytest.raises(ParameterError, match="frame 1.*median"):
         se.stack(zero, normalize="multiplicative")
+
+
+# ---------------------------------------------------------------- pass-1 kernels
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+@pytest.mark.parametrize("size", [1, 8, 1001, 50_001, 300_001])
+def test_median_of_equals_numpy(dtype, size):
+    """Exact medians (and absolute deviations) of the finite values, any size; from
+    32768 values on a sample brackets the median first."""
+    from stackengine.normalize.fast import median_of
+
+    rng = np.random.default_rng(size)
+    x = rng.normal(1000.0, 30.0, size).astype(dtype)
+    if np.dtype(dtype).kind == "f" and size > 8:
+        x[::97] = np.nan
+        x[5::101] = np.inf
+        x[7::103] = -np.inf
+    finite = x[np.isfinite(x)].astype(np.float64)
+    med, n = median_of(x)
+    assert n == finite.size and med == np.median(finite)
+    mad, _ = median_of(x, med)
+    assert mad == np.median(np.abs(finite - med))
+    assert median_of(x, 990.5)[0] == np.median(np.abs(finite - 990.5))
+
+
+def test_median_of_with_ties_and_no_data():
+    from stackengine.normalize.fast import median_of
+
+    rng = np.random.default_rng(1)
+    ties = rng.integers(0, 3, 400_000).astype(np.float32)  # the bracket cannot split ties
+    assert median_of(ties)[0] == np.median(ties.astype(np.float64))
+    assert median_of(ties, 1.0)[0] == np.median(np.abs(ties - 1.0))
+    nothing = np.full(10, np.nan)
+    med, n = median_of(nothing)
+    assert np.isnan(med) and n == 0
+
+
+def test_measure_large_sample_equals_numpy_and_astropy():
+    """Above 4 x 65536 pixels the medians are bracketed: still exactly numpy's median
+    and astropy's mad_std; the noise ignores a strong gradient."""
+    from stackengine.normalize.measure import measure_frames
+
+    rng = np.random.default_rng(8)
+    yy, xx = np.mgrid[0:700, 0:600]
+    frames = np.stack(
+        [2000.0 + 3.0 * xx + 0.5 * yy + rng.normal(0, 7.0 + k, (700, 600)) for k in range(2)]
+    ).astype(np.float32)
+    frames[0, 100:120] = np.nan
+    res = measure_frames(xr.DataArray(frames, dims=("frame", "y", "x")))
+    for k in range(2):
+        finite = frames[k][np.isfinite(frames[k])].astype(np.float64)
+        assert res["location"].values[k] == np.median(finite)
+        assert res["scale"].values[k] == mad_std(finite)
+        assert res["n_pixels"].values[k] == finite.size
+    np.testing.assert_allclose(res["noise"].values, [7.0, 8.0], rtol=0.03)
+
+
+@pytest.mark.parametrize("b", [1, 2, 3])
+def test_block_sum_equals_reshape_sum(b):
+    from stackengine.normalize.fast import block_sum
+
+    rng = np.random.default_rng(b)
+    a = rng.normal(100.0, 10.0, (37, 41, 2)).astype(np.float32)
+    h, w = 37 // b * b, 41 // b * b
+    want = a[:h, :w].astype(np.float64).reshape(h // b, b, w // b, b, 2).sum(axis=(1, 3))
+    got = block_sum(a, b)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_array_equal(block_sum(a[..., 0], b)[..., 0], got[..., 0])

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+import xarray as xr
 from astropy.io import fits
 
 import stackengine as se
@@ -29,8 +30,9 @@ def _truth(real_dir, n_stars=150, seed=11):
         peak = 10 ** rng.uniform(2.0, 3.6)
         r = 12
         ys, xs = slice(int(y0) - r, int(y0) + r), slice(int(x0) - r, int(x0) + r)
-        truth[ys, xs] += peak * np.exp(-((yy[ys, xs] - y0) ** 2 + (xx[ys, xs] - x0) ** 2)
-                                       / (2 * sigma**2))
+        truth[ys, xs] += peak * np.exp(
+            -((yy[ys, xs] - y0) ** 2 + (xx[ys, xs] - x0) ** 2) / (2 * sigma**2)
+        )
     return truth
 
 
@@ -123,17 +125,93 @@ def test_m13_frames_have_too_few_stars(real_dir):
 def test_binned_frames_give_the_same_gradient(synthetic, monkeypatch):
     """Frames above the measuring size are binned (summed) 2x2: the background model
     must stay a per-pixel level. Target = reference + 10 ADU everywhere."""
-    from stackengine.normalize import photometric
+    from stackengine.normalize import framephot
 
     frames, *_ = synthetic
     pair = np.stack([frames[0], frames[0] + 10.0])
-    clear = photometric._CACHE.clear
+    clear = framephot._CACHE.clear
     for limit, binning in ((10**9, 1), (100_000, 2)):
         clear()
-        monkeypatch.setattr(photometric, "MAX_MEASURE_PIXELS", limit)
-        assert photometric.binning_for(frames.shape[1:]) == binning
+        monkeypatch.setattr(framephot, "MAX_MEASURE_PIXELS", limit)
+        assert framephot.binning_for(frames.shape[1:]) == binning
         normalized, table = se.normalize(pair, "photometric", reference=0)
         assert abs(float(table["scale"].values[1]) - 1.0) < 0.002
         offset = float(np.median(normalized.values[1] - normalized.values[0]))
         assert abs(offset) < 1.0, (binning, offset)  # the 10 ADU step is removed
     clear()
+
+
+def _counting_reads(monkeypatch, frames):
+    """Count the rows read per frame from the frames' sources (any read method)."""
+    from stackengine.frames import source_of
+
+    sources = source_of(frames.data).frames
+    rows: dict[int, list[int]] = {}
+    source_type = type(sources[0])
+
+    def counting(name):
+        original = getattr(source_type, name)
+
+        def method(self, ys, xs, *args, **kwargs):
+            done = original(self, ys, xs, *args, **kwargs)
+            if done is not False:  # read_into returns False when it read nothing
+                k = next(i for i, f in enumerate(sources) if f is self)
+                rows.setdefault(k, []).extend(range(*ys.indices(self.shape[0])))
+            return done
+
+        monkeypatch.setattr(source_type, name, method)
+
+    for name in ("read", "read_into"):
+        if hasattr(source_type, name):
+            counting(name)
+    return rows
+
+
+def test_pass1_reads_each_frame_once_and_caches(synthetic, tmp_path, monkeypatch):
+    """Photometric pass 1 reads every row once (statistics and photometry together),
+    gives measure_frames' exact statistics, and reads nothing the second time."""
+    from stackengine.normalize import framephot, measure
+    from stackengine.normalize.plan import plan_normalization
+
+    frames, *_ = synthetic
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"f{i}.fits")
+        fits.PrimaryHDU(frames[i]).writeto(paths[-1])
+    measure.clear_cache()
+    framephot._CACHE.clear()
+    alone = measure.measure_frames(se.open_frames(paths))  # statistics on their own
+    measure.clear_cache()
+    opened = se.open_frames(paths)
+    rows = _counting_reads(monkeypatch, opened)
+    norm = plan_normalization(opened, "photometric", reference=0)
+    h = frames.shape[1]
+    assert sorted(rows) == [0, 1, 2, 3]
+    assert all(sorted(r) == list(range(h)) for r in rows.values())  # each row once
+    for name, key in (("location", "location"), ("spread", "scale"), ("noise", "noise")):
+        np.testing.assert_array_equal(norm.table[name][:, 0], alone[key].values)
+    rows.clear()
+    again = plan_normalization(se.open_frames(paths), "photometric", reference=0)
+    assert not rows  # cached by path, modification time and size
+    np.testing.assert_array_equal(again.scale, norm.scale)
+    np.testing.assert_array_equal(again.grad, norm.grad)
+    measure.clear_cache()
+    framephot._CACHE.clear()
+
+
+def test_scheduler_does_not_change_the_result(synthetic):
+    import dask
+
+    from stackengine.normalize.plan import plan_normalization
+
+    frames, *_ = synthetic
+    arr = xr.DataArray(frames[:4], dims=("frame", "y", "x"))
+    results = []
+    for scheduler in ("synchronous", "threads"):
+        with dask.config.set(scheduler=scheduler):
+            results.append(plan_normalization(arr, "photometric", reference=0))
+    a, b = results
+    np.testing.assert_array_equal(a.scale, b.scale)
+    np.testing.assert_array_equal(a.offset, b.offset)
+    np.testing.assert_array_equal(a.grad, b.grad)
+    np.testing.assert_array_equal(a.table["noise"], b.table["noise"])

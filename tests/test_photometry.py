@@ -229,6 +229,31 @@ def test_aperture_fluxes_known_flux_edges_and_nan():
                                x[[0, 4]].round().astype(int)], rtol=3e-3)  # fmt: skip
 
 
+@pytest.mark.parametrize("r", [0.3, 0.7, 1.0, 2.5, 6.3, 17.2])
+def test_exact_aperture_sums_equal_photutils(r):
+    """The numba aperture sums: photutils' exact pixel overlap, NaN when a bad pixel
+    overlaps the circle."""
+    from stackengine.normalize.apertures import _circle_sums
+
+    rng = np.random.default_rng(int(10 * r))
+    img = rng.normal(100.0, 10.0, (120, 130))
+    img[60, 65] = np.nan
+    x, y = rng.uniform(20, 110, 150), rng.uniform(20, 100, 150)
+    got = np.empty(x.size)
+    _circle_sums(img, x, y, r, got)
+    aper = CircularAperture(np.column_stack([x, y]), r=r)
+    data = np.where(np.isfinite(img), img, 0.0)
+    want = np.asarray(aperture_photometry(data, aper, method="exact")["aperture_sum"])
+    hit = np.asarray(
+        aperture_photometry(np.isnan(img).astype(float), aper, method="exact")["aperture_sum"]
+    )
+    np.testing.assert_array_equal(np.isnan(got), hit > 1e-12)
+    np.testing.assert_allclose(got[hit == 0], want[hit == 0], rtol=1e-12, atol=1e-9)
+    ones = np.empty(x.size)
+    _circle_sums(np.ones((120, 130)), x, y, r, ones)
+    np.testing.assert_allclose(ones, np.pi * r * r, rtol=1e-12)
+
+
 # ----------------------------------------------------------------------------- find_stars
 
 
@@ -247,6 +272,30 @@ def test_cosmic_rays_are_not_stars():
         clean = nearest(x, y, hits[:, 0], hits[:, 1]) > 5 * fwhm  # no hit near: must be found
         assert (nearest(x[clean], y[clean], stars.x, stars.y) < 1.0).mean() > 0.9
         assert stars.fwhm_median == pytest.approx(fwhm, rel=0.4 if beta else 0.1)
+
+
+def test_isolated_hits_do_not_change_the_stars_and_a_close_hit_drops_one():
+    """Single-pixel hits are set aside before extraction (sep would extract and then
+    reject each): far from stars they change nothing; next to a star they drop it."""
+    rng = np.random.default_rng(15)
+    shape, fwhm = (640, 640), 3.0
+    x, y, f = star_list(rng, shape, 120, fmin=5e3, min_sep=30)
+    img = render(shape, x, y, f, fwhm) + 1000 + rng.normal(0, 10, shape)
+    clean = find_stars(img)
+    hx, hy = rng.integers(3, 637, 3000), rng.integers(3, 637, 3000)
+    far = nearest(hx, hy, x, y) > 6 * fwhm
+    hit = img.copy()
+    hit[hy[far], hx[far]] += rng.uniform(300, 5000, far.sum())
+    stars = find_stars(hit)
+    assert len(stars) == len(clean)
+    assert nearest(stars.x, stars.y, clean.x, clean.y).max() < 0.05
+    # the brightest star, with a hit 5 px from its centre: in its aperture (3 fwhm), on a
+    # wing far fainter than the hit (merged into the star's isophote, sep would keep both)
+    k = int(np.argmax(clean.flux))
+    hit[int(round(clean.y[k])), int(round(clean.x[k])) + 5] += 3000.0
+    near = find_stars(hit)
+    assert (nearest([clean.x[k]], [clean.y[k]], near.x, near.y) > 1.0).all()
+    assert len(near) == len(clean) - 1
 
 
 def test_saturated_stars_are_dropped():

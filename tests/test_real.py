@@ -32,8 +32,9 @@ def _astropy_reference(stack, **kw):
 @pytest.mark.parametrize("dataset", ["m13", "naco"])
 @pytest.mark.parametrize("suffix", [".fits", ".zarr", ".tif"])
 @pytest.mark.parametrize("center,spread", [("median", "mad_std"), ("mean", "std")])
-def test_real_frames_through_cli_agree_with_astropy(real_dir, tmp_path, dataset, suffix,
-                                                    center, spread):
+def test_real_frames_through_cli_agree_with_astropy(
+    real_dir, tmp_path, dataset, suffix, center, spread
+):
     paths = _m13(real_dir) if dataset == "m13" else _naco(real_dir)
     if dataset == "m13":
         assert len(paths) == 5
@@ -42,8 +43,22 @@ def test_real_frames_through_cli_agree_with_astropy(real_dir, tmp_path, dataset,
         stack = fits.getdata(paths[0])
         assert stack.shape[0] == 61
     out = tmp_path / f"result{suffix}"
-    code = main(["stack", *map(str, paths), "-o", str(out), "--maxiters", "1",
-                 "--center", center, "--spread", spread, "--memory-limit", "4MiB"])
+    code = main(
+        [
+            "stack",
+            *map(str, paths),
+            "-o",
+            str(out),
+            "--maxiters",
+            "1",
+            "--center",
+            center,
+            "--spread",
+            spread,
+            "--memory-limit",
+            "4MiB",
+        ]
+    )
     assert code == 0
     image, count = _astropy_reference(stack, cenfunc=center, stdfunc=spread)
     if suffix == ".fits":

@@ -53,13 +53,22 @@ def test_killed_run_resumes_with_identical_result(frames, tmp_path):
     assert again.returncode == 1 and ".stack.zarr.partial" in again.stderr
     assert "--resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
 
-    resumed = subprocess.run(_cli([*frames, "-o", out, *options, "--resume"]),
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        _cli([*frames, "-o", out, *options, "--resume"]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     line = next(ln for ln in resumed.stderr.splitlines() if "resuming" in ln)
-    done, total, computed = (int(w) for w in
-                             __import__("re").findall(r"(\d+) of (\d+) tiles already "
-                                                      r"written, computing (\d+)", line)[0])
+    done, total, computed = (
+        int(w)
+        for w in __import__("re").findall(
+            r"(\d+) of (\d+) tiles already "
+            r"written, computing (\d+)",
+            line,
+        )[0]
+    )
     assert done >= written and computed == total - done and computed > 0
     assert not partial_path(out).exists()
 

@@ -37,9 +37,9 @@ def read_exact(
     """
     got = 0
     try:
-        with contextlib.nullcontext(fh) if fh is not None else open_exact(
-            path, storage_options
-        ) as f:
+        with (
+            contextlib.nullcontext(fh) if fh is not None else open_exact(path, storage_options) as f
+        ):
             f.seek(offset)
             view = memoryview(raw).cast("B")
             while got < raw.nbytes:

@@ -21,6 +21,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,24 @@ def _write_tile(store: str, marker: str, regions: dict, blocks: dict) -> None:
     Path(marker).touch()
 
 
+def _compute(tasks: list[Any]) -> None:
+    """Compute the tile tasks. On dask's threaded scheduler they run in a pool of
+    our own that is drained before returning, also after a failure: no tile is
+    still being written when the caller cleans up the partial store."""
+    import dask.threaded
+    from dask.base import get_scheduler
+
+    if get_scheduler(collections=tasks) is not dask.threaded.get:
+        dask.compute(*tasks)
+        return
+    workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
+    pool = ThreadPoolExecutor(int(workers))
+    try:
+        dask.compute(*tasks, scheduler="threads", pool=pool)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def write_zarr(
     ds: xr.Dataset,
     path: Path,
@@ -149,7 +168,7 @@ def write_zarr(
             regions[name] = _region(arr.chunks, index)
         marker = str(partial / MARKERS / "_".join(map(str, tile)))
         tasks.append(dask.delayed(_write_tile)(str(partial), marker, regions, blocks))
-    dask.compute(*tasks)
+    _compute(tasks)
     group = zarr.open_group(str(partial), mode="r+")
     del group.attrs[FINGERPRINT]
     remove_path(partial / MARKERS)

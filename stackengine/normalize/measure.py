@@ -35,13 +35,19 @@ most a few Mpixel whatever the frame size.
 
 Results for frames read from files are cached in this process by (path,
 modification time, file size, position in the file, sampled rows): measuring
-the same files again reads nothing.
+the same files again reads nothing. The photometric mode computes the same
+statistics from the same rows inside its own per-frame task
+(:func:`.framephot.measure_pass1`), which reads each frame once for both, and
+caches them here.
+
+The medians are exact (:func:`.fast.median_of`): a strided sample brackets each
+median and only the values inside the bracket are partitioned, in numba
+kernels that release the GIL.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 from typing import Any
 
@@ -51,18 +57,31 @@ import numpy as np
 import xarray as xr
 
 from ..frames import source_of
+from ..io.remote import file_identity
+from .fast import as_float, masked_moments, median_of
 
-__all__ = ["MAD_STD", "MAX_SAMPLE_PIXELS", "measure_frames", "sampled_strips", "robust_stats"]
+__all__ = [
+    "MAD_STD",
+    "MAX_SAMPLE_PIXELS",
+    "cached",
+    "measure_frames",
+    "measure_view",
+    "robust_stats",
+    "sampled_strips",
+    "stats_dataset",
+    "stats_key",
+    "store",
+]
 
 #: mad_std = MAD_STD x median absolute deviation (1 / Phi^-1(3/4), as astropy)
 MAD_STD = 1.482602218505602
+_SQRT6 = math.sqrt(6.0)
+_MASK_K, _MASK_GROW = 4.0, 4  # structure threshold (mad_std of D), flag growth (pixels)
+_TRUNCATED_STD = 0.9994648  # std of a unit normal truncated at +-4
 #: frames up to this many pixels (per channel) are measured in full
 MAX_SAMPLE_PIXELS = 1 << 22
 _STRIP_PIXELS = 1 << 20  # pixels per strip read when a frame is read in full
 _MIN_STRIPS = 64  # at least this many strips when a frame is subsampled
-_SQRT6 = math.sqrt(6.0)
-_MASK_K, _MASK_GROW = 4.0, 4  # structure threshold (mad_std of D), flag growth (pixels)
-_TRUNCATED_STD = 0.9994648  # std of a unit normal truncated at +-4
 _STATS = ("location", "scale", "noise", "n_pixels")
 
 _CACHE: dict[tuple, np.ndarray] = {}
@@ -114,49 +133,28 @@ def sampled_strips(
     return [(k * rows, min(k * rows + rows, height)) for k in picks]
 
 
-def _mad_std_inplace(x: np.ndarray) -> tuple[float, float]:
-    """(median, mad_std) of a float64 array, reusing it as scratch space."""
-    med = float(np.median(x, overwrite_input=True))
-    np.subtract(x, med, out=x)
-    np.abs(x, out=x)
-    return med, MAD_STD * float(np.median(x, overwrite_input=True))
-
-
-def _second_differences(strip: np.ndarray) -> np.ndarray:
-    """``x[i-2] - 2 x[i] + x[i+2]`` along each row of a 2-D strip.
-
-    float32 for inputs it holds exactly enough (up to 16-bit integers, float32),
-    float64 otherwise.
-    """
-    small = strip.dtype.itemsize <= 2 or strip.dtype == np.float32
-    a = strip.astype(np.float32 if small else np.float64, copy=False)
-    d = a[:, :-4] + a[:, 4:]
-    d -= a[:, 2:-2]
-    d -= a[:, 2:-2]
-    return d
-
-
-def _noise(diffs: list[np.ndarray]) -> float:
-    """Noise sigma from row-wise second differences, masking structure (module notes)."""
-    values = np.concatenate([d.ravel() for d in diffs])
-    values = values[np.isfinite(values)]
-    if not values.size:
+def _noise(d: np.ndarray) -> float:
+    """Noise sigma from row-wise second differences ``d``, masking structure (module notes)."""
+    med, n = median_of(d)
+    if not n:
         return math.nan
-    med, s0 = _mad_std_inplace(values.astype(np.float64))
+    s0 = MAD_STD * median_of(d, med)[0]
     if not s0 > 0:  # nearly noiseless quantized data: no robust threshold
-        return float(np.std(values, dtype=np.float64)) / _SQRT6
-    kept = []
-    for d in diffs:
-        bad = np.abs(d - med) > _MASK_K * s0
-        grown = bad.copy()
-        for k in range(1, _MASK_GROW + 1):
-            grown[:, k:] |= bad[:, :-k]
-            grown[:, :-k] |= bad[:, k:]
-        kept.append(d[~grown & np.isfinite(d)])
-    values = np.concatenate(kept)
-    if not values.size:
+        count, s1, s2 = masked_moments(d, med, math.inf, 0)
+        return math.sqrt(max(s2 / count - (s1 / count) ** 2, 0.0)) / _SQRT6
+    count, s1, s2 = masked_moments(d, med, _MASK_K * s0, _MASK_GROW)
+    if not count:
         return s0 / _SQRT6
-    return float(np.std(values, dtype=np.float64)) / (_SQRT6 * _TRUNCATED_STD)
+    std = math.sqrt(max(s2 / count - (s1 / count) ** 2, 0.0))
+    return std / (_SQRT6 * _TRUNCATED_STD)
+
+
+def _second_differences(plane: np.ndarray) -> np.ndarray:
+    """``x[i-2] - 2 x[i] + x[i+2]`` along each row of a float32/float64 2-D array."""
+    d = plane[:, :-4] + plane[:, 4:]
+    d -= plane[:, 2:-2]
+    d -= plane[:, 2:-2]
+    return d
 
 
 def robust_stats(strips: list[np.ndarray]) -> np.ndarray:
@@ -172,24 +170,22 @@ def robust_stats(strips: list[np.ndarray]) -> np.ndarray:
     ndarray, shape (4, channels)
         Rows: median, mad_std, noise (see the module notes) and the number of
         finite pixels; one column for a grey frame. Statistics of no data are
-        NaN.
+        NaN. The medians are exact (:func:`.fast.median_of`).
     """
-    strips = [s if s.ndim == 3 else s[..., np.newaxis] for s in strips]
-    n_chan = strips[0].shape[-1]
-    out = np.full((4, n_chan), np.nan)
-    for c in range(n_chan):
-        vals = np.concatenate([s[..., c].ravel() for s in strips], dtype=np.float64)
-        vals = vals[np.isfinite(vals)]
-        out[3, c] = vals.size
-        if vals.size:
-            out[0, c], out[1, c] = _mad_std_inplace(vals)
-        if strips[0].shape[1] >= 5:
-            out[2, c] = _noise([_second_differences(s[..., c]) for s in strips])
+    rows = np.concatenate([as_float(s).reshape(s.shape[0], s.shape[1], -1) for s in strips])
+    out = np.full((4, rows.shape[2]), np.nan)
+    for c in range(rows.shape[2]):
+        plane = np.ascontiguousarray(rows[..., c])
+        out[0, c], out[3, c] = median_of(plane)
+        if out[3, c]:
+            out[1, c] = MAD_STD * median_of(plane, out[0, c])[0]
+        if plane.shape[1] >= 5:
+            out[2, c] = _noise(_second_differences(plane))
     return out
 
 
-def _measure_view(view: Any, strips: list[tuple[int, int]]) -> np.ndarray:
-    """Task body: read the strips of one frame and reduce them."""
+def measure_view(view: Any, strips: list[tuple[int, int]]) -> np.ndarray:
+    """Task body: read the strips of one frame and reduce them (:func:`robust_stats`)."""
     return robust_stats([view.read(slice(y0, y1), slice(None)) for y0, y1 in strips])
 
 
@@ -197,19 +193,34 @@ def _measure_rows(data: np.ndarray) -> np.ndarray:
     return robust_stats([np.asarray(data)])
 
 
-def _cache_key(view: Any, strips: list[tuple[int, int]]) -> tuple | None:
+def stats_key(view: Any, strips: list[tuple[int, int]]) -> tuple | None:
+    """The cache key of a frame's statistics: None for a frame not read from a file."""
     src = getattr(view, "source", view)
     path = getattr(src, "path", None)
     if not path:
         return None
     try:
-        st = os.stat(path)
-    except OSError:
+        ident = file_identity(path, getattr(src, "storage_options", None))
+    except OSError:  # gone, or a URL that cannot be reached: not cached
         return None
     position = tuple(getattr(src, a, None) for a in ("hdu", "plane", "index", "array", "_series"))
     alpha = getattr(view, "alpha", None)
-    return (os.path.abspath(path), st.st_mtime_ns, st.st_size, type(src).__name__, position,
-            alpha, tuple(strips))  # fmt: skip
+    return (*ident, type(src).__name__, position, alpha, tuple(strips))
+
+
+def cached(key: tuple | None) -> np.ndarray | None:
+    """The cached statistics under ``key`` (from :func:`stats_key`), or None."""
+    if key is None:
+        return None
+    with _CACHE_LOCK:
+        return _CACHE.get(key)
+
+
+def store(key: tuple | None, value: np.ndarray) -> None:
+    """Cache a frame's statistics (nothing for a None key)."""
+    if key is not None:
+        with _CACHE_LOCK:
+            _CACHE[key] = value
 
 
 def _tasks_from_source(stack: Any, sample_rows: int | None) -> tuple[list, list]:
@@ -218,11 +229,10 @@ def _tasks_from_source(stack: Any, sample_rows: int | None) -> tuple[list, list]
     keys, tasks = [], []
     for k in range(stack.shape[0]):
         view = stack.view(k)
-        key = _cache_key(view, strips)
-        with _CACHE_LOCK:
-            hit = _CACHE.get(key) if key is not None else None
+        key = stats_key(view, strips)
+        hit = cached(key)
         keys.append(key)
-        tasks.append(hit if hit is not None else dask.delayed(_measure_view)(view, strips))
+        tasks.append(hit if hit is not None else dask.delayed(measure_view)(view, strips))
     return keys, tasks
 
 
@@ -276,9 +286,14 @@ def measure_frames(frames: xr.DataArray, *, sample_rows: int | None = None) -> x
     results = list(tasks)
     for i, value in zip(pending, dask.compute(*[tasks[i] for i in pending]), strict=True):
         results[i] = value
-        if keys[i] is not None:
-            with _CACHE_LOCK:
-                _CACHE[keys[i]] = value
+        store(keys[i], value)
+    return stats_dataset(frames, results, sample_rows)
+
+
+def stats_dataset(
+    frames: xr.DataArray, results: list[np.ndarray], sample_rows: int | None = None
+) -> xr.Dataset:
+    """:func:`measure_frames`'s dataset from the per-frame :func:`robust_stats` arrays."""
     table = np.stack(results)  # (frame, stat, channel)
     colour = frames.ndim == 4
     dims = ("frame", "channel") if colour else ("frame",)

@@ -77,7 +77,13 @@ def plan_normalization(
     :mod:`stackengine.normalize.measure`); results are cached per file.
     """
     check_mode(mode)
-    stats = measure_frames(frames)
+    photometry = None
+    if mode == "photometric":  # statistics and photometry in one read of each frame
+        from .framephot import measure_pass1
+
+        stats, photometry = measure_pass1(frames)
+    else:
+        stats = measure_frames(frames)
     location = _per_channel(stats["location"])
     spread = _per_channel(stats["scale"])
     table = {
@@ -92,5 +98,10 @@ def plan_normalization(
     from .photometric import plan_photometric
 
     return plan_photometric(
-        frames, table, reference=reference, smoothness=smoothness, star_fallback=star_fallback
+        frames,
+        table,
+        reference=reference,
+        smoothness=smoothness,
+        star_fallback=star_fallback,
+        photometry=photometry,
     )
