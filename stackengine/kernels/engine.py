@@ -25,9 +25,9 @@ from .linear_fit import linear_fit_stage
 from .minmax import minmax_stage
 from .normalize import geometry, load_group
 from .percentile import percentile_stage
-from .select import HIGH, LOW, batcher_pairs, load_pixel, median_sorted, network_sort
+from .select import HIGH, LOW, batcher_pairs, load_pixel, network_sort
 from .sigma import sigma_stage
-from .window import PAD, group_buffer, reduce_block_window
+from .window import PAD, group_buffer, median_run, reduce_block_window
 
 __all__ = [
     "N_OUT",
@@ -129,9 +129,10 @@ def reduce_block(
     if geom is None:
         geom = geometry((n, 1, block.shape[1]), 0, 0)
     stage_params = np.asarray(stage_params, dtype=np.float64)
+    # values a float32 buffer holds exactly are sorted in float32 (8 per SIMD lane)
+    exact = plain and block.dtype in EXACT_IN_FLOAT32
     if not use_weights and np.all(np.asarray(stages) == STAGE_SIGMA):
         # every stage keeps a window of the sorted values: the fast kernel
-        exact = plain and block.dtype in EXACT_IN_FLOAT32
         buf = group_buffer(n, np.float32 if exact else np.float64)
         return reduce_block_window(
             block, network(n), stage_params, combine, fallback, plain, buf,
@@ -142,7 +143,7 @@ def reduce_block(
     return reduce_block_sorted(
         block,
         network(n),
-        group_buffer(n, np.float64),
+        group_buffer(n, np.float32 if exact else np.float64),
         stages,
         stage_params,
         tables,
@@ -182,8 +183,9 @@ def reduce_block_sorted(
         Any real dtype; NaN and inf are missing values.
     pairs : int64 ndarray, shape (K, 2)
         The sorting network for ``n_frames`` values (:func:`select.batcher_pairs`).
-    buf : float64 ndarray
-        Scratch space for a group of pixels (:func:`.window.group_buffer`).
+    buf : float32 or float64 ndarray
+        Scratch space for a group of pixels (:func:`.window.group_buffer`);
+        float32 only when the values are exact in float32 (no normalization).
     stages : int64 ndarray, shape (n_stages,)
         Stage codes (:data:`STAGE_CODES`), applied in order.
     stage_params : float64 ndarray, shape (n_stages, N_STAGE_PARAMS)
@@ -240,7 +242,7 @@ def reduce_block_sorted(
                 presorted = False
             value, count, noise = combine_pixel(vals, flags, n, srt, combine, weights, use_weights)
             if count == 0 and fallback and m > 0:
-                value = median_sorted(buf[:, g], 0, m)
+                value = median_run(buf, g, 0, m)
             low = 0
             high = 0
             for k in range(n):

@@ -20,55 +20,72 @@ MIN_KEPT = 5
 
 
 @njit(nogil=True, cache=True)
-def _fit(srt, m):
-    """Least-squares ``a, b`` of ``srt[r] ~ a + b r`` and the mean |residual|."""
+def _fit(srt, dec, total, m):
+    """Least-squares ``a, b`` of ``y ~ a + b j`` over the kept values (``dec == KEPT``)
+    of ``srt[0:total]``, ``j`` = the rank among the ``m`` kept ones; and the mean
+    |residual|."""
     r_mean = (m - 1) / 2.0
     y_mean = 0.0
-    for r in range(m):
-        y_mean += srt[r]
+    for r in range(total):
+        if dec[r] == KEPT:
+            y_mean += srt[r]
     y_mean /= m
     sxy = 0.0
     sxx = 0.0
-    for r in range(m):
-        dr = r - r_mean
-        sxy += dr * (srt[r] - y_mean)
-        sxx += dr * dr
+    j = 0
+    for r in range(total):
+        if dec[r] == KEPT:
+            dr = j - r_mean
+            sxy += dr * (srt[r] - y_mean)
+            sxx += dr * dr
+            j += 1
     b = sxy / sxx
     a = y_mean - b * r_mean
     dev = 0.0
-    for r in range(m):
-        dev += abs(srt[r] - (a + b * r))
+    j = 0
+    for r in range(total):
+        if dec[r] == KEPT:
+            dev += abs(srt[r] - (a + b * j))
+            j += 1
     return a, b, dev / m
 
 
 @njit(nogil=True, cache=True)
 def linear_fit_stage(vals, flags, n, srt, dec, m, presorted, sigma_lower, sigma_upper, maxiters):
-    """Iterated linear-fit rejection of the kept values (``maxiters < 0``: to convergence)."""
+    """Iterated linear-fit rejection of the kept values (``maxiters < 0``: to convergence).
+
+    The sorted values stay in place; ``dec`` holds each rank's decision across
+    the iterations, and the ranks are mapped to frames once at the end (the
+    same frames as mapping each iteration's rejections among the then kept
+    values: the rank-to-frame order within a run of equal values is kept).
+    """
     if not presorted:
         m = sorted_kept(vals, flags, n, srt)
+    total = m
+    for r in range(total):
+        dec[r] = KEPT
     it = 0
     while m >= MIN_KEPT and (maxiters < 0 or it < maxiters):
         it += 1
-        a, b, sigma = _fit(srt, m)
+        a, b, sigma = _fit(srt, dec, total, m)
         lo_cut = sigma_lower * sigma
         hi_cut = sigma_upper * sigma
         keep = 0
-        for r in range(m):
+        j = 0
+        for r in range(total):
+            if dec[r] != KEPT:
+                continue
             y = srt[r]
-            fit = a + b * r
+            fit = a + b * j
+            j += 1
             if fit - y > lo_cut:
                 dec[r] = LOW
             elif y - fit > hi_cut:
                 dec[r] = HIGH
             else:
-                dec[r] = KEPT
                 keep += 1
         if keep == m:
             break
-        mark_ranks(vals, flags, n, srt, m, dec)
-        j = 0
-        for r in range(m):
-            if dec[r] == KEPT:
-                srt[j] = srt[r]
-                j += 1
         m = keep
+    if m < total:
+        mark_ranks(vals, flags, n, srt, total, dec)

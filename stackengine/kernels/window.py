@@ -37,7 +37,7 @@ from .normalize import load_group
 from .select import network_sort
 from .sigma import sigma_window
 
-__all__ = ["PAD", "group_buffer", "load_plain", "reduce_block_window"]
+__all__ = ["PAD", "group_buffer", "load_plain", "median_run", "reduce_block_window"]
 
 #: unused lanes at the end of every buffer row: rows a power of two apart in
 #: memory would all fall into the same cache sets when a column is read
@@ -110,7 +110,7 @@ def _window_sums(buf, gw, lo, hi, total, center, spread):
 
 
 @njit(nogil=True, cache=True)
-def _median_run(buf, g, a, b):
+def median_run(buf, g, a, b):
     """Median of the sorted run ``buf[a:b, g]`` (numpy's convention), in float64."""
     h = a + (b - a) // 2
     if (b - a) % 2 == 1:
@@ -128,13 +128,13 @@ def _pick(buf, gw, lo, hi, cnt, combine, fallback, pick):
         value = math.nan
         if b > a:
             if combine == COMBINE_MEDIAN:
-                value = _median_run(buf, g, a, b)
+                value = median_run(buf, g, a, b)
             elif combine == COMBINE_MIN:
                 value = np.float64(buf[a, g])
             elif combine == COMBINE_MAX:
                 value = np.float64(buf[b - 1, g])
         elif fallback and cnt[g] > 0:
-            value = _median_run(buf, g, 0, cnt[g])
+            value = median_run(buf, g, 0, cnt[g])
         pick[g] = value
 
 
