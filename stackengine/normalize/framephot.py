@@ -35,7 +35,6 @@ import numpy as np
 import xarray as xr
 
 from ..frames import source_of
-from ..io.remote import file_identity
 from . import measure
 from .apertures import aperture_fluxes
 from .background import background_map
@@ -151,16 +150,8 @@ def _measure(
 
 
 def _key(view: Any) -> tuple | None:
-    src = getattr(view, "source", None)
-    path = getattr(src, "path", None)
-    if not path:
-        return None
-    try:
-        ident = file_identity(path, getattr(src, "storage_options", None))
-    except OSError:  # gone, or a URL that cannot be reached: not cached
-        return None
-    position = tuple(getattr(src, a, None) for a in ("hdu", "plane", "index", "array"))
-    return (*ident, position, view.alpha)
+    """The photometry cache key: the frame's identity (:func:`.measure.frame_key`)."""
+    return measure.frame_key(view)
 
 
 def _read_array(data: Any) -> Any:

@@ -193,8 +193,10 @@ def _measure_rows(data: np.ndarray) -> np.ndarray:
     return robust_stats([np.asarray(data)])
 
 
-def stats_key(view: Any, strips: list[tuple[int, int]]) -> tuple | None:
-    """The cache key of a frame's statistics: None for a frame not read from a file."""
+def frame_key(view: Any) -> tuple | None:
+    """A frame's cache identity: its file's (path or URL, mtime or ETag, size), the
+    reader, the frame's place in the file and its alpha channel; None for a frame
+    not read from a file (or whose file cannot be reached)."""
     src = getattr(view, "source", view)
     path = getattr(src, "path", None)
     if not path:
@@ -204,8 +206,13 @@ def stats_key(view: Any, strips: list[tuple[int, int]]) -> tuple | None:
     except OSError:  # gone, or a URL that cannot be reached: not cached
         return None
     position = tuple(getattr(src, a, None) for a in ("hdu", "plane", "index", "array", "_series"))
-    alpha = getattr(view, "alpha", None)
-    return (*ident, type(src).__name__, position, alpha, tuple(strips))
+    return (*ident, type(src).__name__, position, getattr(view, "alpha", None))
+
+
+def stats_key(view: Any, strips: list[tuple[int, int]]) -> tuple | None:
+    """The cache key of a frame's statistics over ``strips``: None when not cached."""
+    key = frame_key(view)
+    return None if key is None else (*key, tuple(strips))
 
 
 def cached(key: tuple | None) -> np.ndarray | None:
