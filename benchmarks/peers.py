@@ -11,6 +11,7 @@ no clipping), which are labelled so in the reports. Registered on import of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .frameio import import_readers, is_tiff, load_cube, read_frame, write_image
@@ -55,6 +56,19 @@ def _ccdproc(files: list[str], out: str, mark: Mark, mem_limit: float | None) ->
     mark("write")
 
 
+def _in_memory(files: list[str], out: str, mark: Mark, reduce: Callable[[Any], Any]) -> None:
+    """The in-memory peers: (their library already imported) load every frame into
+    one cube, reduce it along the frames, write the image; phases marked."""
+    import_readers(files)
+    mark("import")
+    cube = load_cube(files)
+    mark("read")
+    image = reduce(cube)
+    mark("stack")
+    write_image(image, out)
+    mark("write")
+
+
 # measured: 10x the float32 stack below mem_limit (float64 data, uncertainty, masks); split
 # into chunks above it, about 14 GB at the default mem_limit
 @register(
@@ -83,15 +97,11 @@ def _run_astropy(files: list[str], out: str, opts: dict[str, Any], mark: Mark) -
     import numpy as np
     from astropy.stats import sigma_clip
 
-    import_readers(files)
-    mark("import")
-    cube = load_cube(files)
-    mark("read")
-    clipped = sigma_clip(cube, axis=0, sigma=3, maxiters=5, cenfunc="median", stdfunc="mad_std")
-    image = clipped.mean(axis=0).filled(np.nan)
-    mark("stack")
-    write_image(image, out)
-    mark("write")
+    def reduce(cube: Any) -> Any:
+        clipped = sigma_clip(cube, axis=0, sigma=3, maxiters=5, cenfunc="median", stdfunc="mad_std")
+        return clipped.mean(axis=0).filled(np.nan)
+
+    _in_memory(files, out, mark, reduce)
 
 
 def bottleneck_clip_mean(cube: Any, sigma: float = 3.0, maxiters: int = 5) -> Any:
@@ -132,14 +142,7 @@ def bottleneck_clip_mean(cube: Any, sigma: float = 3.0, maxiters: int = 5) -> An
 def _run_bottleneck(files: list[str], out: str, opts: dict[str, Any], mark: Mark) -> None:
     import bottleneck  # noqa: F401  (its import time belongs to the import phase)
 
-    import_readers(files)
-    mark("import")
-    cube = load_cube(files)
-    mark("read")
-    image = bottleneck_clip_mean(cube)
-    mark("stack")
-    write_image(image, out)
-    mark("write")
+    _in_memory(files, out, mark, bottleneck_clip_mean)
 
 
 @register(
@@ -152,14 +155,7 @@ def _run_bottleneck(files: list[str], out: str, opts: dict[str, Any], mark: Mark
 def _run_numpy_median(files: list[str], out: str, opts: dict[str, Any], mark: Mark) -> None:
     import numpy as np
 
-    import_readers(files)
-    mark("import")
-    cube = load_cube(files)
-    mark("read")
-    image = np.median(cube, axis=0)
-    mark("stack")
-    write_image(image, out)
-    mark("write")
+    _in_memory(files, out, mark, lambda cube: np.median(cube, axis=0))
 
 
 @register(
@@ -172,11 +168,4 @@ def _run_numpy_median(files: list[str], out: str, opts: dict[str, Any], mark: Ma
 def _run_bottleneck_median(files: list[str], out: str, opts: dict[str, Any], mark: Mark) -> None:
     import bottleneck as bn
 
-    import_readers(files)
-    mark("import")
-    cube = load_cube(files)
-    mark("read")
-    image = bn.nanmedian(cube, axis=0)
-    mark("stack")
-    write_image(image, out)
-    mark("write")
+    _in_memory(files, out, mark, lambda cube: bn.nanmedian(cube, axis=0))
