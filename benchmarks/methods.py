@@ -211,26 +211,22 @@ def get_method(name: str) -> Method:
 
 @register(
     "stackengine",
-    "se.stack(reject='sigma', sigma_lower=3, sigma_upper=3, maxiters=5, center='median', "
-    "spread='mad_std', combine='mean', memory_limit={memory_limit}) + se.write(.fits)",
+    "stackengine stack FRAMES -o OUT.fits --reject sigma --sigma-lower 3 --sigma-upper 3 "
+    "--maxiters 5 --center median --spread mad_std --combine mean "
+    "--memory-limit {memory_limit} --quiet (the command line, run in the child)",
 )
 def _run_stackengine(files: list[str], out: str, opts: dict[str, Any], mark: Mark) -> None:
-    import stackengine as se
+    # The command line as a user runs it (stackengine.cli.run is the console
+    # script's entry point), so the whole-process numbers are the command's.
+    from stackengine import cli
 
     mark("import")
-    frames = se.open_frames(files)
-    res = se.stack(
-        frames,
-        reject="sigma",
-        sigma_lower=3.0,
-        sigma_upper=3.0,
-        maxiters=5,
-        center="median",
-        spread="mad_std",
-        combine="mean",
-        memory_limit=opts["memory_limit"],
-    )
-    se.write(res, out, overwrite=True)
+    argv = ["stack", *files, "-o", out, "--overwrite", "--quiet"]
+    argv += ["--reject", "sigma", "--sigma-lower", "3", "--sigma-upper", "3", "--maxiters", "5"]
+    argv += ["--center", "median", "--spread", "mad_std", "--combine", "mean"]
+    argv += ["--memory-limit", str(opts["memory_limit"])]
+    if cli.run(argv) != 0:
+        raise RuntimeError("stackengine stack failed (its error is on stderr)")
     mark("stack+write")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -456,5 +457,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run(argv: Sequence[str] | None = None) -> int:
+    """The ``stackengine`` command: :func:`main` in a process of its own.
+
+    The process ends when the command does, so the objects alive before the
+    work (the imported libraries) and after it are moved to the cyclic
+    collector's permanent generation (:func:`gc.freeze`): collections during
+    the run skip the libraries, and the interpreter's shutdown does not scan
+    the whole heap once more (0.2–0.5 s). :func:`main` itself leaves ``gc``
+    alone, for callers that go on after it.
+    """
+    gc.freeze()
+    try:
+        return main(argv)
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(run())

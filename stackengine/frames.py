@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
+from ._imports import import_quietly
 from .errors import FrameError, FrameMismatchError, ParameterError
 from .io import remote
 from .io.sources import FrameSource, FrameStack
@@ -36,12 +37,10 @@ DEFAULT_MEMORY = "1GiB"
 
 def _opener_for(path: str, storage_options: dict[str, Any] | None = None):
     """The ``open_*`` function for ``path`` by its suffix (or a zarr store's metadata)."""
-    import importlib
-
     kind = remote.frame_kind(path, storage_options)
     if kind is None:
         return None
-    module = importlib.import_module(f".io.{kind}", __package__)
+    module = import_quietly(f".io.{kind}", __package__)
     return getattr(module, f"open_{kind}")
 
 

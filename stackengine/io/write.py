@@ -15,6 +15,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .._imports import import_quietly
 from ..errors import OutputError, ParameterError
 from .atomic import atomic_output, check_output, remove_path
 from .write_zarr import partial_path, write_zarr
@@ -243,11 +244,7 @@ def write(
         return path
     with atomic_output(path, overwrite) as tmp:
         if fmt == "fits":
-            from .write_fits import write_fits
-
-            write_fits(ds, tmp)
+            import_quietly(".write_fits", __package__).write_fits(ds, tmp)
         else:
-            from .write_tiff import write_tiff
-
-            write_tiff(ds, tmp, comp)
+            import_quietly(".write_tiff", __package__).write_tiff(ds, tmp, comp)
     return path

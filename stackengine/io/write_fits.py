@@ -17,14 +17,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
-from astropy.table import Table
 
+from ..cluster import compute
 from ..errors import ParameterError
 from .atomic import MemmapTarget
 
@@ -151,9 +150,13 @@ def _frame_table(values: dict[str, np.ndarray]) -> fits.BinTableHDU:
             flat = [str(v).encode("ascii", "backslashreplace") for v in arr.ravel()]
             arr = np.array(flat).reshape(arr.shape)
         columns[name] = arr
-    hdu = fits.table_to_hdu(Table(columns))
-    hdu.name = "FRAMES"
-    return hdu
+    n = len(next(iter(columns.values())))
+    # a structured array (one field a column, a sub-array per row for vectors)
+    # is what BinTableHDU takes directly: no astropy.table import on this path
+    rows = np.empty(n, dtype=[(k, v.dtype, v.shape[1:]) for k, v in columns.items()])
+    for name, arr in columns.items():
+        rows[name] = arr
+    return fits.BinTableHDU(data=rows, name="FRAMES")
 
 
 def write_fits(ds: xr.Dataset, tmp: Path) -> None:
@@ -183,7 +186,7 @@ def write_fits(ds: xr.Dataset, tmp: Path) -> None:
     # one graph: the maps and the per-frame values share their upstream tasks
     job = da.store(sources, targets, lock=False, compute=False)
     frame_data = [ds[n].transpose("frame", ...).data for n in frame_names]
-    _, *frame_values = dask.compute(job, *frame_data)
+    _, *frame_values = compute(job, *frame_data)
     if frame_names:
         table = _frame_table(dict(zip(map(str, frame_names), frame_values, strict=True)))
         with fits.open(tmp, mode="append") as hdul:

@@ -21,13 +21,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.core import istask
 
 from .._version import __version__
+from ..cluster import compute
 from ..errors import ParameterError
 from ..progress import progress_phase
 from .atomic import MemmapTarget, remove_path
@@ -97,7 +97,7 @@ def _computed_strips(img: da.Array, batch: int) -> Iterator[np.ndarray]:
     rows = list(zip(bounds[:-1], bounds[1:], strict=True))
     with progress_phase(parts=-(-len(rows) // batch)):
         for i in range(0, len(rows), batch):
-            yield from dask.compute(*(img[a:b] for a, b in rows[i : i + batch]))
+            yield from compute(*(img[a:b] for a, b in rows[i : i + batch]))
 
 
 def _staged_strips(img: da.Array, stage: Path, rows: int) -> Iterator[np.ndarray]:

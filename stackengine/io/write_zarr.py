@@ -29,6 +29,7 @@ import dask
 import dask.array as da
 import xarray as xr
 
+from ..cluster import local_scheduler
 from ..errors import OutputError
 from .atomic import _commit, remove_path
 
@@ -98,7 +99,7 @@ def _compute(tasks: list[Any]) -> None:
     import dask.threaded
     from dask.base import get_scheduler
 
-    if get_scheduler(collections=tasks) is not dask.threaded.get:
+    if local_scheduler() is None and get_scheduler(collections=tasks) is not dask.threaded.get:
         dask.compute(*tasks)
         return
     workers = dask.config.get("num_workers", None) or os.cpu_count() or 1

@@ -34,6 +34,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from ..cluster import compute
 from ..frames import source_of
 from . import measure
 from .apertures import aperture_fluxes
@@ -206,7 +207,7 @@ def measure_pass1(
             tasks[k] = dask.delayed(_measure)(read, shape, strips if need_stats else None)
         elif need_stats:
             tasks[k] = dask.delayed(measure.measure_view)(view, strips)
-    for k, value in zip(tasks, dask.compute(*tasks.values()), strict=True):
+    for k, value in zip(tasks, compute(*tasks.values()), strict=True):
         if isinstance(value, tuple):
             value, phot[k] = value
             if p_keys[k] is not None:

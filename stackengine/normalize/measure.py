@@ -56,6 +56,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ..cluster import compute
 from ..frames import source_of
 from ..io.remote import file_identity
 from .fast import as_float, masked_moments, median_of
@@ -291,7 +292,7 @@ def measure_frames(frames: xr.DataArray, *, sample_rows: int | None = None) -> x
         keys, tasks = [None] * frames.sizes["frame"], _tasks_from_array(frames.data, sample_rows)
     pending = [i for i, t in enumerate(tasks) if not isinstance(t, np.ndarray)]
     results = list(tasks)
-    for i, value in zip(pending, dask.compute(*[tasks[i] for i in pending]), strict=True):
+    for i, value in zip(pending, compute(*[tasks[i] for i in pending]), strict=True):
         results[i] = value
         store(keys[i], value)
     return stats_dataset(frames, results, sample_rows)

@@ -23,6 +23,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from ..cluster import compute
 from ..errors import NormalizationError, ParameterError
 from .framephot import FramePhotometry, measure_photometry
 from .gradient import fit_gradient
@@ -153,7 +154,7 @@ def _gradients(frames, phot, ref, scale, fallback, smoothness):
                 smoothness=smoothness,
                 max_samples=GRADIENT_SAMPLES,
             )
-    models = dict(zip(tasks, dask.compute(*tasks.values()), strict=True))
+    models = dict(zip(tasks, compute(*tasks.values()), strict=True))
     for (i, _), model in models.items():
         if isinstance(model, ParameterError):  # no background bin usable in both frames
             raise NormalizationError(f"{_label(frames, i)}: no gradient model: {model}")
