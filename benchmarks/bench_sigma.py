@@ -135,13 +135,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-one", metavar="METHOD", help=argparse.SUPPRESS)
     p.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--warm-manifest", type=Path, help=argparse.SUPPRESS)
     return p
 
 
 def _child(args: argparse.Namespace) -> int:
     try:
         ccd = None if args.ccdproc_mem_limit is None else parse_bytes(args.ccdproc_mem_limit)
-        rec = run_one(args.run_one, args.manifest, args.out, args.memory_limit, ccd)
+        rec = run_one(
+            args.run_one, args.manifest, args.out, args.memory_limit, ccd, args.warm_manifest
+        )
     except Exception as exc:  # report, don't hide: the parent prints it
         traceback.print_exc()
         print(MARKER + json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))

@@ -151,14 +151,20 @@ def _scaling(report: dict[str, Any]) -> list[str]:
         "run(s) per point, alternating; medians.",
     ]
     grids = [
+        ("ms per frame (steady)", "steady_per_frame_s", 1e3, ".1f"),
         ("ms per frame (after imports)", "work_per_frame_s", 1e3, ".1f"),
         ("ms per frame (whole process)", "wall_per_frame_s", 1e3, ".1f"),
         ("peak RSS GiB", "peak_rss_bytes", 1 / GIB, ".3f"),
         ("Mpix-frames/s", "mpix_frames_per_s", 1.0, ".1f"),
     ]
     for title, key, scale, spec in grids:
+        methods = report["methods"]
+        if key == "steady_per_frame_s":  # measured for the subject only
+            methods = [m for m in methods if m == report.get("subject")]
+            if not any(p.get(key) for m in methods for p in report["points"][m]):
+                continue
         lines += ["", *_head([title, *(f"N={n}" for n in frames)])]
-        for m in report["methods"]:
+        for m in methods:
             cells = []
             for p in report["points"][m]:
                 if p.get("skipped"):

@@ -73,7 +73,7 @@ def _scaling(report: dict[str, Any], folder: Path) -> list[Path]:
     panels = [
         ("scaling_throughput.png", "mpix_frames_per_s", 1.0, "Mpixel-frames / s (whole process)"),
         ("scaling_memory.png", "peak_rss_bytes", 1 / GIB, "peak RSS, GiB"),
-        ("scaling_time_per_frame.png", "work_per_frame_s", 1e3, "ms per frame, after imports"),
+        ("scaling_time_per_frame.png", "work_per_frame_s", 1e3, "ms per frame"),
     ]
     paths = []
     for name, key, scale, label in panels:
@@ -84,6 +84,10 @@ def _scaling(report: dict[str, Any], folder: Path) -> list[Path]:
                 tag = " (median only)" if m in report.get("median_only", ()) else ""
                 xs = [p["n_frames"] for p in pts]
                 ax.plot(xs, [p[key] * scale for p in pts], "o-", label=m + tag)
+            steady = [p for p in report["points"][m] if p.get("steady_per_frame_s")]
+            if key == "work_per_frame_s" and steady:  # the subject's steady time as well
+                ys = [p["steady_per_frame_s"] * scale for p in steady]
+                ax.plot([p["n_frames"] for p in steady], ys, "s--", label=f"{m} (steady)")
         ax.set_xscale("log")
         ax.set_xticks(report["frames"], [str(n) for n in report["frames"]])
         ax.minorticks_off()

@@ -46,6 +46,7 @@ __all__ = [
     "run_one",
     "versions",
     "warm_up",
+    "warmup_workload",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,9 +59,20 @@ def _stderr(msg: str) -> None:
 
 
 def run_one(
-    method: str, manifest: Path, out: str, memory_limit: str, ccdproc_mem_limit: int | None = None
+    method: str,
+    manifest: Path,
+    out: str,
+    memory_limit: str,
+    ccdproc_mem_limit: int | None = None,
+    warm_manifest: Path | None = None,
 ) -> dict[str, Any]:
-    """Run one method in this (child) process; return its measurements."""
+    """Run one method in this (child) process; return its measurements.
+
+    With ``warm_manifest`` the method first runs, untimed, on that (tiny)
+    frame set in the same process: the one-time costs of a process (imports,
+    numba's start-up, the first use of astropy.io.fits) fall into the phase
+    ``warm-up``, and the phases after it time the work alone.
+    """
     warnings.simplefilter("ignore")
     files = [str(f) for f in manifest_files(manifest)]
     phases: dict[str, float] = {}
@@ -72,6 +84,11 @@ def run_one(
         last[0] = now
 
     opts = {"memory_limit": memory_limit, "ccdproc_mem_limit": ccdproc_mem_limit}
+    if warm_manifest is not None:
+        tiny = [str(f) for f in manifest_files(warm_manifest)]
+        get_method(method).run(tiny, str(Path(out).with_suffix(".warm.fits")), opts, lambda _: None)
+        Path(out).with_suffix(".warm.fits").unlink(missing_ok=True)
+        mark("warm-up")
     extra = get_method(method).run(files, out, opts, mark)
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -92,11 +109,18 @@ def run_child(
     out: Path,
     memory_limit: str,
     ccdproc_mem_limit: int | None = None,
+    warm_manifest: Path | None = None,
 ) -> dict[str, Any]:
-    """Run ``method`` in a fresh Python process; return its record with ``wall_s``."""
+    """Run ``method`` in a fresh Python process; return its record with ``wall_s``.
+
+    ``warm_manifest``: first run it untimed on those frames in the same
+    process (see :func:`run_one`).
+    """
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.bench_sigma", "--run-one", method]
     cmd += ["--manifest", str(manifest), "--out", str(out), "--memory-limit", memory_limit]
+    if warm_manifest is not None:
+        cmd += ["--warm-manifest", str(warm_manifest)]
     if ccdproc_mem_limit is not None:
         cmd += ["--ccdproc-mem-limit", str(ccdproc_mem_limit)]
     env = dict(os.environ)
@@ -124,6 +148,8 @@ class Job:
     manifest: Path
     workload: Workload
     label: str = ""
+    #: a tiny frame set to run first, untimed, in the same process (steady-state timing)
+    warm_manifest: Path | None = None
 
 
 def out_name(method: str, label: str = "") -> str:
@@ -162,7 +188,9 @@ def run_jobs(
             log(f"run {rep + 1}/{repeat}: {name} ...")
             busy = busy_cpu_s()
             out = outdir / out_name(job.method, job.label)
-            rec = run_child(job.method, job.manifest, out, memory_limit, ccdproc_mem_limit)
+            rec = run_child(
+                job.method, job.manifest, out, memory_limit, ccdproc_mem_limit, job.warm_manifest
+            )
             if busy is not None and rec.get("cpu_s") is not None:
                 rec["other_cpu_s"] = max(0.0, busy_cpu_s() - busy - rec["cpu_s"])
             rec.update(label=job.label, repeat=rep)
@@ -172,7 +200,7 @@ def run_jobs(
     return runs
 
 
-def _warmup_workload(workload: Workload, method: str) -> Workload:
+def warmup_workload(workload: Workload, method: str) -> Workload:
     """The tiny untimed frame set of a method: 3x64x64; normalizations get enough stars."""
     if method.startswith(NORMALIZE_PREFIX):  # photometric needs >= 8 matched stars
         return replace(workload, n_frames=3, height=256, width=256, stars_per_mpix=1000.0)
@@ -190,7 +218,7 @@ def warm_up(
 ) -> None:
     """Run each method once, untimed, on a tiny frame set (numba/pyc caches, OS file cache)."""
     for m in methods:
-        tiny_wl = _warmup_workload(workload, m)
+        tiny_wl = warmup_workload(workload, m)
         tiny, _ = prepare_workload(tiny_wl, root / "warmup" if tiny_wl.height > 64 else root)
         log(f"warm-up {m}")
         run_child(m, tiny, outdir / f"warmup_{out_name(m)}", memory_limit, ccdproc_mem_limit)

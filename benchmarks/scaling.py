@@ -23,7 +23,7 @@ from typing import Any
 
 from .checks import scaling_checks
 from .methods import parse_bytes
-from .runner import Job, _stderr, method_info, run_jobs, versions, warm_up
+from .runner import Job, _stderr, method_info, run_jobs, versions, warm_up, warmup_workload
 from .stats import summarize_runs
 from .system import available_bytes, warm_page_cache
 from .workload import Workload, manifest_files, prepare_workload, subset_manifest
@@ -84,10 +84,15 @@ def run_scaling(
     log(f"page cache: {cache}")
     if warmup:
         warm_up(methods, full, root, outdir, memory_limit, ccd_limit, log)
+    subject = "stackengine" if "stackengine" in methods else methods[0]
+    tiny, _ = prepare_workload(warmup_workload(base, subject), root, log=log)
     jobs = []
     for n in frames:
         sub = manifest if n == frames[-1] else subset_manifest(manifest, n)
-        jobs += [Job(m, sub, replace(base, n_frames=n), f"n{n}") for m in methods]
+        wl = replace(base, n_frames=n)
+        jobs += [Job(m, sub, wl, f"n{n}") for m in methods]
+        # the subject again, after an untimed tiny stack in the same process
+        jobs.append(Job(subject, sub, wl, f"n{n}-steady", warm_manifest=tiny))
     runs = run_jobs(jobs, outdir, memory_limit, repeat, ccd_limit, log, available)
     points: dict[str, list[dict[str, Any]]] = {}
     for m in methods:
@@ -100,11 +105,16 @@ def run_scaling(
                 point["wall_per_frame_s"] = point["wall_s"] / n
                 if point.get("work_s") is not None:
                     point["work_per_frame_s"] = point["work_s"] / n
+            if m == subject:
+                steady = [r for r in runs if r["label"] == f"n{n}-steady"]
+                summary = summarize_runs(steady, wl.mpix_frames)
+                if summary["ok"] and summary.get("steady_s") is not None:
+                    point["steady_per_frame_s"] = summary["steady_s"] / n
+                    point["steady_mpix_frames_per_s"] = wl.mpix_frames / summary["steady_s"]
             points[m].append(point)
     if not keep:
         for path in outdir.glob("*.fits"):
             path.unlink()
-    subject = "stackengine" if "stackengine" in methods else methods[0]
     info = method_info(methods, memory_limit, ccd_limit)
     return {
         "benchmark": "scaling",
@@ -166,12 +176,24 @@ def format_scaling(report: dict[str, Any]) -> str:
         "alternating; medians shown",
         "",
     ]
+    if any(p.get("steady_per_frame_s") for p in report["points"][report["subject"]]):
+        lines += _grid(
+            {**report, "methods": [report["subject"]]},
+            "ms/frame steady",
+            "steady_per_frame_s",
+            ".1f",
+            1e3,
+        )
+        lines.append("")
     lines += _grid(report, "ms per frame", "work_per_frame_s", ".1f", 1e3)
     lines += ["", *_grid(report, "ms/frame whole", "wall_per_frame_s", ".1f", 1e3)]
     lines += ["", *_grid(report, "peak RSS GiB", "peak_rss_bytes", ".3f", 1 / GIB)]
     lines += ["", *_grid(report, "Mpix-frames/s", "mpix_frames_per_s", ".1f")]
     lines += [
         "",
+        "ms/frame steady = the stack's time / N in a process that stacked a tiny frame set",
+        "first (untimed): without the one-time costs of a process (imports, numba's start-up,",
+        "astropy.io.fits's first use); what each further stack in a pipeline's process costs.",
         "ms per frame = (child wall - its import phase) / N: reading, stacking, writing, without",
         "the interpreter start and imports; ms/frame whole = the whole process's wall / N.",
         "Mpix-frames/s = N x megapixels / whole wall. skipped = would not fit in memory.",

@@ -14,10 +14,18 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["STATS", "median_run", "summarize_runs", "work_seconds"]
+__all__ = ["STATS", "median_run", "steady_seconds", "summarize_runs", "work_seconds"]
 
 #: Run fields summarized as ``KEY`` (median), ``KEY_min`` and ``KEY_max``.
-STATS = ("wall_s", "cpu_s", "peak_rss_bytes", "child_wall_s", "work_s", "other_cpu_s")
+STATS = (
+    "wall_s",
+    "cpu_s",
+    "peak_rss_bytes",
+    "child_wall_s",
+    "work_s",
+    "steady_s",
+    "other_cpu_s",
+)
 #: Fields copied from the median run.
 _COPIED = ("phases_s", "out", "normalization")
 
@@ -29,9 +37,24 @@ def work_seconds(run: dict[str, Any]) -> float | None:
     is reading, stacking and writing. None when the child did not report.
     """
     phases = run.get("phases_s") or {}
-    if run.get("child_wall_s") is None or "import" not in phases:
+    if run.get("child_wall_s") is None or "import" not in phases or "warm-up" in phases:
         return None
     return run["child_wall_s"] - phases["import"]
+
+
+def steady_seconds(run: dict[str, Any]) -> float | None:
+    """The work phase of a child that ran a warm-up first (phase ``warm-up``):
+    everything after it, i.e. ``child_wall_s`` minus the warm-up and import phases.
+
+    The warm-up (the same method on a tiny frame set, in the same process)
+    takes the one-time costs of a process: imports, numba's start-up, the
+    first use of astropy.io.fits. What is left is what each further stack in
+    a long-running process (a pipeline) costs. None without a warm-up.
+    """
+    phases = run.get("phases_s") or {}
+    if run.get("child_wall_s") is None or "warm-up" not in phases:
+        return None
+    return run["child_wall_s"] - phases["warm-up"] - phases.get("import", 0.0)
 
 
 def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -63,6 +86,8 @@ def summarize_runs(runs: Sequence[dict[str, Any]], mpix_frames: float) -> dict[s
     for run in runs:
         if run.get("ok") and "work_s" not in run:
             run["work_s"] = work_seconds(run)
+        if run.get("ok") and "steady_s" not in run:
+            run["steady_s"] = steady_seconds(run)
     good = [r for r in runs if r.get("ok")]
     errors = [r.get("skipped") or r.get("error", "failed") for r in runs if not r.get("ok")]
     if not good:

@@ -257,7 +257,7 @@ def tiled_array(arr: xr.DataArray, memory_limit: str | int) -> da.Array:
     source = source_of(data)
     itemsize = np.dtype(arr.dtype).itemsize
     block = source.block if source is not None else (1, 0)
-    tile = plan_tiles(arr.shape, itemsize, memory_limit, block=block)
+    tile = plan_tiles(arr.shape, itemsize, memory_limit, block=block, streamed=source is not None)
     if source is not None:
         return stack_array(source, tile)
     chunks = (-1, *tile) + (-1,) * (arr.ndim - 3)

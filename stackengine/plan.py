@@ -1,11 +1,19 @@
 """Tile planning: a memory budget becomes a tile shape aligned to the source layout.
 
-A tile task holds, at once, the input block (all frames of the tile, in the
-source dtype) and the per-pixel outputs (five float64 planes plus their cast
-copies). The budget per task is the per-worker ``memory_limit`` divided by the
+The budget per tile task is the per-worker ``memory_limit`` divided by the
 worker's thread count and by a safety factor of 2 (a finished tile's outputs
-may still wait to be written while the next one is read).
+may still wait to be written while the next one is read). What a task holds:
 
+* frames held in memory (a dask or numpy array): the input block (all frames
+  of the tile, in the source dtype) and the per-pixel outputs (five float64
+  planes plus their cast copies);
+* frames read from files (*streamed*): the task reads its tile a strip of rows
+  at a time into one buffer of about :data:`STRIP_BYTES` and reduces each strip
+  at once, so it holds that buffer and the outputs only, whatever the number
+  of frames.
+
+Either way there are at least :data:`MIN_TILES_PER_THREAD` tiles per thread,
+of equal height where the layout allows, so that the threads finish together.
 Tiles are multiples of the source's own storage unit: full-width row strips
 for FITS (rows are contiguous on disk), whole tiles or strips for TIFF, whole
 chunks for zarr.
@@ -21,11 +29,24 @@ from dask.utils import parse_bytes
 
 from .errors import ParameterError
 
-__all__ = ["parse_memory", "plan_tiles", "threads_per_worker", "PER_PIXEL_OUTPUT_BYTES"]
+__all__ = [
+    "MIN_TILES_PER_THREAD",
+    "PER_PIXEL_OUTPUT_BYTES",
+    "STRIP_BYTES",
+    "parse_memory",
+    "plan_tiles",
+    "threads_per_worker",
+]
 
 #: Bytes of output per pixel and channel a tile task holds: 5 float64 planes + casts.
 PER_PIXEL_OUTPUT_BYTES = 5 * 8 + 4 * 4
 SAFETY = 2
+#: bytes of frame data a streamed tile task reads and reduces at a time
+STRIP_BYTES = 8 * 2**20
+#: tiles per thread at least: the last tiles to finish leave a thread idle for less
+MIN_TILES_PER_THREAD = 8
+#: ... unless the tiles would get smaller than this many pixels (small images)
+MIN_TILE_PIXELS = 2**16
 
 
 def parse_memory(memory_limit: int | float | str) -> int:
@@ -72,6 +93,7 @@ def plan_tiles(
     *,
     block: tuple[int, int] = (1, 0),
     n_threads: int | None = None,
+    streamed: bool = False,
 ) -> tuple[int, int]:
     """Choose ``(tile_y, tile_x)`` for a stack of ``shape`` = (frames, y, x[, channel]).
 
@@ -88,6 +110,9 @@ def plan_tiles(
         width means row strips.
     n_threads : int, optional
         Threads per worker (default: the active scheduler's).
+    streamed : bool
+        The frames are read from files inside the tile task, a strip at a
+        time: the tile need not hold all frames (see the module notes).
 
     Returns
     -------
@@ -96,17 +121,32 @@ def plan_tiles(
     """
     n, height, width = shape[0], shape[1], shape[2]
     channels = shape[3] if len(shape) > 3 else 1
-    budget = parse_memory(memory_limit) // ((n_threads or threads_per_worker()) * SAFETY)
-    per_pixel = channels * (n * itemsize + PER_PIXEL_OUTPUT_BYTES)
+    threads = n_threads or threads_per_worker()
+    budget = parse_memory(memory_limit) // (threads * SAFETY)
+    if streamed:
+        budget = max(budget - STRIP_BYTES, budget // 4)
+    per_pixel = channels * ((0 if streamed else n * itemsize) + PER_PIXEL_OUTPUT_BYTES)
     pixels = max(1, budget // per_pixel)
     unit_y = max(1, min(block[0], height))
     unit_x = block[1] if 0 < block[1] < width else width
     if pixels >= width * unit_y:
-        # full-width strips, whole storage rows
+        # full-width strips, whole storage rows, and enough of them to share out
         ty = min(height, _round_down(pixels // width, unit_y))
-        return ty, width
+        return _balanced(height, width, ty, unit_y, threads), width
     tx = min(width, _round_down(pixels // unit_y, unit_x))
     return unit_y, tx
+
+
+def _balanced(height: int, width: int, ty: int, unit: int, threads: int) -> int:
+    """A strip height no taller than ``ty`` (a multiple of ``unit``) that cuts
+    ``height`` into at least MIN_TILES_PER_THREAD strips per thread (none of
+    fewer than MIN_TILE_PIXELS pixels), a multiple of ``threads`` of them
+    where the unit allows, as equal as possible."""
+    wanted = min(MIN_TILES_PER_THREAD * threads, height * width // MIN_TILE_PIXELS)
+    count = max(math.ceil(height / ty), wanted, 1)
+    count = -(-count // threads) * threads
+    even = -(-height // count)  # rows per strip
+    return max(unit, min(ty, -(-even // unit) * unit))
 
 
 def n_tiles(shape: tuple[int, ...], tile: tuple[int, int]) -> int:

@@ -20,11 +20,13 @@ import numpy as np
 
 from .kernels.engine import N_OUT, reduce_block
 from .kernels.normalize import geometry
+from .plan import STRIP_BYTES
 
-__all__ = ["STRIP_BYTES", "read_reduce_tile", "reduce_tile"]
+__all__ = ["MIN_READ_BYTES", "STRIP_BYTES", "read_reduce_tile", "reduce_tile"]
 
-#: bytes of frame data read and reduced at a time inside a tile task
-STRIP_BYTES = 8 * 2**20
+#: bytes read from each file at a time at least (the strip grows past
+#: STRIP_BYTES for hundreds of frames rather than read a few rows per call)
+MIN_READ_BYTES = 32 * 2**10
 
 
 def _reduce(block: np.ndarray, y0: int, x0: int, args: tuple) -> np.ndarray:
@@ -78,7 +80,9 @@ def read_reduce_tile(stack: Any, *args: Any, block_info: dict | None = None) -> 
     n = stack.shape[0]
     ny, nx = y1 - y0, x1 - x0
     row_bytes = n * nx * int(np.prod(rest, dtype=np.int64)) * np.dtype(stack.dtype).itemsize
-    rows = int(max(1, min(ny, STRIP_BYTES // max(row_bytes, 1))))
+    frame_row = max(row_bytes // max(n, 1), 1)  # one row of one frame
+    rows = max(STRIP_BYTES // max(row_bytes, 1), -(-MIN_READ_BYTES // frame_row), 1)
+    rows = int(min(ny, rows))
     out = np.empty((N_OUT, ny, nx, *rest), dtype=np.float64)
     buf = np.empty((n, rows, nx, *rest), dtype=stack.dtype)
     with stack.open_handles() as handles:  # each file opened once per task

@@ -145,6 +145,20 @@ class FitsFrame:
         self._read_rows(raw, y0)
         return self._convert(raw, x0, x1)
 
+    def raw_rows(self) -> tuple[int, np.dtype, bool] | None:
+        """``(offset, stored dtype, flip)`` when the rows are stored raw, else None.
+
+        The image's full-width rows sit contiguously from byte ``offset`` of the
+        file, as ``stored`` values that need at most a byte swap (and, with
+        ``flip``, the sign bit flipped: signed bytes stored with BZERO -128) to
+        become the frame's values. Lets :meth:`FrameStack.read_tile
+        <stackengine.io.sources.FrameStack.read_tile>` read many frames' rows
+        in one batch.
+        """
+        if self.compressed or self._mode not in ("plain", "flip"):
+            return None
+        return self._offset, np.dtype(self._raw), self._mode == "flip"
+
     def read_into(self, ys: slice, xs: slice, out: np.ndarray, fh: Any = None) -> bool:
         """Read rows ``ys`` (all columns) straight into ``out``, without a copy.
 

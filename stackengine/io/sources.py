@@ -35,7 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import FrameMismatchError
-from .rawbytes import open_exact
+from .rawbytes import frame_views, open_exact, raw_layout, read_rows_batch
 
 __all__ = ["FrameSource", "FrameStack", "FrameView", "alpha_mask_channel"]
 
@@ -211,6 +211,22 @@ class FrameStack:
                 return self.read_tile(ys, xs, frames=fs)[..., cs]
         return self.read_tile(ys, xs, frames=fs)
 
+    @property
+    def _layout(self) -> Any:
+        """The frames' common :class:`~.rawbytes.RawLayout` (None: read frame by frame)."""
+        if "_raw_layout" not in self.__dict__:
+            self._raw_layout = None if self.alpha is not None else raw_layout(self.frames)
+        return self._raw_layout
+
+    def _batch_readable(self, xs: slice, out: np.ndarray, shape: tuple[int, ...]) -> bool:
+        return (
+            self._layout is not None
+            and (xs.start, xs.stop) == (0, self.shape[2])
+            and out.shape == shape
+            and out.dtype == self.dtype
+            and out.flags.c_contiguous
+        )
+
     @contextlib.contextmanager
     def open_handles(self) -> Iterator[dict[int, Any]]:
         """Open files for :meth:`read_tile`, kept open for several reads (one task),
@@ -238,6 +254,11 @@ class FrameStack:
         shape = (fs.stop - fs.start, ys.stop - ys.start, xs.stop - xs.start, *self.shape[3:])
         if out is None:
             out = np.empty(shape, dtype=self.dtype)
+        if handles is not None and self._batch_readable(xs, out, shape):
+            layout = self._layout
+            read_rows_batch(layout, self.frames, range(fs.start, fs.stop), ys.start,
+                            out.view(layout.stored), handles)  # fmt: skip
+            return out
         for i, k in enumerate(range(fs.start, fs.stop)):
             source = self.frames[k]
             if self.alpha is None and hasattr(source, "read_into"):
@@ -254,6 +275,13 @@ class _Handles(dict):
     def __init__(self, frames: list[Any], stack: contextlib.ExitStack) -> None:
         super().__init__()
         self.frames, self.stack = frames, stack
+
+    def views(self, raw: np.ndarray) -> list[memoryview]:
+        """Byte views of the frames of ``raw``, kept for the buffer this task reuses."""
+        key = (raw.__array_interface__["data"][0], raw.shape, raw.dtype.str)
+        if getattr(self, "_views_key", None) != key:
+            self._views_key, self._views = key, frame_views(raw)
+        return self._views
 
     def __missing__(self, k: int) -> Any:
         frame = self.frames[k]

@@ -131,6 +131,13 @@ class TiffFrame:
             data = np.moveaxis(data, 0, -1)
         return data.astype(self.dtype, copy=False)
 
+    def raw_rows(self) -> tuple[int, np.dtype, bool] | None:
+        """``(offset, stored dtype, False)`` when the image is stored uncompressed and
+        contiguously (see ``FitsFrame.raw_rows``), else None."""
+        if self._offset < 0:
+            return None
+        return self._offset, np.dtype(self._stored), False
+
     def read_into(self, ys: slice, xs: slice, out: np.ndarray, fh: Any = None) -> bool:
         """Read rows ``ys`` (all columns) straight into ``out`` when the image is
         stored uncompressed and contiguously (strips or full-width tiles, no
