@@ -306,6 +306,48 @@ def test_fits_errors(tmp_path, monkeypatch):
         open_fits(good)
 
 
+@pytest.mark.parametrize("case", sorted(FITS_CASES))
+def test_fits_batch_read_through_handles(tmp_path, case):
+    """Tiles read through open handles go frame by frame in one batch (one positional
+    read per frame, one swap for all) where every frame stores raw rows: the same
+    values as astropy, for every BITPIX case (the scaled ones decline the batch)."""
+    raw, cards, _ = FITS_CASES[case]
+    paths = []
+    for i in range(3):  # different values per frame: a mix-up between frames shows
+        paths.append(write_raw_fits(tmp_path / f"{case}{i}.fits", np.roll(raw, i, 0), **cards))
+    stack = FrameStack([f for p in paths for f in open_fits(p)])
+    refs = np.stack([fits.getdata(p) for p in paths])
+    batch = "scaled" not in case and "blank" not in case  # unsigned: a sign-bit flip
+    assert (stack._layout is not None) is batch
+    out = np.full((3, 6, W), 7, dtype=stack.dtype)
+    with stack.open_handles() as handles:
+        for y0 in (0, 6, 3):  # the same buffer again and again, as a tile task does
+            got = stack.read_tile(slice(y0, y0 + 6), slice(0, W), out=out, handles=handles)
+            assert got is out
+            np.testing.assert_array_equal(out, refs[:, y0 : y0 + 6])
+
+
+def test_batch_read_needs_one_layout_and_names_a_truncated_file(tmp_path):
+    data = rng.standard_normal((3, H, W)).astype("f4")
+    paths = [tmp_path / f"f{i}.fits" for i in range(3)]
+    for p, d in zip(paths, data, strict=True):
+        fits.PrimaryHDU(d).writeto(p)
+    frames = [f for p in paths for f in open_fits(p)]
+    assert FrameStack(frames)._layout.offsets == (2880,) * 3
+    # a float64 file among float32 ones is another stored dtype: frame by frame
+    other = write_raw_fits(tmp_path / "f64.fits", data[0].astype("f8"))
+    mixed = FrameStack([*frames[:2], *open_fits(other)])
+    assert mixed._layout is None
+    # a file cut short after the frames were opened: the error names it
+    paths[1].write_bytes(paths[1].read_bytes()[: 2880 + 4 * W * 5])
+    stack = FrameStack(frames)
+    out = np.empty((3, 6, W), dtype=np.float32)
+    with stack.open_handles() as handles:
+        stack.read_tile(slice(0, 5), slice(0, W), out=out[:, :5].copy(), handles=handles)
+        with pytest.raises(FrameError, match=r"f1.fits: truncated: rows 4:10"):
+            stack.read_tile(slice(4, 10), slice(0, W), out=out, handles=handles)
+
+
 def test_fits_file_truncated_after_open(tmp_path):
     path = tmp_path / "shrinks.fits"
     fits.PrimaryHDU(rng.standard_normal((H, W)).astype("f4")).writeto(path)
