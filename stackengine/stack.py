@@ -19,7 +19,7 @@ from .rejection import REJECTIONS, plan_stages
 from .tiles import read_reduce_tile, reduce_tile
 from .weights import frame_weights
 
-__all__ = ["stack", "REJECTIONS", "COMBINES"]
+__all__ = ["stack", "count_dtype", "REJECTIONS", "COMBINES"]
 
 COMBINES = tuple(COMBINE_CODES)
 
@@ -71,6 +71,13 @@ def _fits_header(arr: xr.DataArray) -> str | None:
         return None
     full_header = getattr(source.frames[0], "full_header", None)
     return full_header().tostring() if full_header is not None else None
+
+
+def count_dtype(n_frames: int) -> np.dtype:
+    """The dtype of the count and rejection maps: int16, which holds any count of up
+    to 32767 frames (half the bytes of int32 to write, as Siril's and PixInsight's
+    16-bit rejection maps), else int32."""
+    return np.dtype(np.int16 if n_frames <= np.iinfo(np.int16).max else np.int32)
 
 
 def stack(
@@ -167,7 +174,8 @@ def stack(
     -------
     xarray.Dataset
         Lazy variables "image" (float32), "count", "rejected_low",
-        "rejected_high" (int32) and "noise" (float32, the standard error of the
+        "rejected_high" (int16; int32 beyond 32767 frames, see
+        :func:`count_dtype`) and "noise" (float32, the standard error of the
         combined value) over (y, x[, channel]); ``attrs`` record every
         parameter, ``n_frames`` and the stackengine version.
 
@@ -245,11 +253,12 @@ def stack(
         packed = da.map_blocks(reduce_tile, data, *args, **out)
     dims = arr.dims[1:]
     coords = {k: v for k, v in arr.coords.items() if "frame" not in v.dims}
+    counts = count_dtype(n)
     variables = {
         "image": (dims, packed[0].astype(np.float32)),
-        "count": (dims, packed[1].astype(np.int32)),
-        "rejected_low": (dims, packed[2].astype(np.int32)),
-        "rejected_high": (dims, packed[3].astype(np.int32)),
+        "count": (dims, packed[1].astype(counts)),
+        "rejected_low": (dims, packed[2].astype(counts)),
+        "rejected_high": (dims, packed[3].astype(counts)),
         "noise": (dims, packed[4].astype(np.float32)),
     }
     if norm is not None:

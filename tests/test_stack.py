@@ -52,7 +52,7 @@ def test_outputs_and_attrs():
     res = se.stack(data, combine="median", maxiters=None)
     assert set(res.data_vars) == {"image", "count", "rejected_low", "rejected_high", "noise"}
     assert res["image"].dims == ("y", "x")
-    assert res["count"].dtype == np.int32
+    assert res["count"].dtype == np.int16  # 10 frames: int16 holds any count
     for key in (
         "reject",
         "sigma_lower",
@@ -221,3 +221,15 @@ def test_read_in_tile_tasks_equals_in_memory_blocks(tmp_path, monkeypatch, strip
         for name in ("image", "count", "rejected_low", "rejected_high", "noise"):
             np.testing.assert_array_equal(from_files[name].values, in_memory[name].values)
         assert int(from_files["count"].min()) >= 1
+
+
+def test_count_maps_are_int16_up_to_32767_frames():
+    from stackengine.stack import count_dtype
+
+    assert count_dtype(2) == np.int16 and count_dtype(32767) == np.int16
+    assert count_dtype(32768) == np.int32  # a count of 32768 would wrap in int16
+    assert np.iinfo(np.int16).max == 32767
+    res = se.stack(noisy_stack(5, (4, 4), seed=3)).compute()
+    for name in ("count", "rejected_low", "rejected_high"):
+        assert res[name].dtype == np.int16
+    assert int(res["count"].max()) <= 5
