@@ -14,11 +14,15 @@ combination only needs the run. This kernel therefore
    pixel;
 2. sorts all columns at once with the comparator network (branch-free across
    the group: it vectorizes);
-3. finds each pixel's window with the same sigma iteration as the general
-   kernel (:func:`stackengine.kernels.sigma.sigma_window`), on a float64 copy
-   of the column;
-4. sums, and sums squared deviations, over the windows of the whole group at
-   once (vectorized across pixels).
+3. runs the first iteration of the leading median/mad_std sigma stages for the
+   whole group at once (:func:`stackengine.kernels.sigma.sigma_first_columns`,
+   row operations across the group): most pixels reject nothing there, which
+   ends their iteration;
+4. finds the window of every other pixel with the same sigma iteration as the
+   general kernel (:func:`stackengine.kernels.sigma.sigma_window`), on a
+   float64 copy of the column, going on from the first iteration where it ran;
+5. sums, and sums squared deviations, over the windows of the whole group at
+   once, and writes the outputs (vectorized across pixels).
 
 The sums run in float64 over the values in sorted order (the general kernel
 sums in frame order), so the two paths can differ in the last bit of a float64
@@ -35,7 +39,13 @@ from numba import njit
 from .combine import COMBINE_MAX, COMBINE_MEAN, COMBINE_MEDIAN, COMBINE_MIN, COMBINE_SUM
 from .normalize import load_group
 from .select import network_sort
-from .sigma import sigma_window
+from .sigma import (
+    CENTER_MEDIAN,
+    SPREAD_MAD_STD,
+    clip_window,
+    sigma_first_columns,
+    sigma_window,
+)
 
 __all__ = ["PAD", "group_buffer", "load_plain", "median_run", "reduce_block_window"]
 
@@ -44,6 +54,12 @@ __all__ = ["PAD", "group_buffer", "load_plain", "median_run", "reduce_block_wind
 PAD = 16
 #: the group's buffer should stay well inside the L2 cache
 GROUP_BYTES = 256 * 1024
+#: up to this many frames (odd / even counts), the first iteration of median/mad_std
+#: sigma stages runs across the group (:func:`.sigma.sigma_first_columns`): it costs
+#: O(n) per pixel (twice that for even n), the per-pixel path O(log n) plus a
+#: copy and mispredicted branches; measured crossovers are ~400 and ~330 frames
+VECTOR_MAX_ODD = 401
+VECTOR_MAX_EVEN = 300
 
 
 def group_buffer(n: int, dtype: np.dtype | type) -> np.ndarray:
@@ -66,14 +82,12 @@ def load_plain(block, g0, gw, buf, cnt):
         cnt[g] = 0
     for k in range(n):
         row = buf[k]
-        src = block[k]
+        src = block[k, g0 : g0 + gw]
         for g in range(gw):
-            x = src[g0 + g]
+            x = src[g]
             fin = x - x == 0
             cnt[g] += np.int32(fin)
-            row[g] = x
-            if not fin:
-                row[g] = np.inf
+            row[g] = x if fin else np.inf
 
 
 @njit(nogil=True, cache=True)
@@ -139,6 +153,38 @@ def _pick(buf, gw, lo, hi, cnt, combine, fallback, pick):
 
 
 @njit(nogil=True, cache=True)
+def _write_out(out, g0, gw, lo, hi, cnt, combine, pick, total, center, spread):
+    """The five outputs of pixels ``g0 .. g0+gw`` from their windows and sums
+    (branch-free across the group: it vectorizes)."""
+    value = out[0, g0 : g0 + gw]
+    count = out[1, g0 : g0 + gw]
+    low = out[2, g0 : g0 + gw]
+    high = out[3, g0 : g0 + gw]
+    noise = out[4, g0 : g0 + gw]
+    for g in range(gw):
+        count[g] = hi[g] - lo[g]
+        low[g] = lo[g]
+        high[g] = cnt[g] - hi[g]
+    # the combine's value and noise as selects (the same operations as a branch each)
+    mean = combine == COMBINE_MEAN
+    median = combine == COMBINE_MEDIAN
+    add = combine == COMBINE_SUM
+    scaled = mean or median
+    factor = _SQRT_HALF_PI if median else 1.0
+    for g in range(gw):
+        m = hi[g] - lo[g]
+        kept = m > 0
+        root = math.sqrt(max(m, 1))
+        std = math.sqrt(spread[g] / max(m, 1))
+        e = (factor * std) / root if scaled else std
+        e = std * root if add else e
+        v = center[g] if mean else pick[g]
+        v = total[g] if add else v
+        value[g] = v if kept else pick[g]
+        noise[g] = e if kept else math.nan
+
+
+@njit(nogil=True, cache=True)
 def reduce_block_window(
     block,
     pairs,
@@ -151,6 +197,7 @@ def reduce_block_window(
     offset,
     grad,
     geom,
+    vector_max=-1,
 ):
     """Sigma-clip (every stage is sigma or winsorized) and combine, unweighted.
 
@@ -158,7 +205,9 @@ def reduce_block_window(
     (``stage_params`` of the sigma stages only), plus ``plain`` (no
     normalization: values are copied as they are) and ``buf``, a (frames x
     width + PAD) scratch buffer from :func:`group_buffer`, whose dtype the
-    values are sorted in.
+    values are sorted in. ``vector_max``: the largest frame count for which the
+    first iteration runs across the group (0: never; -1: :data:`VECTOR_MAX_ODD` /
+    :data:`VECTOR_MAX_EVEN`); the results are the same bits either way.
 
     Returns
     -------
@@ -178,6 +227,11 @@ def reduce_block_window(
     spread = np.empty(group, dtype=np.float64)
     center = np.empty(group, dtype=np.float64)
     pick = np.empty(group, dtype=np.float64)
+    start = np.zeros(group, dtype=np.int32)
+    work = np.empty((4, group), dtype=np.float64)
+    if vector_max < 0:
+        vector_max = VECTOR_MAX_ODD if n % 2 == 1 else VECTOR_MAX_EVEN
+    vector = n <= vector_max
     for g0 in range(0, npix, group):
         gw = min(group, npix - g0)
         if plain:
@@ -186,13 +240,32 @@ def reduce_block_window(
             load_group(block, g0, gw, raw, buf, scale, offset, grad, geom)
             _count_finite(buf, gw, cnt)
         network_sort(buf, gw, pairs)
+        tried = 0
+        if vector:
+            tried = sigma_first_columns(buf, gw, cnt, stage_params, start, work)
         for g in range(gw):
+            s0 = start[g]
             m = cnt[g]
+            if s0 == n_stages:
+                # every stage kept everything
+                lo[g] = 0
+                hi[g] = m
+                continue
             for k in range(m):
                 srt[k] = buf[k, g]
             a = 0
             b = m
-            for s in range(n_stages):
+            if s0 < tried and m == n:
+                # the first iteration of stage s0 rejected something: go on from there
+                a, b = clip_window(srt, 0, m, work[2, g], work[3, g])
+                prm = stage_params[s0]
+                maxiters = np.int64(prm[2])
+                a, b = sigma_window(
+                    srt, a, b, prm[0], prm[1], maxiters - 1 if maxiters > 0 else maxiters,
+                    CENTER_MEDIAN, SPREAD_MAD_STD,
+                )  # fmt: skip
+                s0 += 1
+            for s in range(s0, n_stages):
                 prm = stage_params[s]
                 a, b = sigma_window(
                     srt, a, b, prm[0], prm[1], np.int64(prm[2]), np.int64(prm[3]),
@@ -200,28 +273,10 @@ def reduce_block_window(
                 )  # fmt: skip
             lo[g] = a
             hi[g] = b
-        _pick(buf, gw, lo, hi, cnt, combine, fallback, pick)
+        if fallback or combine in (COMBINE_MEDIAN, COMBINE_MIN, COMBINE_MAX):
+            _pick(buf, gw, lo, hi, cnt, combine, fallback, pick)
+        else:
+            pick[:gw] = math.nan
         _window_sums(buf, gw, lo, hi, total, center, spread)
-        for g in range(gw):
-            p = g0 + g
-            count = hi[g] - lo[g]
-            value = pick[g]
-            noise = math.nan
-            if count > 0:
-                std = math.sqrt(spread[g] / count)
-                if combine == COMBINE_MEAN:
-                    value = center[g]
-                    noise = std / math.sqrt(count)
-                elif combine == COMBINE_MEDIAN:
-                    noise = _SQRT_HALF_PI * std / math.sqrt(count)
-                elif combine == COMBINE_SUM:
-                    value = total[g]
-                    noise = std * math.sqrt(count)
-                else:
-                    noise = std
-            out[0, p] = value
-            out[1, p] = count
-            out[2, p] = lo[g]
-            out[3, p] = cnt[g] - hi[g]
-            out[4, p] = noise
+        _write_out(out, g0, gw, lo, hi, cnt, combine, pick, total, center, spread)
     return out
