@@ -16,7 +16,7 @@ from .kernels.engine import N_OUT
 from .normalize.plan import Normalization, check_mode, plan_normalization
 from .plan import parse_memory
 from .rejection import REJECTIONS, plan_stages
-from .tiles import read_reduce_tile, reduce_tile
+from .tiles import packed_dtype, read_reduce_tile, reduce_tile
 from .weights import frame_weights
 
 __all__ = ["stack", "count_dtype", "REJECTIONS", "COMBINES"]
@@ -242,8 +242,8 @@ def stack(
     )
     out = dict(
         chunks=((N_OUT,),) + data.chunks[1:],
-        dtype=np.float64,
-        meta=np.empty((0,) * data.ndim, dtype=np.float64),
+        dtype=packed_dtype(n),
+        meta=np.empty((0,) * data.ndim, dtype=packed_dtype(n)),
         name="stack-" + data.name,
     )
     source = source_of(data)

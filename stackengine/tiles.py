@@ -22,15 +22,16 @@ from .kernels.engine import N_OUT, reduce_block
 from .kernels.normalize import geometry
 from .plan import STRIP_BYTES
 
-__all__ = ["MIN_READ_BYTES", "STRIP_BYTES", "read_reduce_tile", "reduce_tile"]
+__all__ = ["MIN_READ_BYTES", "STRIP_BYTES", "packed_dtype", "read_reduce_tile", "reduce_tile"]
 
 #: bytes read from each file at a time at least (the strip grows past
 #: STRIP_BYTES for hundreds of frames rather than read a few rows per call)
 MIN_READ_BYTES = 32 * 2**10
 
 
-def _reduce(block: np.ndarray, y0: int, x0: int, args: tuple) -> np.ndarray:
-    """Reduce the in-memory ``block`` (frames, rows, cols[, channels]) at (y0, x0)."""
+def _reduce(block: np.ndarray, y0: int, x0: int, args: tuple, out: np.ndarray) -> None:
+    """Reduce the in-memory ``block`` (frames, rows, cols[, channels]) at (y0, x0) into
+    ``out`` (N_OUT, rows, cols[, channels]) of :func:`packed_dtype`."""
     stages, stage_params, tables, combine, weights, use_weights, fallback, norm = args
     n = block.shape[0]
     flat = np.ascontiguousarray(block).reshape(n, -1)
@@ -38,7 +39,8 @@ def _reduce(block: np.ndarray, y0: int, x0: int, args: tuple) -> np.ndarray:
     if norm is not None:
         scale, offset, grad = norm.scale, norm.offset, norm.grad
         geom = geometry(block.shape, y0, x0, norm.step)
-    out = reduce_block(
+    flat_out = out.reshape(N_OUT, -1)  # a view when each plane's rows are contiguous
+    reduce_block(
         flat,
         stages,
         stage_params,
@@ -51,8 +53,10 @@ def _reduce(block: np.ndarray, y0: int, x0: int, args: tuple) -> np.ndarray:
         offset=offset,
         grad=grad,
         geom=geom,
+        out=flat_out,
     )
-    return out.reshape((N_OUT,) + block.shape[1:])
+    if not np.shares_memory(flat_out, out):  # the reshape had to copy: put them in place
+        out[...] = flat_out.reshape(out.shape)
 
 
 def _origin(block_info: dict | None, key: Any) -> tuple[int, int]:
@@ -62,10 +66,19 @@ def _origin(block_info: dict | None, key: Any) -> tuple[int, int]:
     return location[1][0], location[2][0]
 
 
+def packed_dtype(n_frames: int) -> np.dtype:
+    """The dtype of a tile's packed outputs: float32, which holds the float32 image
+    and noise as they are and any count up to 2**24 exactly (so the kernel
+    writes 20 bytes per pixel, not 40), else float64."""
+    return np.dtype(np.float32 if n_frames <= 2**24 else np.float64)
+
+
 def reduce_tile(block: np.ndarray, *args: Any, block_info: dict | None = None) -> np.ndarray:
     """``map_blocks`` function: reduce one (frames, y, x[, channel]) block."""
     y0, x0 = _origin(block_info, 0)
-    return _reduce(block, y0, x0, args)
+    out = np.empty((N_OUT, *block.shape[1:]), dtype=packed_dtype(block.shape[0]))
+    _reduce(block, y0, x0, args, out)
+    return out
 
 
 def read_reduce_tile(stack: Any, *args: Any, block_info: dict | None = None) -> np.ndarray:
@@ -83,7 +96,7 @@ def read_reduce_tile(stack: Any, *args: Any, block_info: dict | None = None) -> 
     frame_row = max(row_bytes // max(n, 1), 1)  # one row of one frame
     rows = max(STRIP_BYTES // max(row_bytes, 1), -(-MIN_READ_BYTES // frame_row), 1)
     rows = int(min(ny, rows))
-    out = np.empty((N_OUT, ny, nx, *rest), dtype=np.float64)
+    out = np.empty((N_OUT, ny, nx, *rest), dtype=packed_dtype(n))
     buf = np.empty((n, rows, nx, *rest), dtype=stack.dtype)
     with stack.open_handles() as handles:  # each file opened once per task
         for r0 in range(0, ny, rows):
@@ -91,5 +104,5 @@ def read_reduce_tile(stack: Any, *args: Any, block_info: dict | None = None) -> 
             if r1 - r0 < rows:  # the last, shorter strip: a buffer of its own (contiguous)
                 buf = np.empty((n, r1 - r0, nx, *rest), dtype=stack.dtype)
             stack.read_tile(slice(y0 + r0, y0 + r1), slice(x0, x1), out=buf, handles=handles)
-            out[:, r0:r1] = _reduce(buf, y0 + r0, x0, args)
+            _reduce(buf, y0 + r0, x0, args, out[:, r0:r1])
     return out

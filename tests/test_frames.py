@@ -80,7 +80,7 @@ def test_stack_graph_has_no_rechunk_and_one_task_per_tile(tmp_path):
     keys = [str(k[0]) for k in graph if isinstance(k, tuple)]
     assert sum(k.startswith("open_frames") for k in keys) == 0
     assert sum(k.startswith("stack-open_frames") for k in keys) == tiles
-    assert len(graph) == 3 * tiles  # + the image's getitem and astype
+    assert len(graph) == 2 * tiles  # + the image's getitem (packed as float32: no cast)
 
 
 def test_fits_cube_is_frames_along_first_axis(tmp_path):

@@ -64,9 +64,10 @@ def run_window(block, stages, *, combine="mean", fallback=False, vector_max=-1, 
     geom = geometry((n, 1, npix), 0, 0)
     buf = group_buffer(n, np.float32 if exact else np.float64)
     params = np.array(stages, dtype=np.float64).reshape(-1, N_STAGE_PARAMS)
+    out = np.empty((5, npix), dtype=np.float64)
     return reduce_block_window(
         np.ascontiguousarray(block), network(n), params, COMBINE_CODES[combine], fallback,
-        plain, buf, scale, offset, grad, geom, vector_max,
+        plain, buf, scale, offset, grad, geom, out, vector_max,
     )  # fmt: skip
 
 

@@ -112,13 +112,19 @@ def reduce_block(
     offset=None,
     grad=None,
     geom=None,
+    out=None,
 ):
     """Reject and combine each pixel of ``block`` (see :func:`reduce_block_sorted`).
 
     Without ``scale``/``offset``/``grad``/``geom`` the values are used as they
     are; ``geom`` comes from :func:`stackengine.kernels.normalize.geometry`.
+    ``out``: the (N_OUT, n_pixels) array to fill, float32 or float64 (rows may
+    be strided, e.g. a strip of a tile's output); default a new float64 one.
+    Every value is computed in float64 and rounded once when stored.
     """
     n = block.shape[0]
+    if out is None:
+        out = np.empty((N_OUT, block.shape[1]), dtype=np.float64)
     plain = scale is None and offset is None and grad is None
     if scale is None:
         scale = np.ones((n, 1), dtype=np.float64)
@@ -136,7 +142,7 @@ def reduce_block(
         buf = group_buffer(n, np.float32 if exact else np.float64)
         return reduce_block_window(
             block, network(n), stage_params, combine, fallback, plain, buf,
-            scale, offset, grad, geom,
+            scale, offset, grad, geom, out,
         )  # fmt: skip
     if tables is None:
         tables = np.zeros((len(stages), n + 1), dtype=np.float64)
@@ -155,6 +161,7 @@ def reduce_block(
         offset,
         grad,
         geom,
+        out,
     )
 
 
@@ -174,8 +181,9 @@ def reduce_block_sorted(
     offset,
     grad,
     geom,
+    out,
 ):
-    """Reject and combine each pixel of ``block``.
+    """Reject and combine each pixel of ``block`` into ``out``.
 
     Parameters
     ----------
@@ -203,13 +211,17 @@ def reduce_block_sorted(
         Per-frame normalization applied as values are loaded (see
         :mod:`stackengine.kernels.normalize`).
 
+    out : float32 or float64 ndarray, shape (N_OUT, n_pixels)
+        Filled and returned: the value, kept count, low and high rejection
+        counts and noise of each pixel.
+
     Returns
     -------
-    ndarray, shape (N_OUT, n_pixels), float64
+    ndarray
+        ``out``.
     """
     n = block.shape[0]
     npix = block.shape[1]
-    out = np.empty((N_OUT, npix), dtype=np.float64)
     vals = np.empty(n, dtype=np.float64)
     srt = np.empty(n, dtype=np.float64)
     flags = np.empty(n, dtype=np.int8)

@@ -197,6 +197,7 @@ def reduce_block_window(
     offset,
     grad,
     geom,
+    out,
     vector_max=-1,
 ):
     """Sigma-clip (every stage is sigma or winsorized) and combine, unweighted.
@@ -205,19 +206,20 @@ def reduce_block_window(
     (``stage_params`` of the sigma stages only), plus ``plain`` (no
     normalization: values are copied as they are) and ``buf``, a (frames x
     width + PAD) scratch buffer from :func:`group_buffer`, whose dtype the
-    values are sorted in. ``vector_max``: the largest frame count for which the
+    values are sorted in, and ``out``, the (N_OUT, n_pixels) array to fill
+    (float32 or float64, rows of any stride). ``vector_max``: the largest frame count for which the
     first iteration runs across the group (0: never; -1: :data:`VECTOR_MAX_ODD` /
     :data:`VECTOR_MAX_EVEN`); the results are the same bits either way.
 
     Returns
     -------
-    ndarray, shape (N_OUT, n_pixels), float64
+    ndarray
+        ``out``.
     """
     n = block.shape[0]
     npix = block.shape[1]
     n_stages = stage_params.shape[0]
     group = buf.shape[1] - PAD
-    out = np.empty((5, npix), dtype=np.float64)
     raw = np.empty((n, group), dtype=np.float64)
     srt = np.empty(n, dtype=np.float64)
     cnt = np.empty(group, dtype=np.int32)
