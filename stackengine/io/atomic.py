@@ -1,8 +1,8 @@
 """Atomic output: checks, a temporary name beside the target, rename on success.
 
-Also :class:`MemmapTarget`, a picklable ``da.store`` target that writes blocks
-into a region of an existing file through ``np.memmap`` (used by the FITS
-writer and by the TIFF writer's staging file).
+Also :class:`FileTarget`, a picklable ``da.store`` target that writes blocks
+into a region of an existing file (used by the FITS writer and by the TIFF
+writer's staging file).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import OutputError
 
-__all__ = ["check_output", "atomic_output", "remove_path", "MemmapTarget"]
+__all__ = ["check_output", "atomic_output", "remove_path", "FileTarget"]
 
 
 def _exists(path: Path) -> bool:
@@ -92,14 +92,17 @@ def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
         raise
 
 
-class MemmapTarget:
+class FileTarget:
     """A ``da.store`` target: a C-ordered array at ``offset`` bytes of ``path``.
 
-    Each assignment maps the file with ``np.memmap``, writes and unmaps it (the
-    pages stay in the OS cache, written back by the kernel), so memory stays
-    bounded and the object pickles as a few plain values and works on
-    dask.distributed workers that share the file system. Assignment converts
-    the block to ``dtype`` (e.g. big-endian for FITS).
+    Each assignment converts the block to ``dtype`` (e.g. big-endian for
+    FITS) and writes it with positional writes (``os.pwrite``), one per run of
+    the block that is contiguous in the file: one for a full-width strip, one
+    per row otherwise. Nothing stays open or mapped between assignments, so
+    memory stays bounded, the object pickles as a few plain values and it
+    works on dask.distributed workers that share the file system. (Writing
+    through ``np.memmap`` instead costs a page fault per 4 KiB page of the
+    file: 2.5x slower here.) Reading (``target[key]``) maps the file.
     """
 
     def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: Any) -> None:
@@ -112,12 +115,40 @@ class MemmapTarget:
     def _open(self, mode: str) -> np.memmap:
         return np.memmap(self.path, self.dtype, mode, self.offset, self.shape, order="C")
 
+    def _bounds(self, key: Any) -> list[tuple[int, int]]:
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        bounds = []
+        for k, n in zip(key, self.shape, strict=True):
+            if isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                if step != 1:
+                    raise ValueError(f"FileTarget: strided assignment {k}")
+                bounds.append((start, max(start, stop)))
+            else:
+                i = int(k) + (n if int(k) < 0 else 0)
+                bounds.append((i, i + 1))
+        return bounds
+
     def __setitem__(self, key: Any, value: Any) -> None:
-        mm = self._open("r+")
-        try:
-            mm[key] = value
-        finally:
-            del mm
+        bounds = self._bounds(key)
+        region = tuple(b - a for a, b in bounds)
+        data = np.ascontiguousarray(np.asarray(value).astype(self.dtype, copy=False))
+        data = data.reshape(region)
+        # axes after `axis` are whole: each data[outer] is one run in the file
+        axis = self.ndim - 1
+        while axis > 0 and region[axis] == self.shape[axis]:
+            axis -= 1
+        strides = np.cumprod((1, *self.shape[:0:-1]))[::-1] * self.dtype.itemsize
+        with open(self.path, "r+b", buffering=0) as f:
+            for outer in np.ndindex(*region[:axis]):
+                first = [a + o for (a, _), o in zip(bounds[:axis], outer, strict=True)]
+                first.append(bounds[axis][0])
+                pos = self.offset + int(np.dot(first, strides[: axis + 1]))
+                view = memoryview(data[outer]).cast("B")
+                done = 0
+                while done < len(view):
+                    done += os.pwrite(f.fileno(), view[done:], pos + done)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         mm = self._open("r")

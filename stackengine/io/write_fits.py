@@ -3,9 +3,9 @@
 The file is laid out up front (astropy's "creating a very large FITS file from
 scratch" recipe): each HDU's header, then its data area allocated by seeking
 and padded to 2880 bytes. Every image-like variable is stored into its area
-through a big-endian ``np.memmap`` view in a single ``da.store``, computed
-together with the per-frame values, which are then appended as the FRAMES
-binary table. Memory stays bounded by the dask chunks.
+(big-endian, by positional writes: :class:`~.atomic.FileTarget`) in a single
+``da.store``, computed together with the per-frame values, which are then
+appended as the FRAMES binary table. Memory stays bounded by the dask chunks.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from astropy.io.fits.verify import VerifyWarning
 
 from ..cluster import compute
 from ..errors import ParameterError
-from .atomic import MemmapTarget
+from .atomic import FileTarget
 
 __all__ = ["write_fits", "fits_layout"]
 
@@ -178,7 +178,7 @@ def write_fits(ds: xr.Dataset, tmp: Path) -> None:
             f.write(header.tostring().encode("ascii"))
             offset = f.tell()
             size = math.prod(source.shape) * stored.itemsize
-            targets.append(MemmapTarget(tmp, offset, source.shape, stored))
+            targets.append(FileTarget(tmp, offset, source.shape, stored))
             f.seek(offset + -(-size // BLOCK) * BLOCK)
         f.truncate(f.tell())  # allocates the last data area (sparse where possible)
 

@@ -30,7 +30,7 @@ from .._version import __version__
 from ..cluster import compute
 from ..errors import ParameterError
 from ..progress import progress_phase
-from .atomic import MemmapTarget, remove_path
+from .atomic import FileTarget, remove_path
 
 __all__ = ["write_tiff", "check_tiff_compression", "TILE", "BIGTIFF_BYTES"]
 
@@ -104,7 +104,7 @@ def _staged_strips(img: da.Array, stage: Path, rows: int) -> Iterator[np.ndarray
     """Store ``img`` into the raw file ``stage`` in one pass, then read it by rows."""
     with open(stage, "wb") as f:
         f.truncate(img.nbytes)
-    da.store(img, MemmapTarget(stage, 0, img.shape, img.dtype), lock=False)
+    da.store(img, FileTarget(stage, 0, img.shape, img.dtype), lock=False)
     mm = np.memmap(stage, img.dtype, "r", shape=img.shape)
     for y in range(0, img.shape[0], rows):
         yield mm[y : y + rows]
