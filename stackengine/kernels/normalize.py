@@ -57,8 +57,10 @@ def load_group(block, g0, gw, raw, buf, scale, offset, grad, geom):
         for k in range(n):
             a = scale[k, 0]
             b = offset[k, 0]
+            src = block[k, g0 : g0 + gw]  # row slices: the loop vectorizes
+            dst = raw[k]
             for g in range(gw):
-                raw[k, g] = np.float64(block[k, g0 + g]) * a + b
+                dst[g] = np.float64(src[g]) * a + b
     else:
         for k in range(n):
             for g in range(gw):
@@ -77,9 +79,11 @@ def load_group(block, g0, gw, raw, buf, scale, offset, grad, geom):
             for k in range(n):
                 raw[k, g] -= _gradient_at(grad[k, c], i0, i1, j0, j1, wy, wx)
     for k in range(n):
+        src = raw[k]
+        dst = buf[k]
         for g in range(gw):
-            v = raw[k, g]
-            buf[k, g] = v if v - v == 0.0 else math.inf
+            v = src[g]
+            dst[g] = v if v - v == 0.0 else math.inf
 
 
 @njit(nogil=True, cache=True)
