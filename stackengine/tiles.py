@@ -27,6 +27,7 @@ __all__ = [
     "MIN_READ_BYTES",
     "STRIP_BYTES",
     "packed_dtype",
+    "packed_output",
     "read_reduce_tile",
     "reduce_tile",
     "strip_buffer",
@@ -81,10 +82,22 @@ def packed_dtype(n_frames: int) -> np.dtype:
     return np.dtype(np.float32 if n_frames <= 2**24 else np.float64)
 
 
+def packed_output(shape: tuple[int, ...], n_frames: int) -> np.ndarray:
+    """A new (N_OUT, y, x[, channel]) output array of :func:`packed_dtype`.
+
+    Each plane is followed by one unused value, so that no strip of it is ever
+    contiguous across planes: the kernels always see the same memory layout
+    and numba compiles them once, not once for a tile of a single strip and
+    again for tiles of several strips."""
+    plane = int(np.prod(shape[1:], dtype=np.int64))
+    mem = np.empty((N_OUT, plane + 1), dtype=packed_dtype(n_frames))
+    return mem[:, :plane].reshape((N_OUT, *shape[1:]))
+
+
 def reduce_tile(block: np.ndarray, *args: Any, block_info: dict | None = None) -> np.ndarray:
     """``map_blocks`` function: reduce one (frames, y, x[, channel]) block."""
     y0, x0 = _origin(block_info, 0)
-    out = np.empty((N_OUT, *block.shape[1:]), dtype=packed_dtype(block.shape[0]))
+    out = packed_output((N_OUT, *block.shape[1:]), block.shape[0])
     _reduce(block, y0, x0, args, out)
     return out
 
@@ -104,7 +117,7 @@ def read_reduce_tile(stack: Any, *args: Any, block_info: dict | None = None) -> 
     frame_row = max(row_bytes // max(n, 1), 1)  # one row of one frame
     rows = max(STRIP_BYTES // max(row_bytes, 1), -(-MIN_READ_BYTES // frame_row), 1)
     rows = int(min(ny, rows))
-    out = np.empty((N_OUT, ny, nx, *rest), dtype=packed_dtype(n))
+    out = packed_output((N_OUT, ny, nx, *rest), n)
     with stack.open_handles() as handles:  # each file opened once per task
         for r0 in range(0, ny, rows):
             r1 = min(ny, r0 + rows)
