@@ -23,24 +23,28 @@ MIN_KEPT = 5
 def _fit(srt, dec, total, m):
     """Least-squares ``a, b`` of ``y ~ a + b j`` over the kept values (``dec == KEPT``)
     of ``srt[0:total]``, ``j`` = the rank among the ``m`` kept ones; and the mean
-    |residual|."""
+    |residual|.
+
+    One pass for the sums: the ranks are 0 .. m-1, so their mean and spread
+    are known (``sum (j - jbar)^2 = m (m^2 - 1) / 12``) and ``sxy = sum j y -
+    jbar sum y``, with ``y`` taken from a pivot of the run (a constant shift,
+    which leaves the slope alone and keeps the sums small). A second pass
+    sums the absolute residuals.
+    """
     r_mean = (m - 1) / 2.0
-    y_mean = 0.0
-    for r in range(total):
-        if dec[r] == KEPT:
-            y_mean += srt[r]
-    y_mean /= m
-    sxy = 0.0
-    sxx = 0.0
+    pivot = srt[total // 2]
+    sy = 0.0
+    sjy = 0.0
     j = 0
     for r in range(total):
         if dec[r] == KEPT:
-            dr = j - r_mean
-            sxy += dr * (srt[r] - y_mean)
-            sxx += dr * dr
+            y = srt[r] - pivot
+            sy += y
+            sjy += j * y
             j += 1
-    b = sxy / sxx
-    a = y_mean - b * r_mean
+    sxx = m * (m * m - 1.0) / 12.0
+    b = (sjy - r_mean * sy) / sxx
+    a = pivot + sy / m - b * r_mean
     dev = 0.0
     j = 0
     for r in range(total):
