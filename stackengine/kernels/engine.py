@@ -64,8 +64,9 @@ STAGE_CODES = {
 
 
 @njit(nogil=True, cache=True)
-def _run_stage(code, prm, table, vals, flags, n, srt, dec, m, presorted):
-    """Run one stage; ``prm`` holds its parameters, ``table`` its lookup table."""
+def _run_stage(code, prm, table, vals, flags, n, srt, dec, m, presorted, work):
+    """Run one stage; ``prm`` holds its parameters, ``table`` its lookup table,
+    ``work`` is (3, n) float64 scratch space."""
     if code == STAGE_SIGMA:
         sigma_stage(
             vals,
@@ -81,7 +82,9 @@ def _run_stage(code, prm, table, vals, flags, n, srt, dec, m, presorted):
             np.int64(prm[4]),
         )
     elif code == STAGE_LINEAR_FIT:
-        linear_fit_stage(vals, flags, n, srt, dec, m, presorted, prm[0], prm[1], np.int64(prm[2]))
+        linear_fit_stage(
+            vals, flags, n, srt, dec, m, presorted, prm[0], prm[1], np.int64(prm[2]), work
+        )
     elif code == STAGE_PERCENTILE:
         percentile_stage(vals, flags, n, srt, m, presorted, prm[0], prm[1])
     elif code == STAGE_MINMAX:
@@ -226,6 +229,7 @@ def reduce_block_sorted(
     srt = np.empty(n, dtype=np.float64)
     flags = np.empty(n, dtype=np.int8)
     dec = np.empty(n, dtype=np.int8)
+    work = np.empty((3, n), dtype=np.float64)
     group = buf.shape[1] - PAD
     raw = np.empty_like(buf)
     for g0 in range(0, npix, group):
@@ -250,6 +254,7 @@ def reduce_block_sorted(
                     dec,
                     m,
                     presorted,
+                    work,
                 )
                 presorted = False
             value, count, noise = combine_pixel(vals, flags, n, srt, combine, weights, use_weights)

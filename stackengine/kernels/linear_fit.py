@@ -20,73 +20,77 @@ MIN_KEPT = 5
 
 
 @njit(nogil=True, cache=True)
-def _fit(srt, dec, total, m):
-    """Least-squares ``a, b`` of ``y ~ a + b j`` over the kept values (``dec == KEPT``)
-    of ``srt[0:total]``, ``j`` = the rank among the ``m`` kept ones; and the mean
-    |residual|.
+def _fit(kv, ramp, m):
+    """Least-squares ``a, b`` of ``y ~ a + b j`` over the kept values ``kv[0:m]``
+    (sorted, ``j`` their rank 0 .. m-1), and the mean |residual|.
 
     One pass for the sums: the ranks are 0 .. m-1, so their mean and spread
     are known (``sum (j - jbar)^2 = m (m^2 - 1) / 12``) and ``sxy = sum j y -
     jbar sum y``, with ``y`` taken from a pivot of the run (a constant shift,
     which leaves the slope alone and keeps the sums small). A second pass
-    sums the absolute residuals.
+    sums the absolute residuals. Both are branch-free and vectorize (the ranks
+    come from ``ramp`` = 0, 1, 2 ... as floats, not from converting the loop
+    counter).
     """
     r_mean = (m - 1) / 2.0
-    pivot = srt[total // 2]
+    pivot = kv[m // 2]
     sy = 0.0
     sjy = 0.0
-    j = 0
-    for r in range(total):
-        if dec[r] == KEPT:
-            y = srt[r] - pivot
-            sy += y
-            sjy += j * y
-            j += 1
+    for j in range(m):
+        y = kv[j] - pivot
+        sy += y
+        sjy += ramp[j] * y
     sxx = m * (m * m - 1.0) / 12.0
     b = (sjy - r_mean * sy) / sxx
     a = pivot + sy / m - b * r_mean
     dev = 0.0
-    j = 0
-    for r in range(total):
-        if dec[r] == KEPT:
-            dev += abs(srt[r] - (a + b * j))
-            j += 1
+    for j in range(m):
+        dev += abs(kv[j] - (a + b * ramp[j]))
     return a, b, dev / m
 
 
 @njit(nogil=True, cache=True)
-def linear_fit_stage(vals, flags, n, srt, dec, m, presorted, sigma_lower, sigma_upper, maxiters):
+def linear_fit_stage(
+    vals, flags, n, srt, dec, m, presorted, sigma_lower, sigma_upper, maxiters, work
+):
     """Iterated linear-fit rejection of the kept values (``maxiters < 0``: to convergence).
 
     The sorted values stay in place; ``dec`` holds each rank's decision across
     the iterations, and the ranks are mapped to frames once at the end (the
     same frames as mapping each iteration's rejections among the then kept
     values: the rank-to-frame order within a run of equal values is kept).
+    The values still kept, and their ranks in ``srt``, are packed into
+    ``work[0]`` and ``work[1]``, so that each pass runs over them alone;
+    ``work[2]`` holds 0, 1, 2 ... (``work`` is a (3, n) scratch array).
     """
     if not presorted:
         m = sorted_kept(vals, flags, n, srt)
     total = m
+    kv = work[0]
+    kr = work[1]
+    ramp = work[2]
     for r in range(total):
         dec[r] = KEPT
+        kv[r] = srt[r]
+        kr[r] = r
+        ramp[r] = r
     it = 0
     while m >= MIN_KEPT and (maxiters < 0 or it < maxiters):
         it += 1
-        a, b, sigma = _fit(srt, dec, total, m)
+        a, b, sigma = _fit(kv, ramp, m)
         lo_cut = sigma_lower * sigma
         hi_cut = sigma_upper * sigma
         keep = 0
-        j = 0
-        for r in range(total):
-            if dec[r] != KEPT:
-                continue
-            y = srt[r]
-            fit = a + b * j
-            j += 1
+        for j in range(m):
+            y = kv[j]
+            fit = a + b * ramp[j]
             if fit - y > lo_cut:
-                dec[r] = LOW
+                dec[int(kr[j])] = LOW
             elif y - fit > hi_cut:
-                dec[r] = HIGH
+                dec[int(kr[j])] = HIGH
             else:
+                kv[keep] = y
+                kr[keep] = kr[j]
                 keep += 1
         if keep == m:
             break
