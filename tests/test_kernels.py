@@ -539,3 +539,35 @@ def test_window_kernel_fallback_median():
     np.testing.assert_array_equal(out[1], 0)
     np.testing.assert_allclose(out[0], np.nanmedian(block.astype(np.float64), axis=0), rtol=1e-7)
     assert np.isnan(out[4]).all()
+
+
+@pytest.mark.parametrize("combine", ["mean", "median", "sum", "min", "max"])
+def test_unweighted_linear_fit_kernel_equals_general_kernel(combine):
+    """Unweighted linear_fit runs in its own kernel (rank decisions, no mapping back to
+    frames); equal weights send it through the general kernel (per-frame flags). Both
+    must give the same counts exactly and the same values to float32 rounding, with
+    missing values, ties, too few values and the median fallback."""
+    from stackengine.kernels.combine import COMBINE_CODES
+    from stackengine.kernels.engine import STAGE_LINEAR_FIT, reduce_block
+
+    rng = np.random.default_rng(17)
+    n, npix = 23, 3000
+    block = rng.normal(500.0, 20.0, (n, npix))
+    block[rng.random(block.shape) < 0.03] = 5000.0
+    block[:, :300] = np.round(block[:, :300] / 25.0) * 25.0  # ties
+    block[rng.random(block.shape) < 0.05] = np.nan
+    block[:19, 300:400] = np.nan  # 4 values: fewer than a fit needs
+    block[:, 400:450] = np.nan  # nothing at all: the fallback has nothing either
+    params = np.zeros((1, 8))
+    params[0, :3] = (2.0, 1.5, 5)
+    code = COMBINE_CODES[combine]
+    for fallback in (False, True):
+        fast = reduce_block(block, np.array([STAGE_LINEAR_FIT]), params, code, np.ones(n), False,
+                            fallback=fallback)  # fmt: skip
+        general = reduce_block(block, np.array([STAGE_LINEAR_FIT]), params, code, np.ones(n),
+                               True, fallback=fallback)  # fmt: skip
+        np.testing.assert_array_equal(fast[1:4], general[1:4])
+        assert fast[1].min() == 0 and (fast[2] + fast[3]).max() > 0  # both cases occur
+        for row in (0, 4):
+            np.testing.assert_allclose(fast[row], general[row], rtol=1e-12, atol=1e-9)
+        assert np.isnan(fast[0, 400:450]).all()

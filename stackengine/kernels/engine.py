@@ -25,6 +25,7 @@ from .linear_fit import linear_fit_stage
 from .minmax import minmax_stage
 from .normalize import geometry, load_group
 from .percentile import percentile_stage
+from .ranked import reduce_block_linear_fit
 from .select import HIGH, LOW, batcher_pairs, load_pixel, network_sort
 from .sigma import sigma_stage
 from .window import PAD, group_buffer, median_run, reduce_block_window
@@ -140,6 +141,13 @@ def reduce_block(
     stage_params = np.asarray(stage_params, dtype=np.float64)
     # values a float32 buffer holds exactly are sorted in float32 (8 per SIMD lane)
     exact = plain and block.dtype in EXACT_IN_FLOAT32
+    if not use_weights and len(stages) == 1 and stages[0] == STAGE_LINEAR_FIT:
+        # decided by rank, combined without weights: no mapping back to frames
+        buf = group_buffer(n, np.float32 if exact else np.float64)
+        return reduce_block_linear_fit(
+            block, network(n), stage_params[0], combine, fallback, plain, buf,
+            scale, offset, grad, geom, out,
+        )  # fmt: skip
     if not use_weights and np.all(np.asarray(stages) == STAGE_SIGMA):
         # every stage keeps a window of the sorted values: the fast kernel
         buf = group_buffer(n, np.float32 if exact else np.float64)

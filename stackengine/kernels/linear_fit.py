@@ -14,12 +14,12 @@ from numba import njit
 
 from .select import HIGH, KEPT, LOW, mark_ranks, sorted_kept
 
-__all__ = ["MIN_KEPT", "linear_fit_stage"]
+__all__ = ["MIN_KEPT", "linear_fit_ranks", "linear_fit_stage"]
 
 MIN_KEPT = 5
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath={"reassoc"})
 def _fit(kv, ramp, m):
     """Least-squares ``a, b`` of ``y ~ a + b j`` over the kept values ``kv[0:m]``
     (sorted, ``j`` their rank 0 .. m-1), and the mean |residual|.
@@ -28,9 +28,11 @@ def _fit(kv, ramp, m):
     are known (``sum (j - jbar)^2 = m (m^2 - 1) / 12``) and ``sxy = sum j y -
     jbar sum y``, with ``y`` taken from a pivot of the run (a constant shift,
     which leaves the slope alone and keeps the sums small). A second pass
-    sums the absolute residuals. Both are branch-free and vectorize (the ranks
+    sums the absolute residuals. Both are branch-free and vectorize: the ranks
     come from ``ramp`` = 0, 1, 2 ... as floats, not from converting the loop
-    counter).
+    counter, and the sums may be reassociated (``fastmath={"reassoc"}``: partial
+    sums in SIMD lanes, added at the end; the same order for every pixel of
+    the same count, so results still do not depend on the tiling).
     """
     r_mean = (m - 1) / 2.0
     pivot = kv[m // 2]
@@ -50,22 +52,16 @@ def _fit(kv, ramp, m):
 
 
 @njit(nogil=True, cache=True)
-def linear_fit_stage(
-    vals, flags, n, srt, dec, m, presorted, sigma_lower, sigma_upper, maxiters, work
-):
-    """Iterated linear-fit rejection of the kept values (``maxiters < 0``: to convergence).
+def linear_fit_ranks(srt, total, dec, sigma_lower, sigma_upper, maxiters, work):
+    """Iterated linear-fit rejection of the sorted values ``srt[0:total]`` by rank.
 
-    The sorted values stay in place; ``dec`` holds each rank's decision across
-    the iterations, and the ranks are mapped to frames once at the end (the
-    same frames as mapping each iteration's rejections among the then kept
-    values: the rank-to-frame order within a run of equal values is kept).
-    The values still kept, and their ranks in ``srt``, are packed into
-    ``work[0]`` and ``work[1]``, so that each pass runs over them alone;
-    ``work[2]`` holds 0, 1, 2 ... (``work`` is a (3, n) scratch array).
+    ``dec[0:total]`` gets each rank's decision (KEPT, LOW or HIGH); the values
+    still kept are left packed, in order, in ``work[0]`` and their ranks in
+    ``work[1]`` (``work`` is a (3, n) scratch array; ``work[2]`` holds 0, 1,
+    2 ... so that the passes run over the kept values alone, branch-free).
+    Returns the number kept.
     """
-    if not presorted:
-        m = sorted_kept(vals, flags, n, srt)
-    total = m
+    m = total
     kv = work[0]
     kr = work[1]
     ramp = work[2]
@@ -95,5 +91,23 @@ def linear_fit_stage(
         if keep == m:
             break
         m = keep
-    if m < total:
-        mark_ranks(vals, flags, n, srt, total, dec)
+    return m
+
+
+@njit(nogil=True, cache=True)
+def linear_fit_stage(
+    vals, flags, n, srt, dec, m, presorted, sigma_lower, sigma_upper, maxiters, work
+):
+    """Iterated linear-fit rejection of the kept values (``maxiters < 0``: to convergence).
+
+    The sorted values stay in place; ``dec`` holds each rank's decision across
+    the iterations (:func:`linear_fit_ranks`), and the ranks are mapped to
+    frames once at the end (the same frames as mapping each iteration's
+    rejections among the then kept values: the rank-to-frame order within a
+    run of equal values is kept).
+    """
+    if not presorted:
+        m = sorted_kept(vals, flags, n, srt)
+    kept = linear_fit_ranks(srt, m, dec, sigma_lower, sigma_upper, maxiters, work)
+    if kept < m:
+        mark_ranks(vals, flags, n, srt, m, dec)

@@ -47,7 +47,14 @@ from .sigma import (
     sigma_window,
 )
 
-__all__ = ["PAD", "group_buffer", "load_plain", "median_run", "reduce_block_window"]
+__all__ = [
+    "PAD",
+    "count_finite",
+    "group_buffer",
+    "load_plain",
+    "median_run",
+    "reduce_block_window",
+]
 
 #: unused lanes at the end of every buffer row: rows a power of two apart in
 #: memory would all fall into the same cache sets when a column is read
@@ -91,7 +98,7 @@ def load_plain(block, g0, gw, buf, cnt):
 
 
 @njit(nogil=True, cache=True)
-def _count_finite(buf, gw, cnt):
+def count_finite(buf, gw, cnt):
     for g in range(gw):
         cnt[g] = 0
     for k in range(buf.shape[0]):
@@ -240,7 +247,7 @@ def reduce_block_window(
             load_plain(block, g0, gw, buf, cnt)
         else:
             load_group(block, g0, gw, raw, buf, scale, offset, grad, geom)
-            _count_finite(buf, gw, cnt)
+            count_finite(buf, gw, cnt)
         network_sort(buf, gw, pairs)
         tried = 0
         if vector:
