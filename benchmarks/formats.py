@@ -10,7 +10,6 @@ stackengine on uint16 TIFF at least as fast as on float32 FITS.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 from .checks import format_checks
 from .evaluate import compare_truth
 from .methods import parse_bytes
-from .runner import Job, _stderr, method_info, run_jobs, versions, warm_up
+from .runner import Job, _stderr, drop_results, method_info, run_facts, run_jobs, warm_up
 from .stats import summarize_runs
 from .system import available_bytes, warm_page_cache
 from .workload import DTYPES, FORMATS, Workload, manifest_files, prepare_workload
@@ -102,9 +101,7 @@ def run_formats(
         }
         log(f"comparing the {v} images with the truth")
         compare_truth(results[v].values(), wls[v])
-    if not keep:
-        for path in outdir.glob("*.fits"):
-            path.unlink()
+    drop_results(outdir, keep)
     subject = "stackengine" if "stackengine" in methods else methods[0]
     info = method_info(methods, memory_limit, ccd_limit)
     return {
@@ -113,12 +110,7 @@ def run_formats(
         "variants": list(variants),
         "workloads": {v: asdict(wl) for v, wl in wls.items()},
         "data_dirs": {v: str(m.parent) for v, m in manifests.items()},
-        "page_cache": cache,
-        "memory_limit": memory_limit,
-        "ccdproc_mem_limit": ccd_limit,
-        "repeat": repeat,
-        "cpu_count": os.cpu_count(),
-        "versions": versions(),
+        **run_facts(cache, memory_limit, ccd_limit, repeat),
         "methods": list(methods),
         "params": {m: info[m]["params"] for m in methods},
         "median_only": [m for m in methods if info[m]["median_only"]],

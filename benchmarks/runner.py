@@ -43,6 +43,8 @@ __all__ = [
     "run_benchmark",
     "run_child",
     "run_jobs",
+    "drop_results",
+    "run_facts",
     "run_one",
     "versions",
     "warm_up",
@@ -224,6 +226,25 @@ def warm_up(
         run_child(m, tiny, outdir / f"warmup_{out_name(m)}", memory_limit, ccdproc_mem_limit)
 
 
+def drop_results(outdir: Path, keep: bool) -> None:
+    """Delete the result images (FITS) in ``outdir`` unless ``keep``."""
+    if not keep:
+        for path in outdir.glob("*.fits"):
+            path.unlink()
+
+
+def run_facts(cache: str, memory_limit: str, ccd_limit: int, repeat: int) -> dict[str, Any]:
+    """The report fields every mode shares: page cache, limits, repeats, CPUs, versions."""
+    return {
+        "page_cache": cache,
+        "memory_limit": memory_limit,
+        "ccdproc_mem_limit": ccd_limit,
+        "repeat": repeat,
+        "cpu_count": os.cpu_count(),
+        "versions": versions(),
+    }
+
+
 def versions() -> dict[str, str]:
     """Versions of Python and the libraries the methods use."""
     found = {"python": platform.python_version()}
@@ -316,9 +337,7 @@ def run_benchmark(
     n_cr = compare_truth([*results.values(), *algs.values(), *norms.values()], workload)
     rows = {**results, **{ALGORITHM_PREFIX + a: r for a, r in algs.items()}}
     reference = compare_astropy(rows, workload, manifest, results.get("astropy"), log)
-    if not keep:
-        for path in outdir.glob("*.fits"):
-            path.unlink()
+    drop_results(outdir, keep)
     info = method_info(runnable, memory_limit, ccd_limit)
     return {
         "benchmark": "sigma",
@@ -326,12 +345,7 @@ def run_benchmark(
         "preset": preset_of(workload),
         "data_dir": str(manifest.parent),
         "generated": generated,
-        "page_cache": cache,
-        "memory_limit": memory_limit,
-        "ccdproc_mem_limit": ccd_limit,
-        "repeat": repeat,
-        "cpu_count": os.cpu_count(),
-        "versions": versions(),
+        **run_facts(cache, memory_limit, ccd_limit, repeat),
         "params": {m: info[m]["params"] for m in methods},
         "median_only": [m for m in methods if info[m]["median_only"]],
         "subject": subject,

@@ -15,7 +15,6 @@ apply to stackengine (or the first method). No accuracy is computed here.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -23,7 +22,16 @@ from typing import Any
 
 from .checks import scaling_checks
 from .methods import parse_bytes
-from .runner import Job, _stderr, method_info, run_jobs, versions, warm_up, warmup_workload
+from .runner import (
+    Job,
+    _stderr,
+    drop_results,
+    method_info,
+    run_facts,
+    run_jobs,
+    warm_up,
+    warmup_workload,
+)
 from .stats import summarize_runs
 from .system import available_bytes, warm_page_cache
 from .workload import Workload, manifest_files, prepare_workload, subset_manifest
@@ -112,9 +120,7 @@ def run_scaling(
                     point["steady_per_frame_s"] = summary["steady_s"] / n
                     point["steady_mpix_frames_per_s"] = wl.mpix_frames / summary["steady_s"]
             points[m].append(point)
-    if not keep:
-        for path in outdir.glob("*.fits"):
-            path.unlink()
+    drop_results(outdir, keep)
     info = method_info(methods, memory_limit, ccd_limit)
     return {
         "benchmark": "scaling",
@@ -123,12 +129,7 @@ def run_scaling(
         "size": [base.height, base.width],
         "data_dir": str(manifest.parent),
         "generated": generated,
-        "page_cache": cache,
-        "memory_limit": memory_limit,
-        "ccdproc_mem_limit": ccd_limit,
-        "repeat": repeat,
-        "cpu_count": os.cpu_count(),
-        "versions": versions(),
+        **run_facts(cache, memory_limit, ccd_limit, repeat),
         "methods": list(methods),
         "params": {m: info[m]["params"] for m in methods},
         "median_only": [m for m in methods if info[m]["median_only"]],

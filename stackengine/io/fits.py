@@ -323,9 +323,7 @@ def open_fits(
     if remote.is_url(shown):
         abspath = shown
     else:
-        abspath = os.path.abspath(shown)
-        if not os.path.exists(abspath):
-            raise FrameError(f"{shown}: no such file")
+        abspath = remote.local_path(shown)
         storage_options = None
     with _open_hdul(abspath, shown, storage_options) as hdul:
         index = _find_hdu(hdul, hdu, shown)

@@ -25,7 +25,7 @@ from ..errors import FrameError, ParameterError
 from . import READER_SUFFIXES
 
 __all__ = ["is_url", "filesystem", "expand", "frame_kind", "open_binary", "file_size"]
-__all__ += ["file_identity"]
+__all__ += ["file_identity", "local_path"]
 
 #: protocol (two or more characters, so a Windows drive letter is not one) + :// or ::
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+)(://|::)")
@@ -56,6 +56,20 @@ def is_url(path: Any) -> bool:
 
         return match.group(1) in fsspec.available_protocols()
     return True
+
+
+def local_path(shown: str) -> str:
+    """The absolute path of the local file ``shown`` (as the user wrote it).
+
+    Raises
+    ------
+    FrameError
+        Nothing exists there.
+    """
+    abspath = os.path.abspath(shown)
+    if not os.path.exists(abspath):
+        raise FrameError(f"{shown}: no such file")
+    return abspath
 
 
 def _first_line(exc: BaseException) -> str:

@@ -219,9 +219,7 @@ def open_tiff(
     if remote.is_url(shown):
         abspath = shown
     else:
-        abspath = os.path.abspath(shown)
-        if not os.path.exists(abspath):
-            raise FrameError(f"{shown}: no such file")
+        abspath = remote.local_path(shown)
         if os.path.isdir(abspath):
             raise FrameError(f"{shown}: is a directory, not a TIFF file")
         storage_options = None

@@ -146,9 +146,7 @@ def open_zarr(
         if storage_options:
             opts["storage_options"] = storage_options
     else:
-        abspath = os.path.abspath(shown)
-        if not os.path.exists(abspath):
-            raise FrameError(f"{shown}: no such file")
+        abspath = remote.local_path(shown)
         storage_options = None
     try:
         node = zarr.open(abspath, mode="r", **opts)

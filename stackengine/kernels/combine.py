@@ -19,9 +19,9 @@ import math
 
 from numba import njit
 
-from .select import KEPT, median_sorted, sorted_kept
+from .select import HIGH, KEPT, LOW, median_sorted, sorted_kept
 
-__all__ = ["COMBINE_CODES", "combine_pixel"]
+__all__ = ["COMBINE_CODES", "combine_pixel", "store_pixel"]
 
 COMBINE_MEAN = 0
 COMBINE_MEDIAN = 1
@@ -91,3 +91,20 @@ def combine_pixel(vals, flags, n, srt, combine, weights, use_weights):
     if combine == COMBINE_MIN:
         return lo, count, std
     return hi, count, std
+
+
+@njit(nogil=True, cache=True)
+def store_pixel(out, p, value, count, decisions, m, noise):
+    """Write pixel ``p``'s five outputs into ``out`` (N_OUT, n_pixels): the value, the
+    kept count, the numbers of LOW and HIGH among ``decisions[0:m]`` (per-frame flags
+    or per-rank decisions) and the noise."""
+    low = 0
+    high = 0
+    for k in range(m):
+        low += decisions[k] == LOW
+        high += decisions[k] == HIGH
+    out[0, p] = value
+    out[1, p] = count
+    out[2, p] = low
+    out[3, p] = high
+    out[4, p] = noise

@@ -18,7 +18,7 @@ import functools
 import numpy as np
 from numba import njit
 
-from .combine import combine_pixel
+from .combine import combine_pixel, store_pixel
 from .esd import esd_stage
 from .extrema import extrema_stage
 from .linear_fit import linear_fit_stage
@@ -26,7 +26,7 @@ from .minmax import minmax_stage
 from .normalize import geometry, load_group
 from .percentile import percentile_stage
 from .ranked import reduce_block_linear_fit
-from .select import HIGH, LOW, batcher_pairs, load_pixel, network_sort
+from .select import batcher_pairs, load_pixel, network_sort
 from .sigma import sigma_stage
 from .window import PAD, group_buffer, median_run, reduce_block_window
 
@@ -268,16 +268,5 @@ def reduce_block_sorted(
             value, count, noise = combine_pixel(vals, flags, n, srt, combine, weights, use_weights)
             if count == 0 and fallback and m > 0:
                 value = median_run(buf, g, 0, m)
-            low = 0
-            high = 0
-            for k in range(n):
-                if flags[k] == LOW:
-                    low += 1
-                elif flags[k] == HIGH:
-                    high += 1
-            out[0, p] = value
-            out[1, p] = count
-            out[2, p] = low
-            out[3, p] = high
-            out[4, p] = noise
+            store_pixel(out, p, value, count, flags, n, noise)
     return out

@@ -26,11 +26,17 @@ import math
 import numpy as np
 from numba import njit
 
-from .combine import COMBINE_MAX, COMBINE_MEAN, COMBINE_MEDIAN, COMBINE_MIN, COMBINE_SUM
+from .combine import (
+    COMBINE_MAX,
+    COMBINE_MEAN,
+    COMBINE_MEDIAN,
+    COMBINE_MIN,
+    COMBINE_SUM,
+    store_pixel,
+)
 from .linear_fit import linear_fit_ranks
-from .normalize import load_group
-from .select import HIGH, LOW, median_sorted, network_sort
-from .window import PAD, count_finite, load_plain
+from .select import median_sorted
+from .window import PAD, load_sorted
 
 __all__ = ["combine_sorted", "reduce_block_linear_fit"]
 
@@ -86,32 +92,17 @@ def reduce_block_linear_fit(
     maxiters = np.int64(prm[2])
     for g0 in range(0, npix, group):
         gw = min(group, npix - g0)
-        if plain:
-            load_plain(block, g0, gw, buf, cnt)
-        else:
-            load_group(block, g0, gw, raw, buf, scale, offset, grad, geom)
-            count_finite(buf, gw, cnt)
-        network_sort(buf, gw, pairs)
+        load_sorted(block, g0, gw, plain, raw, buf, cnt, scale, offset, grad, geom, pairs)
         for g in range(gw):
             m = cnt[g]
             for k in range(m):
                 srt[k] = buf[k, g]
             kept = linear_fit_ranks(srt, m, dec, sigma_lower, sigma_upper, maxiters, work)
-            low = 0
-            high = 0
-            for r in range(m):
-                low += dec[r] == LOW
-                high += dec[r] == HIGH
             value = math.nan
             noise = math.nan
             if kept > 0:
                 value, noise = combine_sorted(work[0], kept, combine)
             elif fallback and m > 0:
                 value = median_sorted(srt, 0, m)
-            p = g0 + g
-            out[0, p] = value
-            out[1, p] = kept
-            out[2, p] = low
-            out[3, p] = high
-            out[4, p] = noise
+            store_pixel(out, g0 + g, value, kept, dec, m, noise)
     return out

@@ -52,6 +52,7 @@ __all__ = [
     "count_finite",
     "group_buffer",
     "load_plain",
+    "load_sorted",
     "median_run",
     "reduce_block_window",
 ]
@@ -105,6 +106,20 @@ def count_finite(buf, gw, cnt):
         row = buf[k]
         for g in range(gw):
             cnt[g] += np.int32(row[g] != np.inf)
+
+
+@njit(nogil=True, cache=True)
+def load_sorted(block, g0, gw, plain, raw, buf, cnt, scale, offset, grad, geom, pairs):
+    """Load pixels ``g0 .. g0+gw`` of every frame into ``buf`` (as they are when
+    ``plain``, else normalized through ``raw``; non-finite values as +inf), count
+    each pixel's finite values into ``cnt`` and sort every column (``pairs``: the
+    comparator network)."""
+    if plain:
+        load_plain(block, g0, gw, buf, cnt)
+    else:
+        load_group(block, g0, gw, raw, buf, scale, offset, grad, geom)
+        count_finite(buf, gw, cnt)
+    network_sort(buf, gw, pairs)
 
 
 @njit(nogil=True, cache=True)
@@ -243,12 +258,7 @@ def reduce_block_window(
     vector = n <= vector_max
     for g0 in range(0, npix, group):
         gw = min(group, npix - g0)
-        if plain:
-            load_plain(block, g0, gw, buf, cnt)
-        else:
-            load_group(block, g0, gw, raw, buf, scale, offset, grad, geom)
-            count_finite(buf, gw, cnt)
-        network_sort(buf, gw, pairs)
+        load_sorted(block, g0, gw, plain, raw, buf, cnt, scale, offset, grad, geom, pairs)
         tried = 0
         if vector:
             tried = sigma_first_columns(buf, gw, cnt, stage_params, start, work)

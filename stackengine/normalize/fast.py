@@ -62,18 +62,6 @@ def as_float(a: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _finite_values(x, center, use_center):  # pragma: no cover - compiled
-    out = np.empty(x.size, np.float64)
-    m = 0
-    for i in range(x.size):
-        v = np.float64(x[i])
-        if np.isfinite(v):
-            out[m] = abs(v - center) if use_center else v
-            m += 1
-    return out[:m]
-
-
-@njit(cache=True, nogil=True)
 def _strided(x, center, use_center, stride):  # pragma: no cover - compiled
     out = np.empty((x.size + stride - 1) // stride, np.float64)
     m = 0
@@ -140,7 +128,7 @@ def median_of(x: np.ndarray, center: float | None = None) -> tuple[float, int]:
             k1, k2 = (n - 1) // 2, n // 2
             if n and m < out.size and below <= k1 and k2 < below + m:
                 return _middle(out[:m], k1 - below, k2 - below), n
-    values = _finite_values(x, c, use)
+    values = _strided(x, c, use, 1)  # every finite value
     if not values.size:
         return math.nan, 0
     return _middle(values, (values.size - 1) // 2, values.size // 2), values.size
