@@ -6,22 +6,19 @@ The public names are :func:`open_frames`, :func:`normalize`, :func:`stack` and
 
 from __future__ import annotations
 
-from ._imports import collector_paused
-
-with collector_paused():  # see stackengine._imports
-    from ._version import __version__
-    from .errors import (
-        FrameError,
-        FrameMismatchError,
-        NormalizationError,
-        OutputError,
-        ParameterError,
-        StackEngineError,
-    )
-    from .frames import open_frames
-    from .io.write import write
-    from .normalize import normalize
-    from .stack import stack
+from ._version import __version__
+from .errors import (
+    FrameError,
+    FrameMismatchError,
+    NormalizationError,
+    OutputError,
+    ParameterError,
+    StackEngineError,
+)
+from .frames import open_frames
+from .io.write import write
+from .normalize import normalize
+from .stack import stack
 
 __all__ = [
     "__version__",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import weakref
 from collections.abc import Iterable, Sequence
@@ -12,7 +13,6 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
-from ._imports import import_quietly
 from .errors import FrameError, FrameMismatchError, ParameterError
 from .io import remote
 from .io.sources import FrameSource, FrameStack
@@ -40,7 +40,7 @@ def _opener_for(path: str, storage_options: dict[str, Any] | None = None):
     kind = remote.frame_kind(path, storage_options)
     if kind is None:
         return None
-    module = import_quietly(f".io.{kind}", __package__)
+    module = importlib.import_module(f".io.{kind}", __package__)
     return getattr(module, f"open_{kind}")
 
 

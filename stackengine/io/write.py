@@ -15,7 +15,6 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .._imports import import_quietly
 from ..errors import OutputError, ParameterError
 from .atomic import atomic_output, check_output, remove_path
 from .write_zarr import partial_path, write_zarr
@@ -244,7 +243,11 @@ def write(
         return path
     with atomic_output(path, overwrite) as tmp:
         if fmt == "fits":
-            import_quietly(".write_fits", __package__).write_fits(ds, tmp)
+            from .write_fits import write_fits
+
+            write_fits(ds, tmp)
         else:
-            import_quietly(".write_tiff", __package__).write_tiff(ds, tmp, comp)
+            from .write_tiff import write_tiff
+
+            write_tiff(ds, tmp, comp)
     return path

@@ -105,7 +105,8 @@ def _compute(tasks: list[Any]) -> None:
     workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
     pool = ThreadPoolExecutor(int(workers))
     try:
-        dask.compute(*tasks, scheduler="threads", pool=pool)
+        # the threaded scheduler by its function: by name, dask would import distributed
+        dask.compute(*tasks, scheduler=dask.threaded.get, pool=pool)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
