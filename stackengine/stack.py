@@ -11,6 +11,7 @@ import xarray as xr
 from ._version import __version__
 from .errors import ParameterError
 from .frames import _from_memory, source_of, tiled_array
+from .io.fused import packed_plane, remember_tiles
 from .kernels.combine import COMBINE_CODES
 from .kernels.engine import N_OUT
 from .normalize.plan import Normalization, check_mode, plan_normalization
@@ -249,17 +250,18 @@ def stack(
     source = source_of(data)
     if source is not None:  # frames from files: read inside the tile tasks
         packed = da.map_blocks(read_reduce_tile, source, *args, **out)
+        remember_tiles(packed, source, args)
     else:
         packed = da.map_blocks(reduce_tile, data, *args, **out)
     dims = arr.dims[1:]
     coords = {k: v for k, v in arr.coords.items() if "frame" not in v.dims}
     counts = count_dtype(n)
     variables = {
-        "image": (dims, packed[0].astype(np.float32)),
-        "count": (dims, packed[1].astype(counts)),
-        "rejected_low": (dims, packed[2].astype(counts)),
-        "rejected_high": (dims, packed[3].astype(counts)),
-        "noise": (dims, packed[4].astype(np.float32)),
+        "image": (dims, packed_plane(packed, 0, np.float32)),
+        "count": (dims, packed_plane(packed, 1, counts)),
+        "rejected_low": (dims, packed_plane(packed, 2, counts)),
+        "rejected_high": (dims, packed_plane(packed, 3, counts)),
+        "noise": (dims, packed_plane(packed, 4, np.float32)),
     }
     if norm is not None:
         variables.update(norm.variables(arr.ndim == 4))

@@ -2,7 +2,7 @@
 
 Frames opened by :func:`stackengine.open_frames` are read *inside* the tile
 task (:func:`read_reduce_tile`), strip by strip into one reused buffer of
-about :data:`STRIP_BYTES`, each strip reduced by the kernel as soon as it is
+about :data:`STRIP_BYTES` (:func:`thread_buffer`), each strip reduced by the kernel as soon as it is
 read: the graph has one task per tile instead of a read task and a reduce
 task, every file is opened once per task, the frames' bytes go from the page
 cache into a buffer that is still in the CPU cache when the kernel loads it,
@@ -28,9 +28,10 @@ __all__ = [
     "STRIP_BYTES",
     "packed_dtype",
     "packed_output",
+    "read_reduce_into",
     "read_reduce_tile",
     "reduce_tile",
-    "strip_buffer",
+    "thread_buffer",
 ]
 
 #: bytes read from each file at a time at least (the strip grows past
@@ -83,15 +84,8 @@ def packed_dtype(n_frames: int) -> np.dtype:
 
 
 def packed_output(shape: tuple[int, ...], n_frames: int) -> np.ndarray:
-    """A new (N_OUT, y, x[, channel]) output array of :func:`packed_dtype`.
-
-    Each plane is followed by one unused value, so that no strip of it is ever
-    contiguous across planes: the kernels always see the same memory layout
-    and numba compiles them once, not once for a tile of a single strip and
-    again for tiles of several strips."""
-    plane = int(np.prod(shape[1:], dtype=np.int64))
-    mem = np.empty((N_OUT, plane + 1), dtype=packed_dtype(n_frames))
-    return mem[:, :plane].reshape((N_OUT, *shape[1:]))
+    """A new (N_OUT, y, x[, channel]) output array of :func:`packed_dtype`."""
+    return np.empty(shape, dtype=packed_dtype(n_frames))
 
 
 def reduce_tile(block: np.ndarray, *args: Any, block_info: dict | None = None) -> np.ndarray:
@@ -109,6 +103,15 @@ def read_reduce_tile(stack: Any, *args: Any, block_info: dict | None = None) -> 
     the output block's location (``block_info[None]``).
     """
     location = block_info[None]["array-location"]
+    shape = tuple(b - a for a, b in location[1:])
+    out = packed_output((N_OUT, *shape), stack.shape[0])
+    read_reduce_into(stack, args, location, out)
+    return out
+
+
+def read_reduce_into(stack: Any, args: tuple, location: list, out: np.ndarray) -> None:
+    """Read the frames' tile at ``location`` (the packed output's (start, stop) per
+    axis) strip by strip and reduce each strip into ``out`` (N_OUT, y, x[, channel])."""
     (y0, y1), (x0, x1) = location[1], location[2]
     rest = tuple(stack.shape[3:])
     n = stack.shape[0]
@@ -117,30 +120,32 @@ def read_reduce_tile(stack: Any, *args: Any, block_info: dict | None = None) -> 
     frame_row = max(row_bytes // max(n, 1), 1)  # one row of one frame
     rows = max(STRIP_BYTES // max(row_bytes, 1), -(-MIN_READ_BYTES // frame_row), 1)
     rows = int(min(ny, rows))
-    out = packed_output((N_OUT, ny, nx, *rest), n)
     with stack.open_handles() as handles:  # each file opened once per task
         for r0 in range(0, ny, rows):
             r1 = min(ny, r0 + rows)
-            buf = strip_buffer((n, r1 - r0, nx, *rest), stack.dtype)
+            buf = thread_buffer("strip", (n, r1 - r0, nx, *rest), stack.dtype)
             stack.read_tile(slice(y0 + r0, y0 + r1), slice(x0, x1), out=buf, handles=handles)
             _reduce(buf, y0 + r0, x0, args, out[:, r0:r1])
-    return out
 
 
 _THREAD = threading.local()
 
 
-def strip_buffer(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A C-contiguous array of ``shape`` and ``dtype`` in this thread's strip buffer.
+def thread_buffer(slot: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A C-contiguous array of ``shape`` and ``dtype`` in this thread's buffer ``slot``.
 
-    Every tile task a thread runs reads its strips into the same memory, grown
-    when a strip needs more: fresh memory costs a page fault per 4 KiB page
-    when first written (about 1.3 ms per MiB on the benchmark machine), which
-    a new buffer per task paid again and again. The buffer (about
-    :data:`STRIP_BYTES`) stays with the thread; a task never hands it on.
+    The tile tasks a thread runs reuse the same memory for their strips
+    (slot "strip"), and, where a tile is written by the task that computes it,
+    for the tile's outputs and their conversion to the file's types. Fresh
+    memory costs a page fault per 4 KiB page when first written (about 1.3 ms
+    per MiB on the benchmark machine), and the C library hands large blocks
+    back to the system when they are freed, so a new array per task paid that
+    again and again. A buffer grows when a task needs more and stays with its
+    thread; a task never hands it on, and never uses it across the tasks.
     """
     need = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    mem = getattr(_THREAD, "strip", None)
+    buffers = _THREAD.__dict__.setdefault("buffers", {})
+    mem = buffers.get(slot)
     if mem is None or mem.nbytes < need:
-        mem = _THREAD.strip = np.empty(max(need, 1), dtype=np.uint8)
+        mem = buffers[slot] = np.empty(max(need, 1), dtype=np.uint8)
     return mem[:need].view(dtype).reshape(shape)

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stackengine.kernels.combine import COMBINE_CODES
-from stackengine.kernels.engine import N_STAGE_PARAMS, network
+from stackengine.kernels.engine import N_STAGE_PARAMS, network, out_rows
 from stackengine.kernels.normalize import geometry
 from stackengine.kernels.select import MAD_TO_STD, network_sort
 from stackengine.kernels.sigma import median_mad_columns, sigma_first_columns
@@ -65,10 +65,11 @@ def run_window(block, stages, *, combine="mean", fallback=False, vector_max=-1, 
     buf = group_buffer(n, np.float32 if exact else np.float64)
     params = np.array(stages, dtype=np.float64).reshape(-1, N_STAGE_PARAMS)
     out = np.empty((5, npix), dtype=np.float64)
-    return reduce_block_window(
+    reduce_block_window(
         np.ascontiguousarray(block), network(n), params, COMBINE_CODES[combine], fallback,
-        plain, buf, scale, offset, grad, geom, out, vector_max,
+        plain, buf, scale, offset, grad, geom, out_rows(out)[0], vector_max,
     )  # fmt: skip
+    return out
 
 
 def assert_same_bits(a, b):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OutputError
+from ..tiles import thread_buffer
 
 __all__ = ["check_output", "atomic_output", "remove_path", "FileTarget"]
 
@@ -112,6 +113,9 @@ class FileTarget:
         self.dtype = np.dtype(dtype)
         self.ndim = len(self.shape)
 
+    def __dask_tokenize__(self) -> tuple:
+        return ("FileTarget", self.path, self.offset, self.shape, self.dtype.str)
+
     def _open(self, mode: str) -> np.memmap:
         return np.memmap(self.path, self.dtype, mode, self.offset, self.shape, order="C")
 
@@ -133,8 +137,12 @@ class FileTarget:
     def __setitem__(self, key: Any, value: Any) -> None:
         bounds = self._bounds(key)
         region = tuple(b - a for a, b in bounds)
-        data = np.ascontiguousarray(np.asarray(value).astype(self.dtype, copy=False))
-        data = data.reshape(region)
+        value = np.asarray(value)
+        if value.dtype == self.dtype and value.flags.c_contiguous:
+            data = value.reshape(region)
+        else:  # converted in this thread's buffer: no fresh memory per block
+            data = thread_buffer("convert", region, self.dtype)
+            np.copyto(data, value.reshape(region), casting="unsafe")
         # axes after `axis` are whole: each data[outer] is one run in the file
         axis = self.ndim - 1
         while axis > 0 and region[axis] == self.shape[axis]:

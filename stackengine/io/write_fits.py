@@ -26,6 +26,7 @@ from astropy.io.fits.verify import VerifyWarning
 from ..cluster import compute
 from ..errors import ParameterError
 from .atomic import FileTarget
+from .fused import store_together
 
 __all__ = ["write_fits", "fits_layout"]
 
@@ -184,9 +185,9 @@ def write_fits(ds: xr.Dataset, tmp: Path) -> None:
 
     sources = [source for _, source, _ in hdus]
     # one graph: the maps and the per-frame values share their upstream tasks
-    job = da.store(sources, targets, lock=False, compute=False)
+    jobs = store_together(sources, targets)
     frame_data = [ds[n].transpose("frame", ...).data for n in frame_names]
-    _, *frame_values = compute(job, *frame_data)
+    frame_values = compute(*jobs, *frame_data)[len(jobs) :]
     if frame_names:
         table = _frame_table(dict(zip(map(str, frame_names), frame_values, strict=True)))
         with fits.open(tmp, mode="append") as hdul:

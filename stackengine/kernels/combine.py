@@ -95,7 +95,7 @@ def combine_pixel(vals, flags, n, srt, combine, weights, use_weights):
 
 @njit(nogil=True, cache=True)
 def store_pixel(out, p, value, count, decisions, m, noise):
-    """Write pixel ``p``'s five outputs into ``out`` (N_OUT, n_pixels): the value, the
+    """Write pixel ``p``'s five outputs into ``out`` (:func:`~.engine.out_rows`): the value, the
     kept count, the numbers of LOW and HIGH among ``decisions[0:m]`` (per-frame flags
     or per-rank decisions) and the noise."""
     low = 0
@@ -103,8 +103,8 @@ def store_pixel(out, p, value, count, decisions, m, noise):
     for k in range(m):
         low += decisions[k] == LOW
         high += decisions[k] == HIGH
-    out[0, p] = value
-    out[1, p] = count
-    out[2, p] = low
-    out[3, p] = high
-    out[4, p] = noise
+    out[0][p] = value
+    out[1][p] = count
+    out[2][p] = low
+    out[3][p] = high
+    out[4][p] = noise

@@ -36,6 +36,7 @@ __all__ = [
     "STAGE_CODES",
     "STAGE_SIGMA",
     "network",
+    "out_rows",
     "reduce_block",
     "reduce_block_sorted",
 ]
@@ -102,6 +103,17 @@ def network(n: int) -> np.ndarray:
     return batcher_pairs(n)
 
 
+def out_rows(out: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """The N_OUT rows of ``out`` (N_OUT, n_pixels) as the kernels take them: a tuple
+    of contiguous 1-D arrays, so that numba vectorizes the writes (a row of a 2-D
+    array of any strides would be written element by element). Returns the rows
+    and the array they belong to: ``out`` itself, or a contiguous copy when a row
+    of ``out`` is strided (copy it back after the kernel)."""
+    if out.strides[1] != out.itemsize:
+        out = np.empty(out.shape, dtype=out.dtype)
+    return tuple(out[k] for k in range(N_OUT)), out
+
+
 def reduce_block(
     block,
     stages,
@@ -129,6 +141,17 @@ def reduce_block(
     n = block.shape[0]
     if out is None:
         out = np.empty((N_OUT, block.shape[1]), dtype=np.float64)
+    rows, filled = out_rows(out)
+    _kernel(block, stages, stage_params, combine, weights, use_weights, tables, fallback,
+            scale, offset, grad, geom, n, rows)  # fmt: skip
+    if filled is not out:
+        out[...] = filled
+    return out
+
+
+def _kernel(block, stages, stage_params, combine, weights, use_weights, tables, fallback,
+            scale, offset, grad, geom, n, out):  # fmt: skip
+    """Pick the kernel for the stages and run it (``out``: :func:`out_rows`)."""
     plain = scale is None and offset is None and grad is None
     if scale is None:
         scale = np.ones((n, 1), dtype=np.float64)
@@ -222,13 +245,13 @@ def reduce_block_sorted(
         Per-frame normalization applied as values are loaded (see
         :mod:`stackengine.kernels.normalize`).
 
-    out : float32 or float64 ndarray, shape (N_OUT, n_pixels)
+    out : tuple of N_OUT float32 or float64 arrays of n_pixels (:func:`out_rows`)
         Filled and returned: the value, kept count, low and high rejection
         counts and noise of each pixel.
 
     Returns
     -------
-    ndarray
+    tuple
         ``out``.
     """
     n = block.shape[0]

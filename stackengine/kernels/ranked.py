@@ -77,7 +77,7 @@ def reduce_block_linear_fit(
 
     Parameters are those of :func:`stackengine.kernels.window.reduce_block_window`,
     with ``prm`` the stage's parameter row (sigma_lower, sigma_upper,
-    maxiters). Fills and returns ``out``, (N_OUT, n_pixels).
+    maxiters). Fills and returns ``out`` (:func:`~.engine.out_rows`).
     """
     n = block.shape[0]
     npix = block.shape[1]

@@ -178,11 +178,11 @@ def _pick(buf, gw, lo, hi, cnt, combine, fallback, pick):
 def _write_out(out, g0, gw, lo, hi, cnt, combine, pick, total, center, spread):
     """The five outputs of pixels ``g0 .. g0+gw`` from their windows and sums
     (branch-free across the group: it vectorizes)."""
-    value = out[0, g0 : g0 + gw]
-    count = out[1, g0 : g0 + gw]
-    low = out[2, g0 : g0 + gw]
-    high = out[3, g0 : g0 + gw]
-    noise = out[4, g0 : g0 + gw]
+    value = out[0][g0 : g0 + gw]
+    count = out[1][g0 : g0 + gw]
+    low = out[2][g0 : g0 + gw]
+    high = out[3][g0 : g0 + gw]
+    noise = out[4][g0 : g0 + gw]
     for g in range(gw):
         count[g] = hi[g] - lo[g]
         low[g] = lo[g]
@@ -228,8 +228,8 @@ def reduce_block_window(
     (``stage_params`` of the sigma stages only), plus ``plain`` (no
     normalization: values are copied as they are) and ``buf``, a (frames x
     width + PAD) scratch buffer from :func:`group_buffer`, whose dtype the
-    values are sorted in, and ``out``, the (N_OUT, n_pixels) array to fill
-    (float32 or float64, rows of any stride). ``vector_max``: the largest frame count for which the
+    values are sorted in, and ``out``, the N_OUT rows of n_pixels to fill
+    (:func:`~.engine.out_rows`). ``vector_max``: the largest frame count for which the
     first iteration runs across the group (0: never; -1: :data:`VECTOR_MAX_ODD` /
     :data:`VECTOR_MAX_EVEN`); the results are the same bits either way.
 
