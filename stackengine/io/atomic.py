@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OutputError
+from ..kernels.byteorder import store_big_endian
 from ..tiles import thread_buffer
 
 __all__ = ["check_output", "atomic_output", "remove_path", "FileTarget"]
@@ -142,7 +143,9 @@ class FileTarget:
             data = value.reshape(region)
         else:  # converted in this thread's buffer: no fresh memory per block
             data = thread_buffer("convert", region, self.dtype)
-            np.copyto(data, value.reshape(region), casting="unsafe")
+            source = value.reshape(region)
+            if not store_big_endian(source, data):  # the maps' types: a compiled loop
+                np.copyto(data, source, casting="unsafe")
         # axes after `axis` are whole: each data[outer] is one run in the file
         axis = self.ndim - 1
         while axis > 0 and region[axis] == self.shape[axis]:

@@ -182,9 +182,7 @@ class FitsFrame:
             return False
         raw = out.view(self._raw)
         self._read_rows(raw, y0, fh)
-        native = to_native(raw)
-        if self._mode == "flip":
-            native ^= native.dtype.type(1 << (8 * native.itemsize - 1))
+        to_native(raw, self._mode == "flip")
         return True
 
     def _read_rows(self, raw: np.ndarray, y0: int, fh: Any = None) -> None:
@@ -205,11 +203,11 @@ class FitsFrame:
             if self._blank is not None:
                 out[sub == self._blank] = np.nan
             return out
+        flip = self._mode == "flip"
         if full:  # the read buffer is ours: swap in place, no second copy
-            out = raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("="))
-        else:
-            out = sub.astype(sub.dtype.newbyteorder("="))
-        if self._mode == "flip":
+            return to_native(raw, flip).view(self.dtype)
+        out = sub.astype(sub.dtype.newbyteorder("="))
+        if flip:
             out ^= out.dtype.type(1 << (8 * out.itemsize - 1))
         return out.view(self.dtype)
 
