@@ -49,30 +49,19 @@ def _bswap64(x):
 
 
 @njit(nogil=True, cache=True)
-def _swap16(a, flip):
+def _swap(a, flip, swap):
+    """Swap (when ``swap``) and flip the bits ``flip`` of every value of the 1-D
+    unsigned ``a``; the item size is a constant of each compiled version."""
+    size = a.itemsize
     for i in range(a.size):
-        a[i] = _bswap16(a[i]) ^ flip
-
-
-@njit(nogil=True, cache=True)
-def _swap32(a, flip):
-    for i in range(a.size):
-        a[i] = _bswap32(a[i]) ^ flip
-
-
-@njit(nogil=True, cache=True)
-def _swap64(a, flip):
-    for i in range(a.size):
-        a[i] = _bswap64(a[i]) ^ flip
-
-
-@njit(nogil=True, cache=True)
-def _flip8(a, flip):
-    for i in range(a.size):
-        a[i] = a[i] ^ flip
-
-
-_SWAP = {1: _flip8, 2: _swap16, 4: _swap32, 8: _swap64}
+        x = a[i]
+        if swap and size == 2:
+            x = _bswap16(x)
+        elif swap and size == 4:
+            x = _bswap32(x)
+        elif swap and size == 8:
+            x = _bswap64(x)
+        a[i] = x ^ flip
 
 
 def to_native_inplace(raw: np.ndarray, swap: bool, flip: bool = False) -> None:
@@ -84,15 +73,11 @@ def to_native_inplace(raw: np.ndarray, swap: bool, flip: bool = False) -> None:
     itemsize = raw.dtype.itemsize
     if not (swap and itemsize > 1) and not flip:
         return
-    if not raw.flags.c_contiguous or itemsize not in _SWAP:
+    if not raw.flags.c_contiguous or itemsize not in (1, 2, 4, 8):
         raise ValueError("to_native_inplace: needs a C-contiguous array of 1-8 byte values")
     unsigned = np.dtype(f"u{itemsize}")
     bits = unsigned.type(1 << (8 * itemsize - 1)) if flip else unsigned.type(0)
-    flat = raw.reshape(-1).view(unsigned)
-    if swap and itemsize > 1:
-        _SWAP[itemsize](flat, bits)
-    else:
-        _flip8(flat, bits)
+    _swap(raw.reshape(-1).view(unsigned), bits, swap and itemsize > 1)
 
 
 @njit(nogil=True, cache=True)
