@@ -131,12 +131,15 @@ def sorted_kept(vals, flags, n, srt):
 
 @njit(nogil=True, cache=True)
 def median_sorted(srt, a, b):
-    """Median of the sorted window ``srt[a:b]`` (b > a); numpy's convention for even sizes."""
+    """Median of the sorted window ``srt[a:b]`` (b > a); numpy's convention for even sizes.
+
+    In float64 whatever the dtype of ``srt`` (a float32 column gives the bits of
+    its float64 copy), as are :func:`mad_sorted` and :func:`mean_std_sorted`."""
     length = b - a
     h = a + length // 2
     if length % 2 == 1:
-        return srt[h]
-    return (srt[h - 1] + srt[h]) / 2.0
+        return np.float64(srt[h])
+    return (np.float64(srt[h - 1]) + np.float64(srt[h])) / 2.0
 
 
 @njit(nogil=True, cache=True)
@@ -146,8 +149,8 @@ def _deviation(srt, q, n_left, n_right, med, side, t):
     if t < 0:
         return -math.inf
     if side == 0:
-        return med - srt[q - 1 - t]
-    return srt[q + t] - med
+        return med - np.float64(srt[q - 1 - t])
+    return np.float64(srt[q + t]) - med
 
 
 @njit(nogil=True, cache=True)
@@ -162,7 +165,7 @@ def _kth_deviations(srt, q, n_left, n_right, med, k):
     hi = min(k + 1, n_left)
     while lo < hi:
         i = (lo + hi) // 2
-        more = np.int64(med - srt[q - 1 - i] < srt[q + k - i] - med)
+        more = np.int64(med - np.float64(srt[q - 1 - i]) < np.float64(srt[q + k - i]) - med)
         lo = lo + more * (i + 1 - lo)
         hi = hi + (1 - more) * (i - hi)
     j = k + 1 - lo  # taken from the right run

@@ -43,6 +43,7 @@ from .select import network_sort
 from .sigma import (
     CENTER_MEDIAN,
     SPREAD_MAD_STD,
+    SPREAD_WINSORIZED,
     clip_window,
     sigma_first_columns,
     sigma_window,
@@ -61,6 +62,10 @@ __all__ = [
 #: unused lanes at the end of every buffer row: rows a power of two apart in
 #: memory would all fall into the same cache sets when a column is read
 PAD = 16
+#: up to this many frames a pixel iterated on its own gets a contiguous float64 copy of
+#: its sorted column (cheap, and faster to search); beyond it the searches read the
+#: column where it is (a copy of hundreds of values cost more than the iterations)
+COPY_MAX = 16
 #: the group's buffer should stay well inside the L2 cache
 GROUP_BYTES = 256 * 1024
 #: up to this many frames (odd / even counts), the first iteration of median/mad_std
@@ -223,6 +228,33 @@ def _write_out(out, g0, gw, lo, hi, cnt, combine, pick, total, center, spread):
 
 
 @njit(nogil=True, cache=True)
+def _pixel_window(srt, m, n, s0, tried, first_lo, first_hi, stage_params):
+    """The final window of one pixel's sorted values ``srt[0:m]`` (a copy, or the
+    sorted column itself: every estimator reads them in float64), going on from
+    stage ``s0``; ``first_lo``/``first_hi`` are the bounds of the group-wide
+    first iteration of stage ``s0`` when it ran (``s0 < tried``) for a full column."""
+    n_stages = stage_params.shape[0]
+    a = 0
+    b = m
+    if s0 < tried and m == n:
+        # the first iteration of stage s0 rejected something: go on from there
+        a, b = clip_window(srt, 0, m, first_lo, first_hi)
+        prm = stage_params[s0]
+        maxiters = np.int64(prm[2])
+        a, b = sigma_window(
+            srt, a, b, prm[0], prm[1], maxiters - 1 if maxiters > 0 else maxiters,
+            CENTER_MEDIAN, SPREAD_MAD_STD,
+        )  # fmt: skip
+        s0 += 1
+    for s in range(s0, n_stages):
+        prm = stage_params[s]
+        a, b = sigma_window(
+            srt, a, b, prm[0], prm[1], np.int64(prm[2]), np.int64(prm[3]), np.int64(prm[4]),
+        )  # fmt: skip
+    return a, b
+
+
+@njit(nogil=True, cache=True)
 def reduce_block_window(
     block,
     pairs,
@@ -272,6 +304,9 @@ def reduce_block_window(
     if vector_max < 0:
         vector_max = VECTOR_MAX_ODD if n % 2 == 1 else VECTOR_MAX_EVEN
     vector = n <= vector_max
+    copy = n <= COPY_MAX
+    for s in range(n_stages):
+        copy = copy or np.int64(stage_params[s, 4]) == SPREAD_WINSORIZED
     for g0 in range(0, npix, group):
         gw = min(group, npix - g0)
         load_sorted(block, g0, gw, plain, raw, buf, cnt, scale, offset, grad, geom, pairs)
@@ -286,26 +321,13 @@ def reduce_block_window(
                 lo[g] = 0
                 hi[g] = m
                 continue
-            for k in range(m):
-                srt[k] = buf[k, g]
-            a = 0
-            b = m
-            if s0 < tried and m == n:
-                # the first iteration of stage s0 rejected something: go on from there
-                a, b = clip_window(srt, 0, m, work[2, g], work[3, g])
-                prm = stage_params[s0]
-                maxiters = np.int64(prm[2])
-                a, b = sigma_window(
-                    srt, a, b, prm[0], prm[1], maxiters - 1 if maxiters > 0 else maxiters,
-                    CENTER_MEDIAN, SPREAD_MAD_STD,
-                )  # fmt: skip
-                s0 += 1
-            for s in range(s0, n_stages):
-                prm = stage_params[s]
-                a, b = sigma_window(
-                    srt, a, b, prm[0], prm[1], np.int64(prm[2]), np.int64(prm[3]),
-                    np.int64(prm[4]),
-                )  # fmt: skip
+            if copy:  # winsorized stages read their runs many times: contiguous
+                for k in range(m):
+                    srt[k] = buf[k, g]
+                a, b = _pixel_window(srt, m, n, s0, tried, work[2, g], work[3, g], stage_params)
+            else:  # median/MAD and mean/std stages read O(log n) or one pass of values
+                col = buf[:, g]
+                a, b = _pixel_window(col, m, n, s0, tried, work[2, g], work[3, g], stage_params)
             lo[g] = a
             hi[g] = b
         if fallback or combine in (COMBINE_MEDIAN, COMBINE_MIN, COMBINE_MAX):
