@@ -13,7 +13,9 @@ may still wait to be written while the next one is read). What a task holds:
   of frames.
 
 Either way there are at least :data:`MIN_TILES_PER_THREAD` tiles per thread,
-of equal height where the layout allows, so that the threads finish together.
+of equal height where the layout allows, so that the threads finish together;
+a streamed tile also holds at most about :data:`TILE_WORK` pixel-frames, so
+with hundreds of frames the last one to finish is short.
 Tiles are multiples of the source's own storage unit: full-width row strips
 for FITS (rows are contiguous on disk), whole tiles or strips for TIFF, whole
 chunks for zarr.
@@ -47,6 +49,9 @@ STRIP_BYTES = 8 * 2**20
 MIN_TILES_PER_THREAD = 8
 #: ... unless the tiles would get smaller than this many pixels (small images)
 MIN_TILE_PIXELS = 2**16
+#: streamed tiles hold at most about this many pixel-frames (0.1-0.2 s of one core), so
+#: that with hundreds of frames the last tile leaves the other threads idle briefly
+TILE_WORK = 2**26
 
 
 def parse_memory(memory_limit: int | float | str) -> int:
@@ -132,6 +137,9 @@ def plan_tiles(
     if pixels >= width * unit_y:
         # full-width strips, whole storage rows, and enough of them to share out
         ty = min(height, _round_down(pixels // width, unit_y))
+        if streamed:
+            rows = max(TILE_WORK // (n * channels * width), MIN_TILE_PIXELS // width, 1)
+            ty = min(ty, _round_down(rows, unit_y))
         return _balanced(height, width, ty, unit_y, threads), width
     tx = min(width, _round_down(pixels // unit_y, unit_x))
     return unit_y, tx

@@ -156,6 +156,22 @@ def test_plan_aligned_to_tiff_tiles_and_bounded():
     assert ty == 256 and tx % 256 == 0 and tx < 4096
 
 
+def test_streamed_tiles_bounded_in_work():
+    # 500 frames of 2048^2 read from files: the budget alone allows 128-row strips,
+    # but a tile holds at most TILE_WORK pixel-frames (here 64 rows: 32 tiles)
+    from stackengine.plan import TILE_WORK
+
+    ty, tx = plan_tiles((500, 2048, 2048), 4, "512MiB", block=(1, 2048), n_threads=2,
+                        streamed=True)  # fmt: skip
+    assert tx == 2048 and ty * 2048 * 500 <= TILE_WORK
+    assert plan_tiles((10, 2048, 2048), 4, "512MiB", block=(1, 2048), n_threads=2,
+                      streamed=True) == (128, 2048)  # fmt: skip
+    # never below MIN_TILE_PIXELS per tile, whatever the frame count
+    ty, _ = plan_tiles((10**5, 2048, 2048), 4, "512MiB", block=(1, 2048), n_threads=2,
+                       streamed=True)  # fmt: skip
+    assert ty * 2048 >= 2**16
+
+
 def test_plan_scales_with_threads_and_memory():
     one = plan_tiles((30, 5000, 2000), 4, "256MiB", block=(1, 2000), n_threads=1)
     two = plan_tiles((30, 5000, 2000), 4, "256MiB", block=(1, 2000), n_threads=2)
