@@ -203,13 +203,9 @@ class FitsFrame:
             if self._blank is not None:
                 out[sub == self._blank] = np.nan
             return out
-        flip = self._mode == "flip"
-        if full:  # the read buffer is ours: swap in place, no second copy
-            return to_native(raw, flip).view(self.dtype)
-        out = sub.astype(sub.dtype.newbyteorder("="))
-        if flip:
-            out ^= out.dtype.type(1 << (8 * out.itemsize - 1))
-        return out.view(self.dtype)
+        # the read buffer is ours: swapped in place (a column range: its copy)
+        own = raw if full else np.ascontiguousarray(sub)
+        return to_native(own, self._mode == "flip").view(self.dtype)
 
     def _read_compressed(self, ys: slice, xs: slice) -> np.ndarray:
         key = (ys, xs) if self.plane is None else (self.plane, ys, xs)

@@ -79,17 +79,13 @@ def open_exact(path: str, storage_options: dict[str, Any] | None) -> BinaryIO:
 
 
 def to_native(raw: np.ndarray, flip: bool = False) -> np.ndarray:
-    """``raw`` in the machine's byte order, swapped in place when it is not already,
-    and with each value's sign bit flipped when ``flip`` (FITS signed bytes and
-    BZERO-shifted unsigned values); returned as a view in native order."""
-    swap = not raw.dtype.isnative
-    if raw.flags.c_contiguous:
-        to_native_inplace(raw, swap, flip)  # compiled: 2-4x numpy's byteswap
-        return raw.view(raw.dtype.newbyteorder("="))
-    native = raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("=")) if swap else raw
-    if flip:
-        native ^= native.dtype.type(1 << (8 * native.itemsize - 1))
-    return native
+    """The C-contiguous ``raw`` in the machine's byte order, swapped in place when it
+    is not already, and with each value's sign bit flipped when ``flip`` (FITS
+    signed bytes and BZERO-shifted unsigned values); returned as a native view.
+    A compiled loop (:func:`~stackengine.kernels.byteorder.to_native_inplace`):
+    2 to 4x faster than numpy's ``byteswap``."""
+    to_native_inplace(raw, not raw.dtype.isnative, flip)
+    return raw.view(raw.dtype.newbyteorder("="))
 
 
 #: bytes of frames read before they are converted to native order (well inside the L2 cache)

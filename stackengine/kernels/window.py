@@ -19,8 +19,10 @@ combination only needs the run. This kernel therefore
    row operations across the group): most pixels reject nothing there, which
    ends their iteration;
 4. finds the window of every other pixel with the same sigma iteration as the
-   general kernel (:func:`stackengine.kernels.sigma.sigma_window`), on a
-   float64 copy of the column, going on from the first iteration where it ran;
+   general kernel (:func:`stackengine.kernels.sigma.sigma_window`), in float64
+   (on a contiguous copy of the column up to :data:`COPY_MAX` frames and for
+   winsorized stages, else on the sorted column where it is), going on from
+   the first iteration where it ran;
 5. sums the windows' values and their squares (as deviations from a value of
    the window, in one pass) for the whole group at once, and writes the
    outputs (vectorized across pixels).
