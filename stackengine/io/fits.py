@@ -30,6 +30,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from ..errors import FrameError
 from . import READER_SUFFIXES, remote
+from .fitsheader import read_primary
 from .rawbytes import read_exact, to_native
 
 __all__ = ["SUFFIXES", "FitsFrame", "open_fits"]
@@ -319,14 +320,20 @@ def open_fits(
     else:
         abspath = remote.local_path(shown)
         storage_options = None
-    with _open_hdul(abspath, shown, storage_options) as hdul:
-        index = _find_hdu(hdul, hdu, shown)
-        try:
-            base, n_planes = _describe(hdul, index, abspath, shown, storage_options)
-        except FrameError:
-            raise
-        except Exception as exc:
-            raise FrameError(f"{shown}: not a valid FITS file ({exc})") from exc
+    quick = None
+    if storage_options is None and type(hdu) is int and hdu == 0:
+        quick = _describe_primary(abspath)
+    if quick is not None:
+        base, n_planes = quick
+    else:
+        with _open_hdul(abspath, shown, storage_options) as hdul:
+            index = _find_hdu(hdul, hdu, shown)
+            try:
+                base, n_planes = _describe(hdul, index, abspath, shown, storage_options)
+            except FrameError:
+                raise
+            except Exception as exc:
+                raise FrameError(f"{shown}: not a valid FITS file ({exc})") from exc
     plane_bytes = base.pop("_plane_bytes")
     offset = base.pop("_offset")
     return [
@@ -337,6 +344,51 @@ def open_fits(
         )
         for k in range(max(1, n_planes))
     ]
+
+
+def _describe_primary(abspath: str) -> tuple[dict[str, Any], int] | None:
+    """What :func:`_describe` gives for a local file's primary HDU, from the quick
+    header reader (:mod:`.fitsheader`); None where astropy must open the file
+    (then it also names any problem: missing, truncated, no image data...)."""
+    try:
+        with open(abspath, "rb") as fh:
+            info = read_primary(fh, HEADER_KEYS)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return None
+    if info is None or info["bitpix"] not in _RAW:
+        return None
+    bitpix = info["bitpix"]
+    axes = list(info["axes"])
+    while len(axes) > 3 and axes[-1] == 1:
+        axes.pop()
+    axes = axes[::-1]
+    nbytes = abs(bitpix) // 8 * math.prod(axes)
+    if not axes or not nbytes or len(axes) > 3 or size < info["offset"] + nbytes:
+        return None
+    shape = (axes[-2], axes[-1]) if len(axes) > 1 else (1, axes[0])
+    header = {key: _scalar(value) for key, value in info["header"].items()}
+    blank = info["blank"] if bitpix > 0 else None
+    blank = blank if isinstance(blank, int) and not isinstance(blank, bool) else None
+    bzero, bscale = info["bzero"], info["bscale"]
+    raw, dtype, mode = _layout(bitpix, bzero, bscale, blank)
+    base: dict[str, Any] = dict(
+        path=abspath,
+        shape=shape,
+        block=(1, shape[1]),
+        header={key: value for key, value in header.items() if value is not None},
+        hdu=0,
+        storage_options=None,
+        _offset=info["offset"],
+        _plane_bytes=shape[0] * shape[1] * abs(bitpix) // 8,
+        dtype=dtype,
+        _raw=raw,
+        _mode=mode,
+        _bscale=bscale,
+        _bzero=bzero,
+        _blank=blank,
+    )
+    return base, axes[0] if len(axes) == 3 else 0
 
 
 def _describe(
