@@ -132,6 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument(
         "--no-warm-cache", action="store_true", help="do not read the frames once before timing"
     )
+    o.add_argument(
+        "--cold-cache",
+        action="store_true",
+        help="evict the frames from the page cache before every timed run (reads from the disk)",
+    )
     p.add_argument("--run-one", metavar="METHOD", help=argparse.SUPPRESS)
     p.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -197,6 +202,7 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]
         keep=args.keep,
         ccdproc_mem_limit=args.ccdproc_mem_limit,
         warm_cache=not args.no_warm_cache,
+        cold_cache=args.cold_cache,
     )
     special = args.scaling or args.compare_formats
     if special and (algorithms or modes):

@@ -20,7 +20,7 @@ from .evaluate import compare_truth
 from .methods import parse_bytes
 from .runner import Job, _stderr, drop_results, method_info, run_facts, run_jobs, warm_up
 from .stats import summarize_runs
-from .system import available_bytes, warm_page_cache
+from .system import available_bytes, page_cache
 from .workload import DTYPES, FORMATS, Workload, manifest_files, prepare_workload
 
 __all__ = ["DEFAULT_VARIANTS", "format_formats", "parse_variants", "run_formats"]
@@ -67,6 +67,7 @@ def run_formats(
     log: Callable[[str], None] | None = None,
     ccdproc_mem_limit: str | int | None = None,
     warm_cache: bool = True,
+    cold_cache: bool = False,
 ) -> dict[str, Any]:
     """Run every method on ``base`` stored as each variant; returns the report dict.
 
@@ -82,14 +83,14 @@ def run_formats(
     manifests = {v: prepare_workload(wl, root, log=log)[0] for v, wl in wls.items()}
     available = available_bytes()
     files = [f for m in manifests.values() for f in manifest_files(m)]
-    cache = warm_page_cache(files, available) if warm_cache else "not warmed"
+    cache = page_cache(files, available, warm_cache, cold_cache)
     log(f"page cache: {cache}")
     if warmup:  # each variant: its own reading code path
         for wl in wls.values():
             warm_up(methods, wl, root, outdir, memory_limit, ccd_limit, log)
     label = {v: v.replace(":", "_") for v in variants}
     jobs = [Job(m, manifests[v], wls[v], label[v]) for v in variants for m in methods]
-    runs = run_jobs(jobs, outdir, memory_limit, repeat, ccd_limit, log, available)
+    runs = run_jobs(jobs, outdir, memory_limit, repeat, ccd_limit, log, available, cold_cache)
     results: dict[str, dict[str, Any]] = {}
     for v in variants:
         results[v] = {

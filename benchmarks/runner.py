@@ -31,7 +31,13 @@ from .evaluate import compare_astropy, compare_truth
 from .methods import ALGORITHM_PREFIX, get_method, parse_bytes
 from .normalization import NORMALIZE_PREFIX, normalization_checks, summarize_normalization
 from .stats import summarize_runs
-from .system import available_bytes, busy_cpu_s, memory_skip_reason, warm_page_cache
+from .system import (
+    available_bytes,
+    busy_cpu_s,
+    evict_page_cache,
+    memory_skip_reason,
+    page_cache,
+)
 from .workload import PRESETS, Workload, manifest_files, prepare_workload
 
 _T0 = time.perf_counter()  # child: the phases are timed from here (the parent times it all)
@@ -169,8 +175,12 @@ def run_jobs(
     ccdproc_mem_limit: int | None = None,
     log: Log = _stderr,
     available: int | None = None,
+    cold: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every job ``repeat`` times, alternating: all jobs, then all jobs again, ...
+
+    ``cold``: each job's frames are evicted from the page cache before each run
+    (:func:`benchmarks.system.evict_page_cache`).
 
     A job whose method would not fit in ``available`` bytes
     (:func:`benchmarks.system.memory_skip_reason`) is not run; its record has
@@ -188,6 +198,8 @@ def run_jobs(
                 runs[-1]["skipped"] = skip
                 continue
             log(f"run {rep + 1}/{repeat}: {name} ...")
+            if cold:
+                evict_page_cache(manifest_files(job.manifest))
             busy = busy_cpu_s()
             out = outdir / out_name(job.method, job.label)
             rec = run_child(
@@ -292,6 +304,7 @@ def run_benchmark(
     normalizations: Sequence[str] = (),
     ccdproc_mem_limit: str | int | None = None,
     warm_cache: bool = True,
+    cold_cache: bool = False,
 ) -> dict[str, Any]:
     """Make or reuse the frames, run every method, algorithm and mode ``repeat`` times, compare.
 
@@ -310,12 +323,12 @@ def run_benchmark(
     runnable = [*methods, *(ALGORITHM_PREFIX + a for a in algorithms)]
     runnable += [NORMALIZE_PREFIX + mode for mode in normalizations]
     available = available_bytes()
-    cache = warm_page_cache(manifest_files(manifest), available) if warm_cache else "not warmed"
+    cache = page_cache(manifest_files(manifest), available, warm_cache, cold_cache)
     log(f"page cache: {cache}")
     if warmup:
         warm_up(runnable, workload, root, outdir, memory_limit, ccd_limit, log)
     jobs = [Job(m, manifest, workload) for m in runnable]
-    runs = run_jobs(jobs, outdir, memory_limit, repeat, ccd_limit, log, available)
+    runs = run_jobs(jobs, outdir, memory_limit, repeat, ccd_limit, log, available, cold_cache)
 
     def summary(m: str) -> dict[str, Any]:
         return summarize_runs([r for r in runs if r["method"] == m], workload.mpix_frames)

@@ -33,7 +33,7 @@ from .runner import (
     warmup_workload,
 )
 from .stats import summarize_runs
-from .system import available_bytes, warm_page_cache
+from .system import available_bytes, page_cache
 from .workload import Workload, manifest_files, prepare_workload, subset_manifest
 
 __all__ = ["DEFAULT_FRAMES", "DEFAULT_SIZE", "format_scaling", "parse_frames", "run_scaling"]
@@ -72,6 +72,7 @@ def run_scaling(
     log: Callable[[str], None] | None = None,
     ccdproc_mem_limit: str | int | None = None,
     warm_cache: bool = True,
+    cold_cache: bool = False,
 ) -> dict[str, Any]:
     """Run every method at every N of ``frames`` on ``base`` (its size, dtype, format).
 
@@ -88,7 +89,7 @@ def run_scaling(
     outdir = root / "results"
     outdir.mkdir(parents=True, exist_ok=True)
     available = available_bytes()
-    cache = warm_page_cache(manifest_files(manifest), available) if warm_cache else "not warmed"
+    cache = page_cache(manifest_files(manifest), available, warm_cache, cold_cache)
     log(f"page cache: {cache}")
     if warmup:
         warm_up(methods, full, root, outdir, memory_limit, ccd_limit, log)
@@ -101,7 +102,7 @@ def run_scaling(
         jobs += [Job(m, sub, wl, f"n{n}") for m in methods]
         # the subject again, after an untimed tiny stack in the same process
         jobs.append(Job(subject, sub, wl, f"n{n}-steady", warm_manifest=tiny))
-    runs = run_jobs(jobs, outdir, memory_limit, repeat, ccd_limit, log, available)
+    runs = run_jobs(jobs, outdir, memory_limit, repeat, ccd_limit, log, available, cold_cache)
     points: dict[str, list[dict[str, Any]]] = {}
     for m in methods:
         points[m] = []

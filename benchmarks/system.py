@@ -19,6 +19,9 @@ __all__ = [
     "busy_cpu_s",
     "estimated_bytes",
     "memory_skip_reason",
+    "COLD",
+    "evict_page_cache",
+    "page_cache",
     "warm_page_cache",
 ]
 
@@ -76,6 +79,33 @@ def memory_skip_reason(method: str, wl: Workload, available: int | None) -> str 
         f"skipped: needs about {need / GIB:.1f} GiB, {available / GIB:.1f} GiB available "
         f"(limit {MEMORY_HEADROOM:g} x available)"
     )
+
+
+#: what a report says of the page cache with ``--cold-cache``
+COLD = (
+    "cold: each run's frames evicted from the page cache first (POSIX_FADV_DONTNEED; "
+    "a virtual machine's host may still hold them)"
+)
+
+
+def evict_page_cache(files: Iterable[Path]) -> None:
+    """Drop the files' pages from the page cache (``posix_fadvise(DONTNEED)``), so that
+    the next run reads them from the disk (the files are not written: no page is dirty)."""
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def page_cache(files: Iterable[Path], available: int | None, warm: bool, cold: bool) -> str:
+    """Prepare the page cache for the timed runs and say how: ``cold`` (the frames are
+    evicted before each run, by :func:`benchmarks.runner.run_jobs`), else ``warm``
+    (:func:`warm_page_cache`), else nothing."""
+    if cold:
+        return COLD
+    return warm_page_cache(files, available) if warm else "not warmed"
 
 
 def warm_page_cache(files: Iterable[Path], available: int | None) -> str:

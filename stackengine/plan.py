@@ -129,7 +129,7 @@ def plan_tiles(
     threads = n_threads or threads_per_worker()
     budget = parse_memory(memory_limit) // (threads * SAFETY)
     if streamed:
-        budget = max(budget - STRIP_BYTES, budget // 4)
+        budget = max(budget - 2 * STRIP_BYTES, budget // 4)  # the strip and the next one
     per_pixel = channels * ((0 if streamed else n * itemsize) + PER_PIXEL_OUTPUT_BYTES)
     pixels = max(1, budget // per_pixel)
     unit_y = max(1, min(block[0], height))

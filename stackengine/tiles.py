@@ -14,11 +14,14 @@ any tile or strip size.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from typing import Any
 
 import numpy as np
 
+from .io.prefetch import StripReader
 from .kernels.engine import N_OUT, reduce_block
 from .kernels.normalize import geometry
 from .plan import STRIP_BYTES
@@ -120,12 +123,32 @@ def read_reduce_into(stack: Any, args: tuple, location: list, out: np.ndarray) -
     frame_row = max(row_bytes // max(n, 1), 1)  # one row of one frame
     rows = max(STRIP_BYTES // max(row_bytes, 1), -(-MIN_READ_BYTES // frame_row), 1)
     rows = int(min(ny, rows))
+    strips = [(r0, min(ny, r0 + rows)) for r0 in range(0, ny, rows)]
     with stack.open_handles() as handles:  # each file opened once per task
-        for r0 in range(0, ny, rows):
-            r1 = min(ny, r0 + rows)
+        if prefetching(stack, x0, x1):  # the next strip is read while this one is reduced
+            with contextlib.closing(
+                iter(StripReader(stack, handles, y0, strips, thread_buffer))
+            ) as it:
+                for r0, r1, buf in it:
+                    _reduce(buf, y0 + r0, x0, args, out[:, r0:r1])
+            return
+        for r0, r1 in strips:
             buf = thread_buffer("strip", (n, r1 - r0, nx, *rest), stack.dtype)
             stack.read_tile(slice(y0 + r0, y0 + r1), slice(x0, x1), out=buf, handles=handles)
             _reduce(buf, y0 + r0, x0, args, out[:, r0:r1])
+
+
+def prefetching(stack: Any, x0: int, x1: int) -> bool:
+    """Whether the tile's strips are read ahead (:mod:`stackengine.io.prefetch`): full-width
+    strips of frames read by byte offset from local files, unless switched off with
+    ``STACKENGINE_PREFETCH=0`` in the environment."""
+    layout = getattr(stack, "_layout", None)
+    return (
+        layout is not None
+        and layout.local
+        and (x0, x1) == (0, stack.shape[2])
+        and os.environ.get("STACKENGINE_PREFETCH", "1") != "0"
+    )
 
 
 _THREAD = threading.local()

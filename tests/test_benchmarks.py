@@ -289,6 +289,36 @@ def test_memory_guard_skips_without_running(tmp_path):
     assert summarize_runs(runs, wl.mpix_frames)["skipped"] == reason
 
 
+def test_cold_cache_evicts_each_run_s_frames(tmp_path, monkeypatch):
+    """--cold-cache: before every run, that run's frames leave the page cache."""
+    from benchmarks import runner, system
+
+    frames = []
+    for i in range(2):
+        frames.append(tmp_path / f"frame_{i}.fits")
+        frames[-1].write_bytes(b"x" * 8192)
+    system.evict_page_cache(frames)  # a real posix_fadvise on real files: no error
+    events = []
+    monkeypatch.setattr(runner, "manifest_files", lambda manifest: [manifest])
+    monkeypatch.setattr(runner, "evict_page_cache", lambda files: events.append(("evict", files)))
+
+    def child(method, manifest, out, *args):
+        events.append(("run", method))
+        return {"method": method, "ok": True, "wall_s": 1.0}
+
+    monkeypatch.setattr(runner, "run_child", child)
+    wl = Workload(n_frames=2, height=8, width=8)
+    a, b = "numpy-median", "bottleneck-median"
+    jobs = [Job(a, frames[0], wl, "x"), Job(b, frames[1], wl, "y")]
+    run_jobs(jobs, tmp_path, "64MiB", repeat=2, log=lambda m: None, cold=True)
+    assert events == [("evict", [frames[0]]), ("run", a), ("evict", [frames[1]]), ("run", b)] * 2
+    events.clear()
+    run_jobs(jobs, tmp_path, "64MiB", repeat=1, log=lambda m: None)
+    assert events == [("run", a), ("run", b)]
+    assert system.page_cache(frames, None, warm=True, cold=True) == system.COLD
+    assert system.page_cache(frames, None, warm=False, cold=False) == "not warmed"
+
+
 def test_truth_and_cosmic_ray_mask_match_the_generated_frames(tmp_path):
     # Without noise and cosmic rays every frame is scale_i * truth_model exactly.
     clean = Workload(n_frames=4, height=96, width=80, noise=0.0, cosmic_fraction=0.0)
