@@ -1,8 +1,8 @@
 """Reading a tile's next strip while the kernel reduces the current one (io.prefetch).
 
-The read-ahead path is taken when a task's first strip came slower than
-``AHEAD_BELOW`` (from a disk); here it is forced (``AHEAD_BELOW = inf``) or
-switched off (``0``), on tiles of many small strips. The stack must be the same
+The read-ahead path is taken when a task's thread waited for its first strip
+(``waits_on_disk``: from a disk); here it is forced on or off, on tiles of many
+small strips. The stack must be the same
 bits either way and as from the frames in memory, a file that cannot be read
 must still be named, and a task must not leave reads running on its files.
 """
@@ -68,10 +68,10 @@ def test_read_ahead_gives_the_same_bits(tmp_path, monkeypatch, small_strips, cou
     paths = frame_files(tmp_path, kind)
     frames = se.open_frames(paths)
     kw = dict(reject="sigma", memory_limit="1MiB")
-    monkeypatch.setattr(prefetch, "AHEAD_BELOW", float("inf"))
+    monkeypatch.setattr(prefetch, "waits_on_disk", lambda wall, cpu: True)
     ahead = se.stack(frames, **kw).compute()
     assert len(count_reads) > 0  # the strips after the first were read ahead
-    monkeypatch.setattr(prefetch, "AHEAD_BELOW", 0.0)
+    monkeypatch.setattr(prefetch, "waits_on_disk", lambda wall, cpu: False)
     count_reads.clear()
     plain = se.stack(frames, **kw).compute()
     assert count_reads == []  # from the page cache: read in the task's thread
@@ -83,7 +83,7 @@ def test_read_ahead_gives_the_same_bits(tmp_path, monkeypatch, small_strips, cou
 
 def test_switched_off_by_the_environment(tmp_path, monkeypatch, small_strips, count_reads):
     frames = se.open_frames(frame_files(tmp_path, "fits-f32"))
-    monkeypatch.setattr(prefetch, "AHEAD_BELOW", float("inf"))
+    monkeypatch.setattr(prefetch, "waits_on_disk", lambda wall, cpu: True)
     monkeypatch.setenv("STACKENGINE_PREFETCH", "0")
     se.stack(frames, memory_limit="1MiB").compute()
     assert count_reads == []
@@ -93,21 +93,31 @@ def test_a_file_cut_short_is_named(tmp_path, monkeypatch, small_strips):
     paths = frame_files(tmp_path, "fits-f32")
     frames = se.open_frames(paths)
     paths[4].write_bytes(paths[4].read_bytes()[: 2880 + 23 * 4 * 30])  # 30 rows left
-    monkeypatch.setattr(prefetch, "AHEAD_BELOW", float("inf"))
+    monkeypatch.setattr(prefetch, "waits_on_disk", lambda wall, cpu: True)
     with pytest.raises(FrameError, match=r"u?f4\.fits: truncated"):
-        se.stack(frames, memory_limit="1MiB").compute()
+        # one thread: no other task of this stack goes on reading after the error
+        se.stack(frames, memory_limit="1MiB").compute(scheduler="synchronous")
+
+
+def test_waits_on_disk_by_time_off_the_cpu():
+    assert prefetch.waits_on_disk(0.010, 0.002)  # waited 80 % of the read
+    assert not prefetch.waits_on_disk(0.010, 0.005)  # half: a busy machine, not a disk
+    assert not prefetch.waits_on_disk(0.010, 0.009)  # a copy (page faults included)
+    assert not prefetch.waits_on_disk(0.0005, 0.0)  # too short to overlap anything
 
 
 def test_a_task_waits_for_its_reads(tmp_path, monkeypatch, small_strips):
     """The kernel fails on a strip while the next one is being read: the task waits
     for that read before it closes its files, and no read sees a closed file."""
     frames = se.open_frames(frame_files(tmp_path, "fits-f32"))
-    monkeypatch.setattr(prefetch, "AHEAD_BELOW", float("inf"))
+    monkeypatch.setattr(prefetch, "waits_on_disk", lambda wall, cpu: True)
     seen = {"reads": 0, "closed": 0, "inflight": 0}
     lock = threading.Condition()
     real_read = prefetch.read_rows_batch
 
     def slow_read(layout, frames_, ks, y0, raw, handles):
+        if not str(handles[ks[0]].name).startswith(str(tmp_path)):  # another test's task
+            return real_read(layout, frames_, ks, y0, raw, handles)
         with lock:
             seen["inflight"] += 1
             lock.notify_all()

@@ -34,13 +34,13 @@ import numpy as np
 
 from .rawbytes import read_rows_batch
 
-__all__ = ["AHEAD_BELOW", "READ_JOBS", "StripReader", "io_pool"]
+__all__ = ["READ_JOBS", "StripReader", "io_pool", "waits_on_disk"]
 
-#: a first strip read slower than this (bytes per second) comes from a disk, not from
-#: the page cache (a copy: 3-5 GB/s per thread here): the task's other strips are read
-#: ahead through the pool. From the cache, reads in other threads only compete with
-#: the kernels for the cores (a stack of 50 frames of 2048² was 25 % slower)
-AHEAD_BELOW = 1.5e9
+#: a first strip read during which the task's thread was off the CPU for more than this
+#: share of the time waited for a disk: its other strips are read ahead
+AHEAD_WAITING = 0.6
+#: ... if the read took at least this long (s): a shorter one has nothing to overlap
+AHEAD_MIN_S = 1e-3
 #: reads in flight per strip (each a share of the frames)
 READ_JOBS = 4
 #: threads of the process's I/O pool (two tile tasks' reads at a time)
@@ -120,15 +120,14 @@ class StripReader:
 
     def __iter__(self) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield ``(r0, r1, frames)`` per strip, in order; ``frames`` is valid until the
-        next step. The first strip is read in this thread and timed: from the page
-        cache (faster than :data:`AHEAD_BELOW`) every strip is, as before; else the
-        others are read ahead through the pool."""
+        next step. The first strip is read in this thread and timed
+        (:func:`waits_on_disk`): from the page cache every strip is, as before; from
+        a disk the others are read ahead through the pool."""
         if not self.strips:
             return
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         out = self._read_here(0)
-        rate = out.nbytes / max(time.perf_counter() - start, 1e-9)
-        if rate >= AHEAD_BELOW:
+        if not waits_on_disk(time.perf_counter() - start, time.thread_time() - cpu):
             r0, r1 = self.strips[0]
             yield r0, r1, out
             for i in range(1, len(self.strips)):
@@ -153,6 +152,14 @@ class StripReader:
         finally:
             if pending is not None:
                 _settle(pending[1])
+
+
+def waits_on_disk(wall: float, cpu: float) -> bool:
+    """Whether a read of ``wall`` seconds, of which the thread spent ``cpu`` on the CPU,
+    waited for a device: from the page cache a read is a copy, on the CPU the whole
+    time (page faults of a buffer's first use included), so only the wait tells a
+    disk apart, not the speed."""
+    return wall >= AHEAD_MIN_S and wall - cpu > AHEAD_WAITING * wall
 
 
 def _settle(jobs: list[Future]) -> None:
