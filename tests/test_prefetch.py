@@ -1,14 +1,15 @@
 """Reading a tile's next strip while the kernel reduces the current one (io.prefetch).
 
-The read-ahead path is taken when a task's thread waited for its first strip
-(``waits_on_disk``: from a disk); here it is forced on or off, on tiles of many
-small strips. The stack must be the same
-bits either way and as from the frames in memory, a file that cannot be read
-must still be named, and a task must not leave reads running on its files.
+The read-ahead path is taken when a task's first strip came from a disk
+(``from_disk``); here it is forced on or off, on tiles of many small strips.
+The stack must be the same bits either way and as from the frames in memory, a
+file that cannot be read must still be named, and a task must not leave reads
+running on its files.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -68,10 +69,10 @@ def test_read_ahead_gives_the_same_bits(tmp_path, monkeypatch, small_strips, cou
     paths = frame_files(tmp_path, kind)
     frames = se.open_frames(paths)
     kw = dict(reject="sigma", memory_limit="1MiB")
-    monkeypatch.setattr(prefetch, "waits_on_disk", lambda wall, cpu: True)
+    monkeypatch.setattr(prefetch, "from_disk", lambda before, after, nbytes: True)
     ahead = se.stack(frames, **kw).compute()
     assert len(count_reads) > 0  # the strips after the first were read ahead
-    monkeypatch.setattr(prefetch, "waits_on_disk", lambda wall, cpu: False)
+    monkeypatch.setattr(prefetch, "from_disk", lambda before, after, nbytes: False)
     count_reads.clear()
     plain = se.stack(frames, **kw).compute()
     assert count_reads == []  # from the page cache: read in the task's thread
@@ -83,7 +84,7 @@ def test_read_ahead_gives_the_same_bits(tmp_path, monkeypatch, small_strips, cou
 
 def test_switched_off_by_the_environment(tmp_path, monkeypatch, small_strips, count_reads):
     frames = se.open_frames(frame_files(tmp_path, "fits-f32"))
-    monkeypatch.setattr(prefetch, "waits_on_disk", lambda wall, cpu: True)
+    monkeypatch.setattr(prefetch, "from_disk", lambda before, after, nbytes: True)
     monkeypatch.setenv("STACKENGINE_PREFETCH", "0")
     se.stack(frames, memory_limit="1MiB").compute()
     assert count_reads == []
@@ -93,7 +94,7 @@ def test_a_file_cut_short_is_named(tmp_path, monkeypatch, small_strips):
     paths = frame_files(tmp_path, "fits-f32")
     frames = se.open_frames(paths)
     paths[4].write_bytes(paths[4].read_bytes()[: 2880 + 23 * 4 * 30])  # 30 rows left
-    monkeypatch.setattr(prefetch, "waits_on_disk", lambda wall, cpu: True)
+    monkeypatch.setattr(prefetch, "from_disk", lambda before, after, nbytes: True)
     with pytest.raises(FrameError, match=r"u?f4\.fits: truncated"):
         # one thread: no other task of this stack goes on reading after the error
         se.stack(frames, memory_limit="1MiB").compute(scheduler="synchronous")
@@ -106,11 +107,40 @@ def test_waits_on_disk_by_time_off_the_cpu():
     assert not prefetch.waits_on_disk(0.0005, 0.0)  # too short to overlap anything
 
 
+def test_from_disk_by_the_bytes_fetched(tmp_path):
+    """A strip from the page cache fetches nothing from the storage, whatever the time
+    says; one evicted from the cache first is fetched (where the system counts it)."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(np.random.default_rng(0).bytes(4 << 20))
+    slow = (0, 0.0, 0.0), (0, 1.0, 0.0)  # one second off the CPU, nothing fetched
+    assert not prefetch.from_disk(*slow, nbytes=4 << 20)
+    assert prefetch.from_disk((0, 0.0, 0.0), (2 << 20, 1.0, 0.0), nbytes=4 << 20)
+    # no byte counts: the time decides
+    assert prefetch.from_disk((None, 0.0, 0.0), (None, 0.01, 0.002), nbytes=1)
+    assert not prefetch.from_disk((None, 0.0, 0.0), (None, 0.01, 0.009), nbytes=1)
+    if prefetch._fetched() is None:
+        return
+    with open(path, "rb") as fh:
+        fh.read()  # in the cache now
+        before = prefetch._probe()
+        fh.seek(0)
+        fh.read()
+        assert not prefetch.from_disk(before, prefetch._probe(), 4 << 20)
+        os.fsync(fh.fileno())
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        before = prefetch._probe()
+        fh.seek(0)
+        fh.read()
+        after = prefetch._probe()
+    if after[0] > before[0]:  # (tmpfs has no storage: the page cache is all there is)
+        assert prefetch.from_disk(before, after, 4 << 20)
+
+
 def test_a_task_waits_for_its_reads(tmp_path, monkeypatch, small_strips):
     """The kernel fails on a strip while the next one is being read: the task waits
     for that read before it closes its files, and no read sees a closed file."""
     frames = se.open_frames(frame_files(tmp_path, "fits-f32"))
-    monkeypatch.setattr(prefetch, "waits_on_disk", lambda wall, cpu: True)
+    monkeypatch.setattr(prefetch, "from_disk", lambda before, after, nbytes: True)
     seen = {"reads": 0, "closed": 0, "inflight": 0}
     lock = threading.Condition()
     real_read = prefetch.read_rows_batch

@@ -34,13 +34,18 @@ import numpy as np
 
 from .rawbytes import read_rows_batch
 
-__all__ = ["READ_JOBS", "StripReader", "io_pool", "waits_on_disk"]
+__all__ = ["READ_JOBS", "StripReader", "from_disk", "io_pool", "waits_on_disk"]
 
-#: a first strip read during which the task's thread was off the CPU for more than this
-#: share of the time waited for a disk: its other strips are read ahead
+#: a first strip whose read made the storage fetch at least this share of its bytes
+#: (``read_bytes`` of ``/proc/thread-self/io``) came from a disk, not from the page
+#: cache: the task's other strips are read ahead
+AHEAD_FETCHED = 0.25
+#: where the system does not count a thread's fetched bytes: a first read during which
+#: the thread was off the CPU for more than this share of the time waited for a disk ...
 AHEAD_WAITING = 0.6
-#: ... if the read took at least this long (s): a shorter one has nothing to overlap
+#: ... if it took at least this long (s): a shorter one has nothing to overlap
 AHEAD_MIN_S = 1e-3
+_IO_STATS = "/proc/thread-self/io"
 #: reads in flight per strip (each a share of the frames)
 READ_JOBS = 4
 #: threads of the process's I/O pool (two tile tasks' reads at a time)
@@ -120,14 +125,14 @@ class StripReader:
 
     def __iter__(self) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield ``(r0, r1, frames)`` per strip, in order; ``frames`` is valid until the
-        next step. The first strip is read in this thread and timed
-        (:func:`waits_on_disk`): from the page cache every strip is, as before; from
-        a disk the others are read ahead through the pool."""
+        next step. The first strip is read in this thread (:func:`from_disk` tells
+        where it came from): from the page cache every strip is, as before; from a
+        disk the others are read ahead through the pool."""
         if not self.strips:
             return
-        start, cpu = time.perf_counter(), time.thread_time()
+        before = _probe()
         out = self._read_here(0)
-        if not waits_on_disk(time.perf_counter() - start, time.thread_time() - cpu):
+        if not from_disk(before, _probe(), out.nbytes):
             r0, r1 = self.strips[0]
             yield r0, r1, out
             for i in range(1, len(self.strips)):
@@ -154,11 +159,41 @@ class StripReader:
                 _settle(pending[1])
 
 
+def _fetched() -> int | None:
+    """Bytes this thread has made the storage fetch so far, where the system counts them."""
+    try:
+        with open(_IO_STATS, "rb") as f:
+            for line in f:
+                if line.startswith(b"read_bytes:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _probe() -> tuple[int | None, float, float]:
+    """(fetched bytes, wall time, CPU time) of this thread, now."""
+    return _fetched(), time.perf_counter(), time.thread_time()
+
+
+def from_disk(before: tuple, after: tuple, nbytes: int) -> bool:
+    """Whether a read of ``nbytes`` between the :func:`_probe` ``before`` and ``after``
+    came from a disk. Where the system counts the bytes a thread makes the storage
+    fetch (Linux), by those: at least :data:`AHEAD_FETCHED` of what was read. Else by
+    the time (:func:`waits_on_disk`). The count is the sure sign: a read from the
+    page cache fetches nothing, however long it waited for a core, the GIL or a
+    profiler, which the time alone takes for a disk (a thread waits, off the CPU,
+    for all three)."""
+    if before[0] is not None and after[0] is not None:
+        return after[0] - before[0] >= AHEAD_FETCHED * nbytes
+    return waits_on_disk(after[1] - before[1], after[2] - before[2])
+
+
 def waits_on_disk(wall: float, cpu: float) -> bool:
     """Whether a read of ``wall`` seconds, of which the thread spent ``cpu`` on the CPU,
     waited for a device: from the page cache a read is a copy, on the CPU the whole
-    time (page faults of a buffer's first use included), so only the wait tells a
-    disk apart, not the speed."""
+    time (page faults of a buffer's first use included), so the wait tells a disk
+    apart, not the speed."""
     return wall >= AHEAD_MIN_S and wall - cpu > AHEAD_WAITING * wall
 
 
