@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .._numba_cache import check_caches
+
 __all__ = ["store_big_endian", "to_native_inplace"]
 
 _U16 = np.uint16
@@ -132,3 +134,6 @@ def store_big_endian(src: np.ndarray, dst: np.ndarray) -> bool:
     unsigned = np.dtype(f"u{dst.dtype.itemsize}")
     loop(src.reshape(-1), dst.reshape(-1).view(unsigned))
     return True
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

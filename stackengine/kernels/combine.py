@@ -19,6 +19,7 @@ import math
 
 from numba import njit
 
+from .._numba_cache import check_caches
 from .select import HIGH, KEPT, LOW, median_sorted, sorted_kept
 
 __all__ = ["COMBINE_CODES", "combine_pixel", "store_pixel"]
@@ -108,3 +109,6 @@ def store_pixel(out, p, value, count, decisions, m, noise):
     out[2][p] = low
     out[3][p] = high
     out[4][p] = noise
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

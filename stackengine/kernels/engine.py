@@ -18,6 +18,7 @@ import functools
 import numpy as np
 from numba import njit
 
+from .._numba_cache import check_caches
 from .combine import combine_pixel, store_pixel
 from .esd import esd_stage
 from .extrema import extrema_stage
@@ -293,3 +294,6 @@ def reduce_block_sorted(
                 value = median_run(buf, g, 0, m)
             store_pixel(out, p, value, count, flags, n, noise)
     return out
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

@@ -15,6 +15,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .._numba_cache import check_caches
 from .select import HIGH, KEPT, LOW, mark_ranks, median_sorted, sorted_kept
 
 __all__ = ["esd_lambdas", "esd_stage"]
@@ -96,3 +97,6 @@ def esd_stage(vals, flags, n, srt, dec, m, presorted, max_outliers, lam):
         s1 -= srt[r] - med0
         dec[r] = LOW if srt[r] < med0 else HIGH
     mark_ranks(vals, flags, n, srt, m, dec)
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

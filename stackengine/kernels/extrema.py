@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from .._numba_cache import check_caches
 from .select import HIGH, KEPT, LOW, mark_ranks, sorted_kept
 
 __all__ = ["extrema_stage"]
@@ -25,3 +26,6 @@ def extrema_stage(vals, flags, n, srt, dec, m, presorted, n_low, n_high):
     for r in range(m):
         dec[r] = LOW if r < low else (HIGH if r >= m - high else KEPT)
     mark_ranks(vals, flags, n, srt, m, dec)
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

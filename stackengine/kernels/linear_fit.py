@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from .._numba_cache import check_caches
 from .select import HIGH, KEPT, LOW, mark_ranks, sorted_kept
 
 __all__ = ["MIN_KEPT", "linear_fit_ranks", "linear_fit_stage"]
@@ -111,3 +112,6 @@ def linear_fit_stage(
     kept = linear_fit_ranks(srt, m, dec, sigma_lower, sigma_upper, maxiters, work)
     if kept < m:
         mark_ranks(vals, flags, n, srt, m, dec)
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from .._numba_cache import check_caches
 from .select import mark_outside
 
 __all__ = ["minmax_stage"]
@@ -13,3 +14,6 @@ __all__ = ["minmax_stage"]
 def minmax_stage(vals, flags, n, min_value, max_value):
     """Reject ``x < min_value`` (low) and ``x > max_value`` (high); +-inf disables a side."""
     mark_outside(vals, flags, n, min_value, max_value)
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

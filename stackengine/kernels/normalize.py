@@ -18,6 +18,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .._numba_cache import check_caches
+
 __all__ = ["bilinear", "geometry", "load_group", "apply_block"]
 
 
@@ -116,3 +118,6 @@ def geometry(
         [channels, block_shape[2], y0, x0, sy, sx, 1.0 if step is not None else 0.0],
         dtype=np.float64,
     )
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from .._numba_cache import check_caches
 from .select import HIGH, KEPT, LOW, median_sorted, sorted_kept
 
 __all__ = ["percentile_stage"]
@@ -26,3 +27,6 @@ def percentile_stage(vals, flags, n, srt, m, presorted, percentile_low, percenti
                 flags[k] = LOW
             elif (x - med) / med > percentile_high:
                 flags[k] = HIGH
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

@@ -26,6 +26,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .._numba_cache import check_caches
 from .combine import (
     COMBINE_MAX,
     COMBINE_MEAN,
@@ -106,3 +107,6 @@ def reduce_block_linear_fit(
                 value = median_sorted(srt, 0, m)
             store_pixel(out, g0 + g, value, kept, dec, m, noise)
     return out
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

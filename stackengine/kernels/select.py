@@ -21,6 +21,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .._numba_cache import check_caches
+
 __all__ = [
     "MISSING",
     "KEPT",
@@ -263,3 +265,6 @@ def count_kept(flags, n):
         if flags[k] == KEPT:
             m += 1
     return m
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

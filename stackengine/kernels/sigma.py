@@ -17,6 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .._numba_cache import check_caches
 from .select import (
     MAD_TO_STD,
     mad_sorted,
@@ -273,3 +274,6 @@ def sigma_first_columns(buf, gw, cnt, stage_params, start, work):
             blo[g] = lo if here else blo[g]
             bhi[g] = hi if here else bhi[g]
     return tried
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

@@ -39,6 +39,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .._numba_cache import check_caches
 from .combine import COMBINE_MAX, COMBINE_MEAN, COMBINE_MEDIAN, COMBINE_MIN, COMBINE_SUM
 from .normalize import load_group
 from .select import network_sort
@@ -339,3 +340,6 @@ def reduce_block_window(
         _window_sums(buf, gw, lo, hi, total, center, spread)
         _write_out(out, g0, gw, lo, hi, cnt, combine, pick, total, center, spread)
     return out
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

@@ -15,6 +15,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .._numba_cache import check_caches
 from .fast import native
 
 __all__ = ["ANNULUS_GAP", "ANNULUS_WIDTH", "APERTURE_RADIUS", "aperture_fluxes"]
@@ -212,3 +213,6 @@ def aperture_fluxes(
         sub[inside] = sums - bkg[inside] * (math.pi * r_ap * r_ap)
     flux[ok], background[ok] = sub, bkg
     return flux, background
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

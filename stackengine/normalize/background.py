@@ -34,6 +34,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .._numba_cache import check_caches
+
 __all__ = ["background_map"]
 
 _NBINS = 160  # histogram bins over +-5 sigma: sigma / 16 each
@@ -321,3 +323,6 @@ def background_map(
     centres_x = (np.arange(gx) + 0.5) * mesh - 0.5
     _bicubic(back, centres_y, centres_x, out)
     return out, float(np.median(noise))
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

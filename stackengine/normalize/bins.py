@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from .._numba_cache import check_caches
 from ..errors import ParameterError
 from .fast import bin_medians
 
@@ -208,3 +209,6 @@ def _check_step(step: int) -> int:
     if int(step) != step or int(step) < 1:
         raise ParameterError(f"step must be a positive integer, got {step!r}")
     return int(step)
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

@@ -29,6 +29,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .._numba_cache import check_caches
+
 __all__ = [
     "as_float",
     "native",
@@ -346,3 +348,6 @@ def spike_candidates(data, level, margin, ratio):  # pragma: no cover - compiled
         out_y[k] = ys[k]
         out_x[k] = xs[k]
     return out_y, out_x, out_v
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)

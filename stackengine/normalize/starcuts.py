@@ -9,6 +9,7 @@ import numpy as np
 import sep
 from numba import njit
 
+from .._numba_cache import check_caches
 from .fast import max_count, median_of, native
 
 __all__ = [
@@ -141,3 +142,6 @@ def _filtered_blocks(data, ys, xs, b, k, edge):  # pragma: no cover - compiled
                     out[m] = s
                     m += 1
     return out
+
+
+check_caches(__name__)  # drop caches compiled from other sources (see .._numba_cache)
