@@ -72,7 +72,9 @@ def purge_stale(folder: Path, digest: str) -> bool:
     with contextlib.suppress(OSError):
         if stamp.read_text() == digest:
             return False
-    if not folder.is_dir():
+    try:  # a folder numba has not made yet: empty, and stamped now for what comes
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
         return False
     deleted = False
     for entry in folder.iterdir():
