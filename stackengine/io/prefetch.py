@@ -95,6 +95,7 @@ class StripReader:
         n = stack.shape[0]
         # every file opened here, in the task's thread: the I/O threads only read
         self.files = {k: handles[k] for k in range(n)}
+        self.handles = handles  # for this thread's reads (it keeps their memoryviews)
         size = -(-n // READ_JOBS)
         self.parts = [range(k, min(n, k + size)) for k in range(0, n, size)]
 
@@ -125,7 +126,7 @@ class StripReader:
         stack = self.stack
         out = self.buffer("strip", (stack.shape[0], r1 - r0, *stack.shape[2:]), stack.dtype)
         ys = slice(self.y0 + r0, self.y0 + r1)
-        return stack.read_tile(ys, slice(0, stack.shape[2]), out=out, handles=self.files)
+        return stack.read_tile(ys, slice(0, stack.shape[2]), out=out, handles=self.handles)
 
     def __iter__(self) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield ``(r0, r1, frames)`` per strip, in order; ``frames`` is valid until the
