@@ -27,7 +27,7 @@ from .minmax import minmax_stage
 from .normalize import geometry, load_group
 from .percentile import percentile_stage
 from .ranked import reduce_block_linear_fit
-from .select import batcher_pairs, load_pixel, network_sort
+from .select import batcher_pairs, cache_blocked, load_pixel, network_sort
 from .sigma import sigma_stage
 from .window import PAD, group_buffer, median_run, reduce_block_window
 
@@ -37,6 +37,7 @@ __all__ = [
     "STAGE_CODES",
     "STAGE_SIGMA",
     "network",
+    "sort_network",
     "out_rows",
     "reduce_block",
     "reduce_block_sorted",
@@ -98,10 +99,28 @@ def _run_stage(code, prm, table, vals, flags, n, srt, dec, m, presorted, work):
         esd_stage(vals, flags, n, srt, dec, m, presorted, prm[0], table)
 
 
+#: a group's rows are sorted in blocks that fit this much of the L1 cache (see
+#: :func:`~.select.cache_blocked`)
+SORT_BLOCK_BYTES = 32 * 1024
+
+
 @functools.lru_cache(maxsize=64)
-def network(n: int) -> np.ndarray:
-    """The (cached) sorting network for ``n`` frames."""
-    return batcher_pairs(n)
+def network(n: int, block: int = 0) -> np.ndarray:
+    """The (cached) sorting network for ``n`` frames; with ``block`` >= 2, scheduled to
+    work on blocks of that many rows at a time (the same sort)."""
+    pairs = batcher_pairs(n)
+    if block >= 2 and block < n:
+        pairs = cache_blocked(pairs, n, block)
+    return pairs
+
+
+def sort_network(buf: np.ndarray) -> np.ndarray:
+    """The network for the group buffer ``buf`` (:func:`.window.group_buffer`): blocks of
+    the largest power of two of rows whose row-width fits :data:`SORT_BLOCK_BYTES`."""
+    block = 1
+    while 2 * block * buf.shape[1] * buf.itemsize <= SORT_BLOCK_BYTES:
+        block *= 2
+    return network(buf.shape[0], block)
 
 
 def out_rows(out: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
@@ -169,22 +188,23 @@ def _kernel(block, stages, stage_params, combine, weights, use_weights, tables, 
         # decided by rank, combined without weights: no mapping back to frames
         buf = group_buffer(n, np.float32 if exact else np.float64)
         return reduce_block_linear_fit(
-            block, network(n), stage_params[0], combine, fallback, plain, buf,
+            block, sort_network(buf), stage_params[0], combine, fallback, plain, buf,
             scale, offset, grad, geom, out,
         )  # fmt: skip
     if not use_weights and np.all(np.asarray(stages) == STAGE_SIGMA):
         # every stage keeps a window of the sorted values: the fast kernel
         buf = group_buffer(n, np.float32 if exact else np.float64)
         return reduce_block_window(
-            block, network(n), stage_params, combine, fallback, plain, buf,
+            block, sort_network(buf), stage_params, combine, fallback, plain, buf,
             scale, offset, grad, geom, out,
         )  # fmt: skip
     if tables is None:
         tables = np.zeros((len(stages), n + 1), dtype=np.float64)
+    buf = group_buffer(n, np.float32 if exact else np.float64)
     return reduce_block_sorted(
         block,
-        network(n),
-        group_buffer(n, np.float32 if exact else np.float64),
+        sort_network(buf),
+        buf,
         stages,
         stage_params,
         tables,
