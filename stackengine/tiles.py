@@ -125,7 +125,7 @@ def read_reduce_into(stack: Any, args: tuple, location: list, out: np.ndarray) -
     rows = int(min(ny, rows))
     strips = [(r0, min(ny, r0 + rows)) for r0 in range(0, ny, rows)]
     with stack.open_handles() as handles:  # each file opened once per task
-        if prefetching(stack, x0, x1):  # the next strip is read while this one is reduced
+        if prefetching(stack, x0, x1):  # from a disk: the next strip read during this one
             with contextlib.closing(
                 iter(StripReader(stack, handles, y0, strips, thread_buffer))
             ) as it:
@@ -139,9 +139,9 @@ def read_reduce_into(stack: Any, args: tuple, location: list, out: np.ndarray) -
 
 
 def prefetching(stack: Any, x0: int, x1: int) -> bool:
-    """Whether the tile's strips are read ahead (:mod:`stackengine.io.prefetch`): full-width
-    strips of frames read by byte offset from local files, unless switched off with
-    ``STACKENGINE_PREFETCH=0`` in the environment."""
+    """Whether the tile's strips go through :class:`~stackengine.io.prefetch.StripReader`,
+    which reads them ahead when they come from a disk: full-width strips of frames read
+    by byte offset from local files, unless ``STACKENGINE_PREFETCH=0`` is set."""
     layout = getattr(stack, "_layout", None)
     return (
         layout is not None
