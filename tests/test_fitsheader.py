@@ -136,7 +136,9 @@ def test_read_primary_stops_at_end(tmp_path):
     path = tmp_path / "big.fits"
     hdu.writeto(path)
     with open(path, "rb") as fh:
-        info = read_primary(fh, ("EXPTIME",))
-    assert info is not None
-    assert info["offset"] == len(hdu.header.tostring()) == 2 * 2880
-    assert info["axes"] == [3, 2] and info["bitpix"] == -32
+        found = read_primary(fh, ("EXPTIME",))
+    assert found is not None
+    cards, offset = found
+    assert offset == len(hdu.header.tostring()) == 2 * 2880
+    assert (cards["NAXIS1"], cards["NAXIS2"], cards["BITPIX"]) == (3, 2, -32)
+    assert "KEY3" not in cards  # only the cards asked for

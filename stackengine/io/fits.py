@@ -76,7 +76,7 @@ def _scalar(value: Any) -> Any:
     return None
 
 
-def _select_header(header: fits.Header) -> dict[str, Any]:
+def _select_header(header: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in HEADER_KEYS:
         try:
@@ -92,7 +92,7 @@ def _is_image(hdu: Any) -> bool:
     return isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU) and not isinstance(hdu, fits.GroupsHDU)
 
 
-def _naxes(header: fits.Header) -> list[int]:
+def _naxes(header: Any) -> list[int]:
     """Axis lengths in numpy order (slowest first), trailing length-1 axes dropped."""
     axes = [int(header.get(f"NAXIS{k}", 0)) for k in range(1, int(header.get("NAXIS", 0)) + 1)]
     while len(axes) > 3 and axes[-1] == 1:
@@ -352,43 +352,55 @@ def _describe_primary(abspath: str) -> tuple[dict[str, Any], int] | None:
     (then it also names any problem: missing, truncated, no image data...)."""
     try:
         with open(abspath, "rb") as fh:
-            info = read_primary(fh, HEADER_KEYS)
+            found = read_primary(fh, HEADER_KEYS)
             size = os.fstat(fh.fileno()).st_size
     except OSError:
         return None
-    if info is None or info["bitpix"] not in _RAW:
+    if found is None:
         return None
-    bitpix = info["bitpix"]
-    axes = list(info["axes"])
-    while len(axes) > 3 and axes[-1] == 1:
-        axes.pop()
-    axes = axes[::-1]
-    nbytes = abs(bitpix) // 8 * math.prod(axes)
-    if not axes or not nbytes or len(axes) > 3 or size < info["offset"] + nbytes:
+    header, offset = found
+    axes = _naxes(header)
+    bitpix = header["BITPIX"]
+    if bitpix not in _RAW or not axes or not math.prod(axes) or len(axes) > 3:
         return None
+    if size < offset + abs(bitpix) // 8 * math.prod(axes):
+        return None
+    base = _fields(abspath, axes, header, 0, None, offset, bitpix)
+    base.update(_plain_fields(header, bitpix))
+    return base, axes[0] if len(axes) == 3 else 0
+
+
+def _fields(
+    abspath: str,
+    axes: list[int],
+    header: Any,
+    index: int,
+    storage_options: dict[str, Any] | None,
+    offset: int,
+    bitpix: int,
+) -> dict[str, Any]:
+    """The FitsFrame fields of every kind of HDU (``header``: astropy's, or the cards of
+    :mod:`.fitsheader`)."""
     shape = (axes[-2], axes[-1]) if len(axes) > 1 else (1, axes[0])
-    header = {key: _scalar(value) for key, value in info["header"].items()}
-    blank = info["blank"] if bitpix > 0 else None
-    blank = blank if isinstance(blank, int) and not isinstance(blank, bool) else None
-    bzero, bscale = info["bzero"], info["bscale"]
-    raw, dtype, mode = _layout(bitpix, bzero, bscale, blank)
-    base: dict[str, Any] = dict(
+    return dict(
         path=abspath,
         shape=shape,
         block=(1, shape[1]),
-        header={key: value for key, value in header.items() if value is not None},
-        hdu=0,
-        storage_options=None,
-        _offset=info["offset"],
+        header=_select_header(header),
+        hdu=index,
+        storage_options=storage_options,
+        _offset=offset,
         _plane_bytes=shape[0] * shape[1] * abs(bitpix) // 8,
-        dtype=dtype,
-        _raw=raw,
-        _mode=mode,
-        _bscale=bscale,
-        _bzero=bzero,
-        _blank=blank,
     )
-    return base, axes[0] if len(axes) == 3 else 0
+
+
+def _plain_fields(header: Any, bitpix: int) -> dict[str, Any]:
+    """The FitsFrame fields of an uncompressed image: its dtype and scaling."""
+    blank = header.get("BLANK") if bitpix > 0 else None
+    blank = blank if isinstance(blank, int) and not isinstance(blank, bool) else None
+    bzero, bscale = header.get("BZERO", 0), header.get("BSCALE", 1)
+    raw, dtype, mode = _layout(bitpix, bzero, bscale, blank)
+    return dict(dtype=dtype, _raw=raw, _mode=mode, _bscale=bscale, _bzero=bzero, _blank=blank)
 
 
 def _describe(
@@ -422,25 +434,10 @@ def _describe(
             f"{shown}: truncated: expected {nbytes} bytes of data, "
             f"file has {max(0, size - info['datLoc'])}"
         )
-    shape = (axes[-2], axes[-1]) if len(axes) > 1 else (1, axes[0])
-    base: dict[str, Any] = dict(
-        path=abspath,
-        shape=shape,
-        block=(1, shape[1]),
-        header=_select_header(header),
-        hdu=index,
-        storage_options=storage_options,
-        _offset=info["datLoc"],
-        _plane_bytes=shape[0] * shape[1] * abs(bitpix) // 8,
-    )
+    base = _fields(abspath, axes, header, index, storage_options, info["datLoc"], bitpix)
     if compressed:
         probe = chosen.section[(0,) * (len(axes) - 2) + (slice(0, 1), slice(0, 1))]
         base.update(dtype=np.asarray(probe).dtype.newbyteorder("="), compressed=True)
     else:
-        blank = header.get("BLANK") if bitpix > 0 else None
-        blank = blank if isinstance(blank, int) and not isinstance(blank, bool) else None
-        bzero, bscale = header.get("BZERO", 0), header.get("BSCALE", 1)
-        raw, dtype, mode = _layout(bitpix, bzero, bscale, blank)
-        base.update(dtype=dtype, _raw=raw, _mode=mode, _bscale=bscale, _bzero=bzero)
-        base.update(_blank=blank)
+        base.update(_plain_fields(header, bitpix))
     return base, axes[0] if len(axes) == 3 else 0

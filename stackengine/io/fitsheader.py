@@ -99,17 +99,17 @@ def _wanted(header_keys: tuple[str, ...]) -> frozenset[str]:
     return frozenset(_MANDATORY + header_keys + tuple(f"NAXIS{k}" for k in range(1, 1000)))
 
 
-def read_primary(fh: Any, header_keys: tuple[str, ...]) -> dict[str, Any] | None:
+def read_primary(fh: Any, header_keys: tuple[str, ...]) -> tuple[dict[str, Any], int] | None:
     """The primary header of an open binary file, when it is a plain image.
 
     Returns
     -------
-    dict or None
-        ``bitpix``, ``axes`` (NAXIS1, NAXIS2, ... as in the header), ``offset``
-        (where the data start), ``bzero``, ``bscale``, ``blank`` (None when
-        absent) and ``header`` (the values of the cards of ``header_keys``
-        present, None for an undefined one); None where astropy must read
-        the file.
+    (dict, int) or None
+        The cards read (``SIMPLE``, ``BITPIX``, ``NAXIS``, ``NAXISn``, the scaling,
+        ``BLANK`` and those of ``header_keys`` that are present; None for an
+        undefined value), a mapping that :mod:`stackengine.io.fits` reads as it
+        reads an astropy header; and the offset of the data. None where astropy
+        must read the file.
     """
     cards = _Cards(_wanted(tuple(header_keys)))
     try:
@@ -126,19 +126,12 @@ def read_primary(fh: Any, header_keys: tuple[str, ...]) -> dict[str, Any] | None
         return None
     values = cards.values
     naxis = values.get("NAXIS")
-    bitpix = values.get("BITPIX")
-    if values.get("SIMPLE") is not True or type(naxis) is not int or type(bitpix) is not int:
+    if values.get("SIMPLE") is not True or type(naxis) is not int or naxis < 1:
         return None
-    axes = [values.get(f"NAXIS{k}") for k in range(1, naxis + 1)]
-    if naxis < 1 or any(type(a) is not int or a < 0 for a in axes) or values.get("GROUPS"):
+    numbers = ["BITPIX", *(f"NAXIS{k}" for k in range(1, naxis + 1))]
+    if any(type(values.get(key)) is not int for key in numbers) or values.get("GROUPS"):
         return None
-    header = {k: values[k] for k in header_keys if k in values}
-    return dict(
-        bitpix=bitpix,
-        axes=axes,
-        offset=offset,
-        bzero=values.get("BZERO", 0),
-        bscale=values.get("BSCALE", 1),
-        blank=values.get("BLANK"),
-        header=header,
-    )
+    for key in ("BZERO", "BSCALE", "BLANK"):  # present: a number
+        if key in values and type(values[key]) not in (int, float):
+            return None
+    return values, offset

@@ -184,23 +184,21 @@ def _kernel(block, stages, stage_params, combine, weights, use_weights, tables, 
     stage_params = np.asarray(stage_params, dtype=np.float64)
     # values a float32 buffer holds exactly are sorted in float32 (8 per SIMD lane)
     exact = plain and block.dtype in EXACT_IN_FLOAT32
+    buf = group_buffer(n, np.float32 if exact else np.float64)
     if not use_weights and len(stages) == 1 and stages[0] == STAGE_LINEAR_FIT:
         # decided by rank, combined without weights: no mapping back to frames
-        buf = group_buffer(n, np.float32 if exact else np.float64)
         return reduce_block_linear_fit(
             block, sort_network(buf), stage_params[0], combine, fallback, plain, buf,
             scale, offset, grad, geom, out,
         )  # fmt: skip
     if not use_weights and np.all(np.asarray(stages) == STAGE_SIGMA):
         # every stage keeps a window of the sorted values: the fast kernel
-        buf = group_buffer(n, np.float32 if exact else np.float64)
         return reduce_block_window(
             block, sort_network(buf), stage_params, combine, fallback, plain, buf,
             scale, offset, grad, geom, out,
         )  # fmt: skip
     if tables is None:
         tables = np.zeros((len(stages), n + 1), dtype=np.float64)
-    buf = group_buffer(n, np.float32 if exact else np.float64)
     return reduce_block_sorted(
         block,
         sort_network(buf),
