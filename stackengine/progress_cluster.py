@@ -2,7 +2,9 @@
 
 A scheduler plugin counts the tasks of each graph the client submits; the
 client polls the counts from a thread and shows them as phases. Kept apart
-from :mod:`stackengine.progress` so that local runs never import distributed.
+from :mod:`stackengine.progress` (which imports this module lazily) so that
+local runs never import distributed; the display both use is in
+:mod:`stackengine.progress_display`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from distributed import Client
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from .progress import _Compute, _Display, _phase_label
+from .progress_display import _Compute, _Display, _phase_label
 
 __all__ = ["follow_cluster"]
 

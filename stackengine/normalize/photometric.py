@@ -27,6 +27,7 @@ from ..cluster import compute
 from ..errors import NormalizationError, ParameterError
 from .framephot import FramePhotometry, measure_photometry
 from .gradient import fit_gradient
+from .model import Normalization
 from .modes import choose_reference, linear_map
 from .photometry import fit_scale, match_stars
 
@@ -56,14 +57,12 @@ def plan_photometric(
     smoothness: float = 2.0,
     star_fallback: str | None = None,
     photometry: list[FramePhotometry] | None = None,
-):
+) -> Normalization:
     """Scales and gradient models of every frame (see the module notes).
 
     ``photometry`` is pass 1's per-frame photometry if already measured
     (:func:`.framephot.measure_pass1`), else it is measured here.
     """
-    from .plan import Normalization
-
     phot = measure_photometry(frames) if photometry is None else photometry
     n = len(phot)
     channels = phot[0].flux.shape[1]
@@ -118,9 +117,8 @@ def plan_photometric(
         gradient_range=amplitude,
         fallback=fallback,
     )
-    norm = Normalization("photometric", ref, scale, offset, grad, step, table)
-    norm.details = {"pairs": pairs, "photometry": phot}
-    return norm
+    details = {"pairs": pairs, "photometry": phot}
+    return Normalization("photometric", ref, scale, offset, grad, step, table, details)
 
 
 def _fit_or_error(*args: Any, **kwargs: Any) -> Any:

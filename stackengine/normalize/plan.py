@@ -1,8 +1,10 @@
-"""From pass-1 measurements to the per-frame normalization the tile kernels apply."""
+"""From pass-1 measurements to the per-frame normalization the tile kernels apply.
+
+:class:`Normalization` lives in :mod:`.model` (re-exported here).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -10,46 +12,10 @@ import xarray as xr
 
 from ..errors import ParameterError
 from .measure import measure_frames
+from .model import Normalization
 from .modes import MODES, SIMPLE_MODES, choose_reference, linear_map
 
 __all__ = ["Normalization", "plan_normalization", "check_mode"]
-
-
-@dataclass
-class Normalization:
-    """Per frame and channel: ``x' = scale x + offset - G(y, x)``.
-
-    ``grad`` (n_frames, n_channels, gy, gx) is the gradient model on a grid of
-    nodes ``step`` = (step_y, step_x) pixels apart, or None.
-    """
-
-    mode: str
-    reference: int
-    scale: np.ndarray
-    offset: np.ndarray
-    grad: np.ndarray | None = None
-    step: tuple[float, float] | None = None
-    table: dict[str, Any] = field(default_factory=dict)
-    #: photometric mode: per frame the matched stars ("pairs": ref_flux, tgt_flux,
-    #: used, x, y of channel 0) and the pass-1 photometry, for plots and reports
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def variables(self, colour: bool) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
-        """Per-frame result variables ("scale", "offset" and the measurements)."""
-        dims = ("frame", "channel") if colour else ("frame",)
-
-        def shaped(a: np.ndarray) -> np.ndarray:
-            return a if colour else a[:, 0]
-
-        out = {"scale": (dims, shaped(self.scale)), "offset": (dims, shaped(self.offset))}
-        for name, values in self.table.items():
-            values = np.asarray(values)
-            out[name] = (dims, shaped(values)) if values.ndim == 2 else (("frame",), values)
-        return out
-
-    def noise_after(self) -> np.ndarray:
-        """Each frame's noise after normalization, per channel (scale x noise)."""
-        return np.abs(self.scale) * np.asarray(self.table["noise"], dtype=np.float64)
 
 
 def check_mode(mode: Any) -> None:
@@ -95,7 +61,7 @@ def plan_normalization(
         ref = choose_reference(reference, frames, location)
         a, b = linear_map(mode, location, spread, ref, frames)
         return Normalization(mode, ref, a, b, table=table)
-    from .photometric import plan_photometric
+    from .photometric import plan_photometric  # lazy: star finding (sep, scipy) only here
 
     return plan_photometric(
         frames,
