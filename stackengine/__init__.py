@@ -16,9 +16,9 @@ from .errors import (
     StackEngineError,
 )
 from .frames import open_frames
-from .io.write import write
 from .normalize import normalize
 from .stack import stack
+from .tasks.write import write
 
 __all__ = [
     "__version__",

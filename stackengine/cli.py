@@ -193,12 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="stackengine_demo.fits", help="result file")
     p.add_argument("--overwrite", action="store_true", help="replace existing demo outputs")
 
-    sub.add_parser(
-        "bench",
-        help="run the benchmark harness of a source checkout (python -m benchmarks); "
-        "options after 'bench' go to the harness (stackengine bench --help for them)",
-        add_help=False,
-    )
     return parser
 
 
@@ -209,8 +203,13 @@ def _reference(text: str | None) -> int | str | None:
 
 
 def _input_options(p: Any) -> None:
-    """--hdu and --storage-option, for every command that reads frames."""
+    """--hdu, --allow-duplicates and --storage-option, for every command that reads frames."""
     p.add_argument("--hdu", default="0", help="FITS HDU number or name (default 0)")
+    p.add_argument(
+        "--allow-duplicates",
+        action="store_true",
+        help="stack a file given more than once that many times (default: an error)",
+    )
     p.add_argument(
         "--storage-option",
         action="append",
@@ -250,9 +249,9 @@ def _storage_options(items: list[str]) -> dict[str, Any] | None:
 
 def _cmd_stack(args: argparse.Namespace) -> int:
     from . import open_frames
-    from .cluster import scheduler_context
-    from .io.write import check_write
     from .progress import progress_context
+    from .tasks.cluster import scheduler_context
+    from .tasks.write import check_write
 
     reject = None if args.reject.lower() == "none" else args.reject
     if isinstance(reject, str) and "," in reject:
@@ -266,8 +265,12 @@ def _cmd_stack(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     _log_to_stderr()
+    storage = _storage_options(args.storage_option)
     frames = open_frames(
-        args.inputs, hdu=_hdu(args.hdu), storage_options=_storage_options(args.storage_option)
+        _inputs_without(args.inputs, args.output, storage),
+        hdu=_hdu(args.hdu),
+        storage_options=storage,
+        allow_duplicates=args.allow_duplicates,
     )
     with ExitStack() as stack_ctx:
         client = stack_ctx.enter_context(
@@ -285,6 +288,23 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     shape = "x".join(str(s) for s in frames.shape[1:])
     print(f"stacked {n} frames of {shape} ({frames.dtype}) into {out} in {dt:.1f} s")
     return 0
+
+
+def _inputs_without(inputs: list[str], output: str, storage: dict | None) -> list[str]:
+    """The inputs expanded to files, without the output (a previous run's result that a
+    glob matches again): it is never read as an input; a warning names it."""
+    from .io.remote import expand, is_url
+
+    files = expand(inputs, storage)
+    if is_url(output):
+        return files
+    target = os.path.realpath(output)
+    kept = [f for f in files if is_url(f) or os.path.realpath(f) != target]
+    if len(kept) < len(files):
+        print(
+            f"stackengine: warning: {output} is the output; not read as an input", file=sys.stderr
+        )
+    return kept
 
 
 def _stack_and_write(args: argparse.Namespace, frames: object, reject: object) -> object:
@@ -357,7 +377,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .frames import frame_sources
 
     frames = frame_sources(
-        args.inputs, hdu=_hdu(args.hdu), storage_options=_storage_options(args.storage_option)
+        args.inputs,
+        hdu=_hdu(args.hdu),
+        storage_options=_storage_options(args.storage_option),
+        allow_duplicates=args.allow_duplicates,
     )
     first = frames[0]
     print(
@@ -375,7 +398,15 @@ def _cmd_normalize_report(args: argparse.Namespace) -> int:
     from . import open_frames
 
     storage = _storage_options(args.storage_option)
-    _plots(args, open_frames(args.inputs, hdu=_hdu(args.hdu), storage_options=storage))
+    _plots(
+        args,
+        open_frames(
+            args.inputs,
+            hdu=_hdu(args.hdu),
+            storage_options=storage,
+            allow_duplicates=args.allow_duplicates,
+        ),
+    )
     return 0
 
 
@@ -402,31 +433,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(bench_args: list[str]) -> int:
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    if (root / "benchmarks" / "__main__.py").is_file() and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    try:
-        from benchmarks.__main__ import main as bench_main
-    except ImportError:
-        print(
-            "stackengine: error: the benchmark harness lives in benchmarks/ of a source "
-            "checkout (pip install -e .); run it there as python -m benchmarks",
-            file=sys.stderr,
-        )
-        return 2
-    return int(bench_main(bench_args) or 0)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 on success)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
-        # everything after "bench" belongs to the harness's own parser
-        rest = argv[1:]
-        return _cmd_bench(rest[1:] if rest[:1] == ["--"] else rest)
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {

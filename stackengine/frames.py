@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,7 +15,7 @@ from dask.base import tokenize
 from .errors import FrameError, FrameMismatchError, ParameterError
 from .io import remote
 from .io.sources import FrameSource, FrameStack
-from .plan import plan_tiles
+from .tasks.plan import plan_tiles
 
 __all__ = ["open_frames", "frame_sources", "source_of", "chunks_for", "tiled_array"]
 
@@ -29,8 +28,8 @@ HEADER_COORDS = {
 }
 _NUMERIC_COORDS = {"exptime"}
 
-#: dask array name -> the FrameStack it reads, for stack() to re-plan tiles without rechunking
-_SOURCES: weakref.WeakValueDictionary[str, FrameStack] = weakref.WeakValueDictionary()
+#: the dask names of arrays made by :func:`stack_array` start with this
+_NAME = "open_frames-"
 
 DEFAULT_MEMORY = "1GiB"
 
@@ -52,19 +51,52 @@ def _expand(
     return remote.expand(paths, storage_options)
 
 
+def _same_file_key(path: str) -> Any:
+    """What makes two inputs the same file: the URL, or the local file's device and inode."""
+    if remote.is_url(path):
+        return path
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
+
+
+def check_duplicates(paths: Sequence[str]) -> None:
+    """Raise :class:`FrameError` naming the first file that is given more than once."""
+    seen: dict[Any, str] = {}
+    for path in paths:
+        key = _same_file_key(path)
+        if key in seen:
+            also = "" if seen[key] == path else f" (also as {seen[key]})"
+            raise FrameError(
+                f"{path}: given twice{also}; pass --allow-duplicates (allow_duplicates=True) "
+                "to stack it twice"
+            )
+        seen[key] = path
+
+
 def frame_sources(
-    paths: Any, *, hdu: int | str = 0, storage_options: dict[str, Any] | None = None
+    paths: Any,
+    *,
+    hdu: int | str = 0,
+    storage_options: dict[str, Any] | None = None,
+    allow_duplicates: bool = False,
 ) -> list[FrameSource]:
     """Open every input's headers and return one FrameSource per frame (cubes expand).
 
     ``storage_options`` are fsspec options for URL inputs (see :func:`open_frames`).
+    A file given twice is an error unless ``allow_duplicates``.
     """
     storage_options = dict(storage_options) if storage_options else None
     frames: list[FrameSource] = []
-    for path in _expand(paths, storage_options):
+    expanded = _expand(paths, storage_options)
+    if not allow_duplicates:
+        check_duplicates(expanded)
+    for path in expanded:
         url = remote.is_url(path)
         if not url and not os.path.exists(path):
-            raise FrameError(f"{path}: no such file")
+            raise remote.missing(path)
         opener = _opener_for(path, storage_options)
         if opener is None:
             raise FrameError(f"{path}: unknown format (expected FITS, TIFF or zarr)")
@@ -127,24 +159,35 @@ def stack_array(stack: FrameStack, tile: tuple[int, int]) -> da.Array:
     chunks = (stack.shape[0], tile[0], tile[1]) + tuple(stack.shape[3:])
     paths = [getattr(f, "path", "") for f in stack.frames]
     idents = [_identity(f) for f in stack.frames]
-    name = "open_frames-" + tokenize(paths, idents, [f.shape for f in stack.frames], chunks)
-    arr = da.from_array(
+    name = _NAME + tokenize(paths, idents, [f.shape for f in stack.frames], chunks)
+    return da.from_array(
         stack,
         chunks=chunks,
         name=name,
         lock=False,
         asarray=False,
         fancy=False,
+        inline_array=False,  # the stack is one node of the graph: "original-" + name
         meta=np.empty((0,) * stack.ndim, dtype=stack.dtype),
     )
-    _SOURCES[arr.name] = stack
-    return arr
 
 
 def source_of(array: Any) -> FrameStack | None:
-    """The FrameStack behind a dask array made by :func:`open_frames`, if it is untouched."""
+    """The FrameStack behind a dask array made by :func:`open_frames`, if it is untouched.
+
+    The array's graph holds the stack as one node, under the key
+    ``"original-" + name`` (:func:`dask.array.from_array` with
+    ``inline_array=False``); any operation on the array gives it another name.
+    """
     name = getattr(array, "name", None)
-    return _SOURCES.get(name) if isinstance(name, str) else None
+    if not isinstance(name, str) or not name.startswith(_NAME):
+        return None
+    try:
+        node = array.__dask_graph__().get("original-" + name)
+    except AttributeError:
+        return None
+    stack = getattr(node, "value", node)
+    return stack if isinstance(stack, FrameStack) else None
 
 
 def _coords(frames: Sequence[FrameSource]) -> dict[str, Any]:
@@ -200,6 +243,7 @@ def open_frames(
     hdu: int | str = 0,
     chunks: Any = "auto",
     storage_options: dict[str, Any] | None = None,
+    allow_duplicates: bool = False,
 ) -> xr.DataArray:
     """Open registered frames lazily as one chunked DataArray.
 
@@ -225,6 +269,9 @@ def open_frames(
         Options for the fsspec filesystem of URL inputs (credentials, endpoint,
         ``anon=True``, ...), as for :func:`fsspec.open`. They travel with the
         frames into every read task; local paths ignore them.
+    allow_duplicates : bool, optional
+        Stack a file given more than once (e.g. by a glob and by name) that
+        many times; by default that is an error naming the file.
 
     Returns
     -------
@@ -237,14 +284,17 @@ def open_frames(
     Raises
     ------
     FrameError
-        No file matches, a file is missing, unreadable, truncated or corrupt, or
-        a URL's protocol is unknown or its fsspec implementation not installed.
+        No file matches, a file is missing, unreadable, truncated or corrupt, a
+        file is given twice (without ``allow_duplicates``), or a URL's protocol
+        is unknown or its fsspec implementation not installed.
     FrameMismatchError
         Frames differ in shape, channels or dtype (the message names the file).
     """
     if isinstance(paths, np.ndarray | da.Array | xr.DataArray):
         return _from_memory(paths, chunks)
-    frames = frame_sources(paths, hdu=hdu, storage_options=storage_options)
+    frames = frame_sources(
+        paths, hdu=hdu, storage_options=storage_options, allow_duplicates=allow_duplicates
+    )
     stack = FrameStack(frames)
     tile = chunks_for(stack.shape, stack.dtype, chunks, stack.block)
     data = stack_array(stack, tile)

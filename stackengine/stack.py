@@ -1,28 +1,19 @@
-"""stack(): validate parameters, plan tiles, assemble the lazy graph."""
+"""stack(): validate the parameters, build the job, return its lazy result."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import dask.array as da
-import numpy as np
 import xarray as xr
 
-from ._version import __version__
+from .build import COMBINES, build_job
 from .errors import ParameterError
-from .frames import _from_memory, source_of, tiled_array
-from .io.fused import packed_plane, remember_tiles
-from .kernels.combine import COMBINE_CODES
-from .kernels.engine import N_OUT
-from .normalize.plan import Normalization, check_mode, plan_normalization
-from .plan import parse_memory
-from .rejection import REJECTIONS, plan_stages
-from .tiles import packed_dtype, read_reduce_tile, reduce_tile
-from .weights import frame_weights
+from .frames import _from_memory, source_of
+from .rejection import REJECTIONS
+from .tasks.graph import job_dataset
+from .tasks.job import StackJob, count_dtype
 
 __all__ = ["stack", "count_dtype", "REJECTIONS", "COMBINES"]
-
-COMBINES = tuple(COMBINE_CODES)
 
 
 def _input_array(frames: Any) -> xr.DataArray:
@@ -37,35 +28,6 @@ def _input_array(frames: Any) -> xr.DataArray:
     return arr
 
 
-def _weights(
-    weights: Any, frames: xr.DataArray, combine: str, norm: Normalization | None
-) -> np.ndarray | None:
-    if isinstance(weights, str) and weights == "photometric":
-        if norm is None:
-            raise ParameterError("weights='photometric' needs a normalization (normalize=...)")
-        # NormalizeScaleGradient's NWEIGHT: (noise of the reference / noise after scaling)^2
-        noise = norm.noise_after()
-        ratio = (noise[norm.reference] / noise) ** 2
-        return ratio.mean(axis=1)
-    scale = None if norm is None else np.abs(norm.scale).mean(axis=1)
-    return frame_weights(weights, frames, scale=scale)
-
-
-def _nonnegative(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ParameterError(f"{name}={value!r}: must be a number >= 0")
-    return float(value)
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as a JSON-able scalar for ``attrs`` (numpy scalars unwrapped)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
-
-
 def _fits_header(arr: xr.DataArray) -> str | None:
     source = source_of(arr.data)
     if source is None:
@@ -74,11 +36,23 @@ def _fits_header(arr: xr.DataArray) -> str | None:
     return full_header().tostring() if full_header is not None else None
 
 
-def count_dtype(n_frames: int) -> np.dtype:
-    """The dtype of the count and rejection maps: int16, which holds any count of up
-    to 32767 frames (half the bytes of int32 to write, as Siril's and PixInsight's
-    16-bit rejection maps), else int32."""
-    return np.dtype(np.int16 if n_frames <= np.iinfo(np.int16).max else np.int32)
+def _result(job: StackJob, arr: xr.DataArray, data: Any) -> xr.Dataset:
+    """The job's lazy Dataset with the frames' coordinates and per-frame variables."""
+    coords = {k: v for k, v in arr.coords.items() if "frame" not in v.dims}
+    frame_variables: dict[str, Any] = {}
+    if job.normalization is not None:
+        frame_variables.update(job.normalization.variables(arr.ndim == 4))
+    if job.weights is not None:
+        frame_variables["weight"] = (("frame",), job.weights)
+    if frame_variables and "path" in arr.coords:
+        coords["path"] = arr.coords["path"]
+    ds = job_dataset(
+        job, data=data, dims=arr.dims[1:], coords=coords, frame_variables=frame_variables
+    )
+    header = _fits_header(arr)
+    if header is not None:
+        ds.attrs["fits_header"] = header
+    return ds
 
 
 def stack(
@@ -185,107 +159,7 @@ def stack(
     ParameterError
         An invalid parameter, detected before any pixel is read.
     """
-    arr = _input_array(frames)
-    n = arr.sizes["frame"]
-    check_mode(normalize)
-    if star_fallback not in (None, "additive+scale"):
-        raise ParameterError(f"star_fallback={star_fallback!r}: choose None or 'additive+scale'")
-    smoothness = _nonnegative("smoothness", smoothness)
-    if combine not in COMBINE_CODES:
-        raise ParameterError(f"combine={combine!r}: choose from {', '.join(COMBINES)}")
-    if fallback not in (None, "median"):
-        raise ParameterError(f"fallback={fallback!r}: choose None or 'median'")
-    params = dict(
-        sigma_lower=sigma_lower,
-        sigma_upper=sigma_upper,
-        maxiters=maxiters,
-        center=center,
-        spread=spread,
-        percentile_low=percentile_low,
-        percentile_high=percentile_high,
-        n_low=n_low,
-        n_high=n_high,
-        min_value=min_value,
-        max_value=max_value,
-        esd_alpha=esd_alpha,
-        esd_max_outliers=esd_max_outliers,
-    )
-    if n < 1:
-        raise ParameterError("no frames to stack")
-    plan = plan_stages(reject, n, params)
-    parse_memory(memory_limit)
-    if weights is not None and combine != "mean":
-        raise ParameterError(f"weights apply to combine='mean' only, not combine={combine!r}")
-    # the checks above read nothing; normalization and weights="noise" read pixels (pass 1)
-    norm = None
-    if normalize is not None:
-        norm = plan_normalization(
-            arr,
-            normalize,
-            reference=reference,
-            smoothness=smoothness,
-            star_fallback=star_fallback,
-        )
-    w = _weights(weights, arr, combine, norm)
-
-    data = tiled_array(arr, memory_limit)
-    use_w = w is not None
-    wts = w if use_w else np.ones(n, dtype=np.float64)
-    args = (
-        plan.codes,
-        plan.params,
-        plan.tables,
-        COMBINE_CODES[combine],
-        wts,
-        use_w,
-        fallback == "median",
-        norm,
-    )
-    out = dict(
-        chunks=((N_OUT,),) + data.chunks[1:],
-        dtype=packed_dtype(n),
-        meta=np.empty((0,) * data.ndim, dtype=packed_dtype(n)),
-        name="stack-" + data.name,
-    )
-    source = source_of(data)
-    if source is not None:  # frames from files: read inside the tile tasks
-        packed = da.map_blocks(read_reduce_tile, source, *args, **out)
-        remember_tiles(packed, source, args)
-    else:
-        packed = da.map_blocks(reduce_tile, data, *args, **out)
-    dims = arr.dims[1:]
-    coords = {k: v for k, v in arr.coords.items() if "frame" not in v.dims}
-    counts = count_dtype(n)
-    variables = {
-        "image": (dims, packed_plane(packed, 0, np.float32)),
-        "count": (dims, packed_plane(packed, 1, counts)),
-        "rejected_low": (dims, packed_plane(packed, 2, counts)),
-        "rejected_high": (dims, packed_plane(packed, 3, counts)),
-        "noise": (dims, packed_plane(packed, 4, np.float32)),
-    }
-    if norm is not None:
-        variables.update(norm.variables(arr.ndim == 4))
-    if use_w:
-        variables["weight"] = (("frame",), w)
-    if (norm is not None or use_w) and "path" in arr.coords:
-        coords["path"] = arr.coords["path"]
-    attrs: dict[str, Any] = {
-        "normalize": normalize,
-        "reject": list(plan.names) if not isinstance(reject, str | None) else reject,
-        **{k: _plain(v) for k, v in params.items()},
-        "combine": combine,
-        "weights": weights if isinstance(weights, str | None) else "array",
-        "fallback": fallback,
-        "reference": _plain(reference),
-        "reference_frame": None if norm is None else int(norm.reference),
-        "smoothness": smoothness,
-        "star_fallback": star_fallback,
-        "memory_limit": _plain(memory_limit),
-        "n_frames": int(n),
-        "input_dtype": str(arr.dtype),
-        "stackengine_version": __version__,
-    }
-    header = _fits_header(arr)
-    if header is not None:
-        attrs["fits_header"] = header
-    return xr.Dataset(variables, coords=coords, attrs=attrs)
+    options = dict(locals())  # every keyword parameter, by name
+    arr = _input_array(options.pop("frames"))
+    job, data = build_job(arr, options)
+    return _result(job, arr, data)

@@ -133,7 +133,7 @@ def test_local_cluster_same_bits_and_memory_limit(frames, tmp_path):
     )
     with xr.open_zarr(out) as result:
         _same(result.load(), local)
-    from stackengine.cluster import WORKER_BASELINE, scheduler_context
+    from stackengine.tasks.cluster import WORKER_BASELINE, scheduler_context
 
     with scheduler_context(workers=2, memory_limit="300MiB") as client:
         limits = [w["memory_limit"] for w in client.scheduler_info()["workers"].values()]

@@ -12,7 +12,7 @@ from astropy.io import fits
 import stackengine as se
 from stackengine.errors import FrameError
 from stackengine.io.fits import FitsFrame
-from stackengine.plan import parse_memory, plan_tiles
+from stackengine.tasks.plan import parse_memory, plan_tiles
 
 
 def _write_fits(folder, data, **header):
@@ -79,8 +79,10 @@ def test_stack_graph_has_no_rechunk_and_one_task_per_tile(tmp_path):
     # frames from files are read inside the tile tasks: one task per tile, no read tasks
     keys = [str(k[0]) for k in graph if isinstance(k, tuple)]
     assert sum(k.startswith("open_frames") for k in keys) == 0
-    assert sum(k.startswith("stack-open_frames") for k in keys) == tiles
-    assert len(graph) == 2 * tiles  # + the image's getitem (packed as float32: no cast)
+    packed = "stack-" + res.attrs["job_token"]  # the job's tile tasks
+    assert sum(k == packed for k in keys) == tiles
+    # + the image's plane per tile, + the job's own node
+    assert len(graph) == 2 * tiles + 1
 
 
 def test_fits_cube_is_frames_along_first_axis(tmp_path):
@@ -159,7 +161,7 @@ def test_plan_aligned_to_tiff_tiles_and_bounded():
 def test_streamed_tiles_bounded_in_work():
     # 500 frames of 2048^2 read from files: the budget alone allows 128-row strips,
     # but a tile holds at most TILE_WORK pixel-frames (here 64 rows: 32 tiles)
-    from stackengine.plan import TILE_WORK
+    from stackengine.tasks.plan import TILE_WORK
 
     ty, tx = plan_tiles((500, 2048, 2048), 4, "512MiB", block=(1, 2048), n_threads=2,
                         streamed=True)  # fmt: skip

@@ -1,4 +1,4 @@
-"""The maps of a stack written by the tile tasks that compute them (stackengine.io.fused).
+"""The maps of a stack written by the tile tasks that compute them (stackengine.tasks.store).
 
 Every test compares the fused path with the same result written the plain
 way: computed first (numpy arrays, one task per variable), so the two share
@@ -12,7 +12,8 @@ import pytest
 from astropy.io import fits
 
 import stackengine as se
-from stackengine.io.fused import plane_of, store_together
+from stackengine.tasks.graph import job_of
+from stackengine.tasks.store import store_together
 
 MAPS = ("COUNT", "REJECTED_LOW", "REJECTED_HIGH", "NOISE")
 
@@ -37,7 +38,7 @@ def test_fused_fits_equals_computed(tmp_path, fits_frames, memory_limit):
     """Read, reduce and store in one task per tile gives the file of the computed result."""
     paths, _ = fits_frames
     ds = se.stack(se.open_frames(paths), memory_limit=memory_limit)
-    assert plane_of(ds["image"].data) is not None
+    assert job_of(ds["image"].data) is not None
     se.write(ds, tmp_path / "fused.fits")
     se.write(ds.compute(), tmp_path / "plain.fits")
     assert_same_fits(tmp_path / "fused.fits", tmp_path / "plain.fits")
@@ -63,7 +64,7 @@ def test_changed_variable_is_not_taken_from_the_tiles(tmp_path, fits_frames):
     ds = se.stack(se.open_frames(paths), memory_limit="64KiB")
     ds["image"] = ds["image"] * 2
     ds["noise"] = ds["noise"].astype(np.float64)
-    assert plane_of(ds["image"].data) is None
+    assert job_of(ds["image"].data) is None
     se.write(ds, tmp_path / "changed.fits")
     ref = se.stack(se.open_frames(paths)).compute()
     got = hdus(tmp_path / "changed.fits")

@@ -19,9 +19,9 @@ import tifffile
 from astropy.io import fits
 
 import stackengine as se
-from stackengine import tiles
 from stackengine.errors import FrameError
-from stackengine.io import prefetch
+from stackengine.tasks import prefetch
+from stackengine.tasks import tile as tiles
 
 OUTPUTS = ("image", "count", "rejected_low", "rejected_high", "noise")
 

@@ -374,7 +374,7 @@ def test_corrupt_and_truncated_remote_files(mem):
 @pytest.mark.slow
 def test_file_urls_on_worker_processes(tmp_path):
     """file:// URLs and storage_options go to worker processes with the pickled graph."""
-    from stackengine.cluster import scheduler_context
+    from stackengine.tasks.cluster import scheduler_context
 
     data = _frames(5, (24, 16), seed=6)
     for i, frame in enumerate(data):

@@ -84,18 +84,18 @@ def test_resume_refuses_a_different_job(frames, tmp_path):
     small = se.stack(se.open_frames(frames[:4]), memory_limit="1MiB")
     with pytest.raises(KeyboardInterrupt):
         # interrupt after the metadata: the partial store stays for resume
-        from stackengine.io import write_zarr as wz
+        from stackengine.tasks import formats as wz
 
-        real = wz._write_tile
+        real = wz.write_tile
 
         def interrupt(*args):
             raise KeyboardInterrupt
 
-        wz._write_tile = interrupt
+        wz.write_tile = interrupt
         try:
             se.write(small, out)
         finally:
-            wz._write_tile = real
+            wz.write_tile = real
     assert partial.is_dir() and not out.exists()
     other = se.stack(se.open_frames(frames[:5]), memory_limit="1MiB")
     with pytest.raises(OutputError, match="different job"):

@@ -191,7 +191,7 @@ def test_read_in_tile_tasks_equals_in_memory_blocks(tmp_path, monkeypatch, strip
     the same bits, also with a normalization and for RGB."""
     import tifffile
 
-    from stackengine import tiles
+    from stackengine.tasks import tile as tiles
 
     monkeypatch.setattr(tiles, "STRIP_BYTES", strip_bytes)
     monkeypatch.setattr(tiles, "MIN_READ_BYTES", 1)  # allow strips of one row

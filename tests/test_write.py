@@ -15,8 +15,9 @@ import zarr
 from astropy.io import fits
 
 import stackengine.io.write_tiff as write_tiff
+import stackengine.tasks.formats as formats
 from stackengine.errors import OutputError, ParameterError
-from stackengine.io.write import write
+from stackengine.tasks.write import write
 
 ATTRS = {
     "reject": "sigma",
@@ -326,10 +327,10 @@ def test_tiff_compressed_round_trip(tmp_path, name):
 def test_tiff_shared_upstream_is_computed_once(tmp_path, monkeypatch, shared):
     """Blocks that share a task (a reduction, like per-frame statistics) are stored in one
     pass, not batch by batch; without sharing the row batches stream straight to the file."""
-    monkeypatch.setattr(write_tiff, "_threads", lambda: 2)  # 6 batches of 2 row-chunks
+    monkeypatch.setattr(formats, "_threads", lambda: 2)  # 6 batches of 2 row-chunks
     staged = []
-    real = write_tiff._staged_strips
-    monkeypatch.setattr(write_tiff, "_staged_strips", lambda *a: staged.append(1) or real(*a))
+    real = formats._staged_strips
+    monkeypatch.setattr(formats, "_staged_strips", lambda *a: staged.append(1) or real(*a))
     counter = Counter()
     factor = da.from_array(np.array([2.0]), chunks=1).map_blocks(counter, meta=np.empty(0))
     factor = factor.sum() if shared else np.float32(2.0)

@@ -92,9 +92,21 @@ def _is_image(hdu: Any) -> bool:
     return isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU) and not isinstance(hdu, fits.GroupsHDU)
 
 
-def _naxes(header: Any) -> list[int]:
+def _axis_card(header: Any, key: str, shown: str) -> int:
+    """The value of the NAXIS or NAXISn card, checked to be a whole number >= 0."""
+    try:
+        value = header.get(key, 0)
+    except Exception:  # astropy: an unparsable card
+        raise FrameError(f"{shown}: bad {key} card: cannot be parsed") from None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise FrameError(f"{shown}: bad {key} card ({value!r}): not a whole number >= 0")
+    return int(value)
+
+
+def _naxes(header: Any, shown: str = "FITS header") -> list[int]:
     """Axis lengths in numpy order (slowest first), trailing length-1 axes dropped."""
-    axes = [int(header.get(f"NAXIS{k}", 0)) for k in range(1, int(header.get("NAXIS", 0)) + 1)]
+    naxis = _axis_card(header, "NAXIS", shown)
+    axes = [_axis_card(header, f"NAXIS{k}", shown) for k in range(1, naxis + 1)]
     while len(axes) > 3 and axes[-1] == 1:
         axes.pop()
     return axes[::-1]
@@ -225,6 +237,17 @@ class FitsFrame:
             return hdul[self.hdu].header.copy()
 
 
+def _check_axis_cards(fh: Any, shown: str) -> None:
+    """Raise FrameError naming a malformed NAXIS/NAXISn card of the primary header, if any
+    (astropy's own error for one is about the arithmetic it failed to do)."""
+    try:
+        fh.seek(0)
+        header = fits.Header.fromfile(fh)
+    except Exception:  # not even a header: the caller's message stands
+        return
+    _naxes(header, shown)
+
+
 @contextmanager
 def _open_hdul(
     path: str, shown: str | None = None, storage_options: dict[str, Any] | None = None
@@ -240,7 +263,7 @@ def _open_hdul(
     except FrameError:
         raise
     except FileNotFoundError as exc:
-        raise FrameError(f"{shown}: no such file") from exc
+        raise remote.missing(shown) from exc
     except IsADirectoryError as exc:
         raise FrameError(f"{shown}: is a directory, not a FITS file") from exc
     except OSError as exc:
@@ -250,6 +273,7 @@ def _open_hdul(
         try:
             hdul = fits.open(fh, memmap=False, lazy_load_hdus=True)
         except Exception as exc:
+            _check_axis_cards(fh, shown)  # a garbage NAXISn card: name it
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise FrameError(f"{shown}: not a valid FITS file ({msg})") from exc
         with hdul:
@@ -264,9 +288,9 @@ def _find_hdu(hdul: fits.HDUList, hdu: int | str, shown: str) -> int:
         raise FrameError(f"{shown}: no HDU {hdu!r}") from exc
     except Exception as exc:
         raise FrameError(f"{shown}: not a valid FITS file ({exc})") from exc
-    if hdu == 0 and _is_image(chosen) and not _naxes(chosen.header):
+    if hdu == 0 and _is_image(chosen) and not _naxes(chosen.header, shown):
         for i, candidate in enumerate(hdul):
-            if _is_image(candidate) and _naxes(candidate.header):
+            if _is_image(candidate) and _naxes(candidate.header, shown):
                 return i
         raise FrameError(f"{shown}: no image data in any HDU")
     if not _is_image(chosen):
@@ -359,7 +383,7 @@ def _describe_primary(abspath: str) -> tuple[dict[str, Any], int] | None:
     if found is None:
         return None
     header, offset = found
-    axes = _naxes(header)
+    axes = _naxes(header, abspath)
     bitpix = header["BITPIX"]
     if bitpix not in _RAW or not axes or not math.prod(axes) or len(axes) > 3:
         return None
@@ -413,7 +437,7 @@ def _describe(
     """FitsFrame fields shared by all planes of HDU ``index``, and the plane count (0: 2-D)."""
     chosen = hdul[index]
     header = chosen.header
-    axes = _naxes(header)
+    axes = _naxes(header, shown)
     compressed = isinstance(chosen, fits.CompImageHDU)
     info = hdul.fileinfo(index)
     if not axes or not math.prod(axes):

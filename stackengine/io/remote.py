@@ -58,17 +58,32 @@ def is_url(path: Any) -> bool:
     return True
 
 
+def missing(shown: str) -> FrameError:
+    """The error for a local path ``shown`` that cannot be opened as it is: a symbolic
+    link loop, a broken symbolic link, or no such file."""
+    import errno
+
+    try:
+        os.stat(shown)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return FrameError(f"{shown}: symbolic link loop")
+        if os.path.islink(shown):
+            return FrameError(f"{shown}: broken symbolic link (to {os.readlink(shown)})")
+    return FrameError(f"{shown}: no such file")
+
+
 def local_path(shown: str) -> str:
     """The absolute path of the local file ``shown`` (as the user wrote it).
 
     Raises
     ------
     FrameError
-        Nothing exists there.
+        Nothing exists there (a symbolic link loop and a broken link are named so).
     """
     abspath = os.path.abspath(shown)
     if not os.path.exists(abspath):
-        raise FrameError(f"{shown}: no such file")
+        raise missing(shown)
     return abspath
 
 
@@ -293,7 +308,7 @@ def open_binary(
     except FrameError:
         raise
     except FileNotFoundError as exc:
-        raise FrameError(f"{shown}: no such file") from exc
+        raise missing(shown) from exc
     except IsADirectoryError as exc:
         raise FrameError(f"{shown}: is a directory, not a file") from exc
     except OSError as exc:

@@ -1,11 +1,12 @@
-"""FITS output: headers written by astropy, data areas filled by one ``da.store``.
+"""FITS output, a sink: headers written by astropy, data areas filled by positional writes.
 
 The file is laid out up front (astropy's "creating a very large FITS file from
-scratch" recipe): each HDU's header, then its data area allocated by seeking
-and padded to 2880 bytes. Every image-like variable is stored into its area
-(big-endian, by positional writes: :class:`~.atomic.FileTarget`) in a single
-``da.store``, computed together with the per-frame values, which are then
-appended as the FRAMES binary table. Memory stays bounded by the dask chunks.
+scratch" recipe, :func:`create_fits`): each HDU's header, then its data area
+allocated by seeking and padded to 2880 bytes; each area is a
+:class:`~.atomic.FileTarget` (big-endian, BZERO applied) that the tile tasks
+store into (:mod:`stackengine.tasks.write` computes them in one pass). The
+per-frame values are then appended as the FRAMES binary table
+(:func:`append_frame_table`).
 """
 
 from __future__ import annotations
@@ -17,18 +18,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
 import numpy as np
-import xarray as xr
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyWarning
 
-from ..cluster import compute
 from ..errors import ParameterError
 from .atomic import FileTarget
-from .fused import store_together
 
-__all__ = ["write_fits", "fits_layout"]
+__all__ = ["append_frame_table", "create_fits", "fits_layout", "image_header", "primary_cards"]
 
 BLOCK = 2880
 #: keywords of the first frame's header that describe its layout, not its content
@@ -64,36 +61,26 @@ def fits_layout(dtype: np.dtype) -> tuple[int, int, np.dtype]:
     raise ParameterError(f"dtype {dtype}: cannot be stored in a FITS image")
 
 
-def _to_stored(block: np.ndarray, bzero: int, dtype: np.dtype) -> np.ndarray:
-    return (block.astype(np.int64) - bzero).astype(dtype.newbyteorder("="))
-
-
-def _fits_order(var: xr.DataArray) -> da.Array:
-    """The variable's data with the channel axis first (FITS NAXIS3), lazily."""
-    dims = [d for d in var.dims if d == "channel"] + [d for d in var.dims if d != "channel"]
-    data = var.transpose(*dims).data
-    return data if isinstance(data, da.Array) else da.asarray(data)
-
-
-def _structure(data: da.Array, extname: str | None) -> tuple[fits.Header, da.Array, np.dtype]:
-    bitpix, bzero, stored = fits_layout(data.dtype)
+def image_header(
+    shape: tuple[int, ...], dtype: np.dtype, extname: str | None
+) -> tuple[fits.Header, np.dtype, int]:
+    """The structural header of an image HDU of ``shape`` (FITS order: slowest axis
+    first) and values of ``dtype``; returns it with the stored dtype and BZERO."""
+    bitpix, bzero, stored = fits_layout(dtype)
     cards: list[tuple[str, Any, str]] = (
         [("SIMPLE", True, "conforms to FITS standard")]
         if extname is None
         else [("XTENSION", "IMAGE", "image extension")]
     )
     cards.append(("BITPIX", bitpix, "array data type"))
-    cards.append(("NAXIS", data.ndim, "number of array dimensions"))
-    cards += [(f"NAXIS{i + 1}", n, "") for i, n in enumerate(reversed(data.shape))]
+    cards.append(("NAXIS", len(shape), "number of array dimensions"))
+    cards += [(f"NAXIS{i + 1}", n, "") for i, n in enumerate(reversed(shape))]
     cards += [("EXTEND", True, "")] if extname is None else [("PCOUNT", 0, ""), ("GCOUNT", 1, "")]
     if bzero:
         cards += [("BSCALE", 1, ""), ("BZERO", bzero, "stored = value - BZERO")]
     if extname is not None:
         cards.append(("EXTNAME", extname, "extension name"))
-    source = data
-    if bzero:
-        source = data.map_blocks(_to_stored, bzero, stored, dtype=stored.newbyteorder("="))
-    return fits.Header(cards), source, stored
+    return fits.Header(cards), stored, bzero
 
 
 def _copied_cards(text: str | None) -> list[fits.Card]:
@@ -114,6 +101,14 @@ def _copied_cards(text: str | None) -> list[fits.Card]:
                 continue
             cards.append(card)
     return cards
+
+
+def primary_cards(header: fits.Header, attrs: dict[str, Any]) -> None:
+    """Append to the primary ``header`` the first frame's cards (attrs "fits_header",
+    minus the structural ones) and the stack's parameters."""
+    for card in _copied_cards(attrs.get("fits_header")):
+        header.append(card)
+    _parameter_cards(header, attrs)
 
 
 def _parameter_cards(header: fits.Header, attrs: dict[str, Any]) -> None:
@@ -160,35 +155,24 @@ def _frame_table(values: dict[str, np.ndarray]) -> fits.BinTableHDU:
     return fits.BinTableHDU(data=rows, name="FRAMES")
 
 
-def write_fits(ds: xr.Dataset, tmp: Path) -> None:
-    """Write ``ds`` as a FITS file at ``tmp`` (see :func:`stackengine.write`)."""
-    frame_names = sorted(
-        (n for n, v in ds.variables.items() if "frame" in v.dims), key=lambda n: n != "path"
-    )
-    maps = [n for n in ds.data_vars if n != "image" and "frame" not in ds[n].dims]
-    maps = [n for n in maps if ds[n].ndim > 0]
-    hdus = [_structure(_fits_order(ds["image"]), None)]
-    for card in _copied_cards(ds.attrs.get("fits_header")):
-        hdus[0][0].append(card)
-    _parameter_cards(hdus[0][0], dict(ds.attrs))
-    hdus += [_structure(_fits_order(ds[n]), str(n).upper()) for n in maps]
-
+def create_fits(
+    tmp: Path, hdus: list[tuple[fits.Header, tuple[int, ...], np.dtype, int]]
+) -> list[FileTarget]:
+    """Lay out a FITS file of the given (header, shape, stored dtype, BZERO) HDUs at ``tmp``
+    with unwritten data areas; returns one store target per data area."""
     targets = []
     with open(tmp, "wb") as f:
-        for header, source, stored in hdus:
+        for header, shape, stored, bzero in hdus:
             f.write(header.tostring().encode("ascii"))
             offset = f.tell()
-            size = math.prod(source.shape) * stored.itemsize
-            targets.append(FileTarget(tmp, offset, source.shape, stored))
+            size = math.prod(shape) * stored.itemsize
+            targets.append(FileTarget(tmp, offset, shape, stored, bzero=bzero))
             f.seek(offset + -(-size // BLOCK) * BLOCK)
         f.truncate(f.tell())  # allocates the last data area (sparse where possible)
+    return targets
 
-    sources = [source for _, source, _ in hdus]
-    # one graph: the maps and the per-frame values share their upstream tasks
-    jobs = store_together(sources, targets)
-    frame_data = [ds[n].transpose("frame", ...).data for n in frame_names]
-    frame_values = compute(*jobs, *frame_data)[len(jobs) :]
-    if frame_names:
-        table = _frame_table(dict(zip(map(str, frame_names), frame_values, strict=True)))
-        with fits.open(tmp, mode="append") as hdul:
-            hdul.append(table)
+
+def append_frame_table(tmp: Path, values: dict[str, np.ndarray]) -> None:
+    """Append the per-frame values to the FITS file ``tmp`` as the FRAMES table."""
+    with fits.open(tmp, mode="append") as hdul:
+        hdul.append(_frame_table(values))

@@ -34,8 +34,8 @@ import dask
 import numpy as np
 import xarray as xr
 
-from ..cluster import compute
 from ..frames import source_of
+from ..tasks.cluster import compute
 from . import measure
 from .apertures import aperture_fluxes
 from .background import background_map

@@ -56,9 +56,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..cluster import compute
 from ..frames import source_of
 from ..io.remote import file_identity
+from ..tasks.cluster import compute
 from .fast import as_float, masked_moments, median_of
 
 __all__ = [

@@ -23,8 +23,8 @@ import dask
 import numpy as np
 import xarray as xr
 
-from ..cluster import compute
 from ..errors import NormalizationError, ParameterError
+from ..tasks.cluster import compute
 from .framephot import FramePhotometry, measure_photometry
 from .gradient import fit_gradient
 from .model import Normalization

@@ -29,7 +29,7 @@ import sys
 
 from dask.utils import parse_bytes
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 __all__ = [
     "MIN_TILES_PER_THREAD",

@@ -10,7 +10,7 @@ much less than it can (on the development machine: 0.47 GB/s from one
 reader, 0.88 from two, 1.24 from four, 1.49 from eight).
 
 For frames read by byte offset from local files (plain FITS, uncompressed
-TIFF strips: a :class:`~.rawbytes.RawLayout`), :class:`StripReader` reads a
+TIFF strips: a :class:`~stackengine.io.rawbytes.RawLayout`), :class:`StripReader` reads a
 task's first strip in the task's thread, as before. When that read came from
 a disk (:func:`from_disk`: by the bytes the storage had to fetch, where the
 system counts them), it reads the other strips through a small pool of I/O
@@ -19,7 +19,7 @@ threads shared by the process: each strip is split by frames into
 second buffer while the kernel works on the current one. From the page cache
 nothing changes: reads in other threads would only compete with the kernels
 for the cores. Every read is the same ``preadv`` and in-place byte swap as
-before (:func:`~.rawbytes.read_rows_batch`), so the values, and the stack,
+before (:func:`~stackengine.io.rawbytes.read_rows_batch`), so the values, and the stack,
 are the same bits; a file that cannot be read raises the same
 :class:`~stackengine.errors.FrameError` naming it, in the task. A task waits
 for its reads before it closes its files or returns.
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .rawbytes import read_rows_batch
+from ..io.rawbytes import read_rows_batch
 
 __all__ = ["READ_JOBS", "StripReader", "from_disk", "io_pool", "waits_on_disk"]
 

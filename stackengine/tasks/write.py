@@ -1,12 +1,17 @@
 """write(): store the result of :func:`stackengine.stack` as zarr, FITS or TIFF.
 
-Every output is computed in one pass over the input (one dask graph, one
-``da.store``) and written atomically: to a temporary name beside the target,
-renamed into place only when complete.
+Every output is computed in one pass over the input (one dask graph) and
+written atomically: to a temporary name beside the target (zarr: a resumable
+partial store), renamed into place only when complete, under the output's
+lock (:mod:`stackengine.io.atomic` has the rules). A lazy result of
+:func:`stackengine.stack` is written by its job's tile tasks
+(:mod:`stackengine.tasks.store`); anything else (a computed result, variables
+the user changed) is stored as it is.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -16,10 +21,25 @@ import numpy as np
 import xarray as xr
 
 from ..errors import OutputError, ParameterError
-from .atomic import atomic_output, check_output, remove_path
-from .write_zarr import partial_path, write_zarr
+from ..io.atomic import (
+    OutputLock,
+    atomic_output,
+    check_output,
+    clean_stale,
+    lock_holder,
+    no_space,
+    remove_path,
+)
+from ..io.write_zarr import create_partial, finish_partial, partial_job, partial_path
+from .formats import fits_output, tiff_output, zarr_output
+from .graph import job_of
+from .job import StackJob, differences, digest
 
 __all__ = ["write", "check_write", "OUTPUT_DTYPES", "cast_image"]
+
+log = logging.getLogger("stackengine")
+#: chunks (y, x) of a computed result stored by write()
+IN_MEMORY_CHUNK = 1024
 
 _SUFFIXES = {
     ".zarr": "zarr",
@@ -149,9 +169,12 @@ def check_write(
         _output_dtype(dtype, {})
     comp = _compression(fmt, compression)
     if fmt == "tiff":
-        from .write_tiff import check_tiff_compression
+        from ..io.write_tiff import check_tiff_compression
 
         check_tiff_compression(comp)
+    holder = lock_holder(path)
+    if holder is not None:
+        raise OutputError(f"{path} is being written by another run ({holder})")
     check_output(path, overwrite)
     if resume and fmt != "zarr":
         raise ParameterError(f"{path}: resume works for zarr output only")
@@ -216,38 +239,131 @@ def write(
     Raises
     ------
     ParameterError
-        Unknown suffix, dtype or compression, or a result without ``image``.
+        Unknown suffix, dtype or compression, a result without ``image``, or an
+        output that is one of the stack's own input files.
     OutputError
-        The output exists (and ``overwrite`` is false) or its folder is missing
-        or not writable. Checked before anything is computed.
+        The output exists (and ``overwrite`` is false, or it is a directory
+        stackengine did not write), its folder is missing or not writable,
+        another run is writing it, or a partial store to resume was made by
+        another job: checked before anything is computed. Also a write that
+        ran out of space ("no space left on device (N bytes free)"); nothing
+        is left behind then, and an older output stays as it was.
     """
     path, fmt = check_write(
         path, overwrite=overwrite, dtype=dtype, compression=compression, resume=resume
     )
     if not isinstance(result, xr.Dataset) or "image" not in result.data_vars:
         raise ParameterError(f"{path}: result must be an xarray.Dataset with an 'image' variable")
+    job = job_of(result["image"].data)
+    if job is not None:
+        _check_not_input(path, job)
     out_dtype = _output_dtype(dtype, dict(result.attrs))
     comp = _compression(fmt, compression)
-
-    ds = result.copy()
-    ds["image"] = ds["image"].copy(data=cast_image(ds["image"].data, out_dtype))
-    if fmt == "zarr":
-        ds = _zarr_ready(ds)
+    ds = _prepared(result, out_dtype)
+    with OutputLock(path):
+        clean_stale(path, log.warning)
         try:
-            write_zarr(
-                ds, path, overwrite=overwrite, encoding=_zarr_encoding(ds, comp), resume=resume
-            )
-        except Exception:
-            remove_path(partial_path(path))  # a failed run starts afresh; an interrupted one
-            raise  # (KeyboardInterrupt, a kill) keeps its tiles for resume=True
-        return path
-    with atomic_output(path, overwrite) as tmp:
-        if fmt == "fits":
-            from .write_fits import write_fits
-
-            write_fits(ds, tmp)
-        else:
-            from .write_tiff import write_tiff
-
-            write_tiff(ds, tmp, comp)
+            if fmt == "zarr":
+                _write_zarr(ds, path, job, overwrite, comp, resume)
+            else:
+                with atomic_output(path, overwrite) as tmp:
+                    if fmt == "fits":
+                        fits_output(ds, tmp)
+                    else:
+                        tiff_output(ds, tmp, comp)
+        except OSError as exc:
+            full = no_space(path, exc)
+            if full is not None:
+                raise full from None
+            raise
     return path
+
+
+def _check_not_input(path: Path, job: StackJob) -> None:
+    """Refuse to write over one of the job's own input files."""
+    target = os.path.realpath(path)
+    for frame in job.source.frames if job.source is not None else ():
+        if os.path.realpath(str(frame.path)) == target:
+            raise ParameterError(
+                f"{path}: is one of the stack's input frames; write the result elsewhere"
+            )
+
+
+def _prepared(result: xr.Dataset, out_dtype: np.dtype) -> xr.Dataset:
+    """The dataset to store: the image cast to ``out_dtype``; a computed result chunked."""
+    ds = result.copy()
+    if not isinstance(ds["image"].data, da.Array):  # a computed result: store it by chunks
+        ds = ds.chunk({d: IN_MEMORY_CHUNK for d in ("y", "x") if d in ds.dims})
+    ds["image"] = ds["image"].copy(data=cast_image(ds["image"].data, out_dtype))
+    return ds
+
+
+def _aligned(ds: xr.Dataset) -> xr.Dataset:
+    """Every dask variable over (y, x) chunked like ``image``; other dask values computed."""
+    image = ds["image"]
+    ds = ds.copy()
+    for name, var in ds.data_vars.items():
+        if not isinstance(var.data, da.Array) or name == "image":
+            continue
+        if var.dims[:2] == ("y", "x"):
+            chunks = {"y": image.chunks[0], "x": image.chunks[1]}
+            ds[name] = var.chunk({**chunks, **{d: -1 for d in var.dims[2:]}})
+        else:
+            ds[name] = var.compute()
+    return ds
+
+
+def _fingerprint(
+    ds: xr.Dataset, job: StackJob | None, encoding: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """What a partial zarr store must match to be resumed: the job (its token: inputs,
+    every parameter, tile plan, version) and how each variable is stored."""
+    variables = {
+        str(name): [var.data.name, str(var.dtype), list(var.shape),
+                    [list(c) for c in var.data.chunks]]
+        for name, var in ds.data_vars.items()
+        if isinstance(var.data, da.Array)
+    }  # fmt: skip
+    description = dict(job.describe()) if job is not None else {}
+    description["output variables"] = {k: v[1:] for k, v in variables.items()}
+    description["compression"] = str(encoding)
+    return digest({"job": None if job is None else job.token, "variables": variables,
+                   "encoding": str(encoding)}), description  # fmt: skip
+
+
+def _write_zarr(
+    ds: xr.Dataset,
+    path: Path,
+    job: StackJob | None,
+    overwrite: bool,
+    compression: str | None,
+    resume: bool,
+) -> None:
+    """Write ``ds`` into a new or resumed partial store, then put it in place."""
+    ds = _aligned(_zarr_ready(ds))
+    encoding = _zarr_encoding(ds, compression)
+    partial = partial_path(path)
+    fingerprint, description = _fingerprint(ds, job, encoding)
+    created = not partial.exists()
+    if not created:
+        if not resume:
+            raise OutputError(
+                f"{partial}: an interrupted run left this partial output; pass --resume "
+                "(resume=True) to continue it, or delete it"
+            )
+        old, old_description = partial_job(partial)
+        if old != fingerprint:
+            what = "; ".join(differences(old_description, description))
+            raise OutputError(
+                f"{partial}: made by a different job ({what or 'other inputs or parameters'}); "
+                "not resumed and left as it is (run the same job, or delete it to start again)"
+            )
+    else:
+        create_partial(ds, partial, encoding, fingerprint, description)
+    try:
+        zarr_output(ds, partial, None if created else log.info)
+    except Exception:
+        if created:  # a new store that failed: nothing in it is worth resuming
+            remove_path(partial)
+        raise  # an interrupted run (KeyboardInterrupt, a kill) keeps its tiles for resume
+    finish_partial(partial, path, overwrite)

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 __all__ = ["compute", "local_scheduler", "scheduler_context", "WORKER_ENV", "WORKER_BASELINE"]
 

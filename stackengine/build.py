@@ -1,0 +1,152 @@
+"""From :func:`stackengine.stack`'s arguments to a :class:`~stackengine.tasks.job.StackJob`.
+
+:func:`validate` checks every parameter without reading a pixel;
+:func:`build_job` then measures what pass 1 measures (normalization, noise
+weights), plans the tiles and freezes all of it into the job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from .errors import ParameterError
+from .frames import source_of
+from .kernels.combine import COMBINE_CODES
+from .normalize.plan import Normalization, check_mode, plan_normalization
+from .rejection import StagePlan, plan_stages
+from .tasks.job import StackJob, frame_identity
+from .tasks.plan import parse_memory, plan_tiles
+from .weights import frame_weights
+
+__all__ = ["COMBINES", "STAGE_PARAMETERS", "build_job", "validate"]
+
+COMBINES = tuple(COMBINE_CODES)
+#: the keyword parameters of stack() the rejection stages read
+STAGE_PARAMETERS = (
+    "sigma_lower", "sigma_upper", "maxiters", "center", "spread", "percentile_low",
+    "percentile_high", "n_low", "n_high", "min_value", "max_value", "esd_alpha",
+    "esd_max_outliers",
+)  # fmt: skip
+
+
+def _nonnegative(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ParameterError(f"{name}={value!r}: must be a number >= 0")
+    return float(value)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as a JSON-able scalar for ``attrs`` (numpy scalars unwrapped)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def validate(n_frames: int, options: dict[str, Any]) -> StagePlan:
+    """Check every option of :func:`stackengine.stack` (reads no pixel); returns the
+    encoded rejection stages."""
+    check_mode(options["normalize"])
+    if options["star_fallback"] not in (None, "additive+scale"):
+        raise ParameterError(
+            f"star_fallback={options['star_fallback']!r}: choose None or 'additive+scale'"
+        )
+    options["smoothness"] = _nonnegative("smoothness", options["smoothness"])
+    combine = options["combine"]
+    if combine not in COMBINE_CODES:
+        raise ParameterError(f"combine={combine!r}: choose from {', '.join(COMBINES)}")
+    if options["fallback"] not in (None, "median"):
+        raise ParameterError(f"fallback={options['fallback']!r}: choose None or 'median'")
+    if n_frames < 1:
+        raise ParameterError("no frames to stack")
+    stages = plan_stages(options["reject"], n_frames, {k: options[k] for k in STAGE_PARAMETERS})
+    parse_memory(options["memory_limit"])
+    if options["weights"] is not None and combine != "mean":
+        raise ParameterError(f"weights apply to combine='mean' only, not combine={combine!r}")
+    return stages
+
+
+def _weights(weights: Any, frames: xr.DataArray, norm: Normalization | None) -> np.ndarray | None:
+    if isinstance(weights, str) and weights == "photometric":
+        if norm is None:
+            raise ParameterError("weights='photometric' needs a normalization (normalize=...)")
+        # NormalizeScaleGradient's NWEIGHT: (noise of the reference / noise after scaling)^2
+        noise = norm.noise_after()
+        ratio = (noise[norm.reference] / noise) ** 2
+        return ratio.mean(axis=1)
+    scale = None if norm is None else np.abs(norm.scale).mean(axis=1)
+    return frame_weights(weights, frames, scale=scale)
+
+
+def _params(options: dict[str, Any], stages: StagePlan) -> dict[str, Any]:
+    """Every parameter as the user gave it, JSON-able, for attrs and the fingerprint."""
+    reject = options["reject"]
+    weights = options["weights"]
+    return {
+        "normalize": options["normalize"],
+        "reject": list(stages.names) if not isinstance(reject, str | None) else reject,
+        **{k: _plain(options[k]) for k in STAGE_PARAMETERS},
+        "combine": options["combine"],
+        "weights": weights if isinstance(weights, str | None) else "array",
+        "fallback": options["fallback"],
+        "reference": _plain(options["reference"]),
+        "smoothness": options["smoothness"],
+        "star_fallback": options["star_fallback"],
+        "memory_limit": _plain(options["memory_limit"]),
+    }
+
+
+def build_job(frames: xr.DataArray, options: dict[str, Any]) -> tuple[StackJob, da.Array | None]:
+    """Validate ``options`` (the keywords of :func:`stackengine.stack`), run pass 1 where
+    needed and plan the tiles. Returns the job and, for frames that are not read from
+    files, the frames as a dask array chunked by the job's tiles."""
+    n = frames.sizes["frame"]
+    stages = validate(n, options)
+    # the checks above read nothing; normalization and weights="noise" read pixels (pass 1)
+    norm = None
+    if options["normalize"] is not None:
+        norm = plan_normalization(
+            frames,
+            options["normalize"],
+            reference=options["reference"],
+            smoothness=options["smoothness"],
+            star_fallback=options["star_fallback"],
+        )
+    weights = _weights(options["weights"], frames, norm)
+    source = source_of(frames.data)
+    itemsize = np.dtype(frames.dtype).itemsize
+    block = source.block if source is not None else (1, 0)
+    tile = plan_tiles(
+        frames.shape, itemsize, options["memory_limit"], block=block, streamed=source is not None
+    )
+    data = None
+    if source is None:
+        data = _chunked(frames.data, tile)
+    job = StackJob(
+        source=source,
+        inputs=() if source is None else tuple(frame_identity(f) for f in source.frames),
+        input_name=None if data is None else data.name,
+        shape=tuple(int(s) for s in frames.shape),
+        dtype=str(frames.dtype),
+        tile=tile,
+        normalization=norm,
+        weights=None if weights is None else np.asarray(weights, dtype=np.float64),
+        stages=stages,
+        combine=options["combine"],
+        fallback=options["fallback"],
+        params=_params(options, stages),
+    )
+    return job, data
+
+
+def _chunked(data: Any, tile: tuple[int, int]) -> da.Array:
+    """In-memory or modified frames as a dask array of (all frames, tile) blocks."""
+    chunks = (-1, *tile) + (-1,) * (np.ndim(data) - 3)
+    if isinstance(data, da.Array):
+        return data.rechunk(chunks)
+    return da.from_array(np.asarray(data), chunks=chunks)

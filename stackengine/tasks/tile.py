@@ -1,0 +1,164 @@
+"""The tile tasks of a :class:`~stackengine.tasks.job.StackJob`: one dask task per output tile.
+
+Frames read from files (``job.source``) are read *inside* the tile task
+(:func:`read_reduce_tile`), strip by strip into one reused buffer of about
+:data:`STRIP_BYTES` (:func:`~stackengine.io.buffers.thread_buffer`), each strip
+prepared (:func:`prepare_strip`) and reduced by the kernel as soon as it is
+read: the graph has one task per tile instead of a read task and a reduce
+task, every file is opened once per task, the frames' bytes go from the page
+cache into a buffer that is still in the CPU cache when the kernel loads it,
+and no tile-sized block is ever allocated. Any other dask array (frames
+modified by the user, in-memory data) goes through :func:`reduce_tile` block
+by block. Every pixel is reduced on its own, so both give the same bits for
+any tile or strip size.
+
+The steps of a tile task, in order (the data flow of the design):
+
+1. read each frame's region (:meth:`~stackengine.io.sources.FrameStack.read_tile`);
+2. prepare it (:func:`prepare_strip`: the per-frame pre-processing steps of the job);
+3. normalize, reject and combine (the kernel, :func:`_reduce`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..io.buffers import thread_buffer
+from ..kernels.combine import COMBINE_CODES
+from ..kernels.engine import N_OUT, reduce_block
+from ..kernels.normalize import geometry
+from .plan import STRIP_BYTES
+from .prefetch import StripReader
+
+if TYPE_CHECKING:
+    from .job import StackJob
+
+__all__ = [
+    "MIN_READ_BYTES",
+    "STRIP_BYTES",
+    "packed_dtype",
+    "prepare_strip",
+    "read_reduce_into",
+    "read_reduce_tile",
+    "reduce_tile",
+]
+
+#: bytes read from each file at a time at least (the strip grows past
+#: STRIP_BYTES for hundreds of frames rather than read a few rows per call)
+MIN_READ_BYTES = 32 * 2**10
+
+
+def packed_dtype(n_frames: int) -> np.dtype:
+    """The dtype of a tile's packed outputs: float32, which holds the float32 image
+    and noise as they are and any count up to 2**24 exactly (so the kernel
+    writes 20 bytes per pixel, not 40), else float64."""
+    return np.dtype(np.float32 if n_frames <= 2**24 else np.float64)
+
+
+def prepare_strip(job: StackJob, block: np.ndarray, y0: int, x0: int) -> np.ndarray:
+    """The per-frame pre-processing of the rows of ``block`` (frames, rows, cols[, c])
+    at (y0, x0), before normalization and rejection. The job's pre-processing steps
+    go here, one after the other; today there are none and the block is returned."""
+    return block
+
+
+def _reduce(job: StackJob, block: np.ndarray, y0: int, x0: int, out: np.ndarray) -> None:
+    """Reduce the in-memory ``block`` (frames, rows, cols[, channels]) at (y0, x0) into
+    ``out`` (N_OUT, rows, cols[, channels]) of :func:`packed_dtype`."""
+    n = block.shape[0]
+    flat = np.ascontiguousarray(block).reshape(n, -1)
+    norm = job.normalization
+    scale = offset = grad = geom = None
+    if norm is not None:
+        scale, offset, grad = norm.scale, norm.offset, norm.grad
+        geom = geometry(block.shape, y0, x0, norm.step)
+    use_weights = job.weights is not None
+    weights = job.weights if use_weights else np.ones(n, dtype=np.float64)
+    flat_out = out.reshape(N_OUT, -1)  # a view when each plane's rows are contiguous
+    reduce_block(
+        flat,
+        job.stages.codes,
+        job.stages.params,
+        COMBINE_CODES[job.combine],
+        weights,
+        use_weights,
+        tables=job.stages.tables,
+        fallback=job.fallback == "median",
+        scale=scale,
+        offset=offset,
+        grad=grad,
+        geom=geom,
+        out=flat_out,
+    )
+    if not np.shares_memory(flat_out, out):  # the reshape had to copy: put them in place
+        out[...] = flat_out.reshape(out.shape)
+
+
+def reduce_tile(block: np.ndarray, job: StackJob, block_info: dict | None = None) -> np.ndarray:
+    """``map_blocks`` function: prepare and reduce one in-memory (frames, y, x[, c]) block."""
+    y0, x0 = (0, 0)
+    if block_info:
+        location = block_info[0]["array-location"]
+        y0, x0 = location[1][0], location[2][0]
+    out = np.empty((N_OUT, *block.shape[1:]), dtype=packed_dtype(block.shape[0]))
+    _reduce(job, prepare_strip(job, block, y0, x0), y0, x0, out)
+    return out
+
+
+def read_reduce_tile(job: StackJob, block_info: dict | None = None) -> np.ndarray:
+    """``map_blocks`` function without array input: read and reduce one output tile
+    (the packed output block's location, ``block_info[None]``) of ``job.source``."""
+    location = block_info[None]["array-location"]
+    shape = tuple(b - a for a, b in location)
+    out = np.empty(shape, dtype=packed_dtype(job.n_frames))
+    read_reduce_into(job, location, out)
+    return out
+
+
+def read_reduce_into(job: StackJob, location: list, out: np.ndarray) -> None:
+    """Read the frames' tile at ``location`` (the packed output's (start, stop) per
+    axis) strip by strip, prepare and reduce each strip into ``out`` (N_OUT, y, x[, c])."""
+    stack = job.source
+    (y0, y1), (x0, x1) = location[1], location[2]
+    rest = tuple(stack.shape[3:])
+    n = stack.shape[0]
+    ny, nx = y1 - y0, x1 - x0
+    row_bytes = n * nx * int(np.prod(rest, dtype=np.int64)) * np.dtype(stack.dtype).itemsize
+    frame_row = max(row_bytes // max(n, 1), 1)  # one row of one frame
+    rows = max(STRIP_BYTES // max(row_bytes, 1), -(-MIN_READ_BYTES // frame_row), 1)
+    rows = int(min(ny, rows))
+    strips = [(r0, min(ny, r0 + rows)) for r0 in range(0, ny, rows)]
+
+    def reduce(buf: np.ndarray, r0: int, r1: int) -> None:
+        strip = prepare_strip(job, buf, y0 + r0, x0)
+        _reduce(job, strip, y0 + r0, x0, out[:, r0:r1])
+
+    with stack.open_handles() as handles:  # each file opened once per task
+        if prefetching(stack, x0, x1):  # from a disk: the next strip read during this one
+            with contextlib.closing(
+                iter(StripReader(stack, handles, y0, strips, thread_buffer))
+            ) as it:
+                for r0, r1, buf in it:
+                    reduce(buf, r0, r1)
+            return
+        for r0, r1 in strips:
+            buf = thread_buffer("strip", (n, r1 - r0, nx, *rest), stack.dtype)
+            stack.read_tile(slice(y0 + r0, y0 + r1), slice(x0, x1), out=buf, handles=handles)
+            reduce(buf, r0, r1)
+
+
+def prefetching(stack: Any, x0: int, x1: int) -> bool:
+    """Whether the tile's strips go through :class:`~stackengine.tasks.prefetch.StripReader`,
+    which reads them ahead when they come from a disk: full-width strips of frames read
+    by byte offset from local files, unless ``STACKENGINE_PREFETCH=0`` is set."""
+    layout = getattr(stack, "_layout", None)
+    return (
+        layout is not None
+        and layout.local
+        and (x0, x1) == (0, stack.shape[2])
+        and os.environ.get("STACKENGINE_PREFETCH", "1") != "0"
+    )
