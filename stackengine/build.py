@@ -83,6 +83,18 @@ def _weights(weights: Any, frames: xr.DataArray, norm: Normalization | None) -> 
     return frame_weights(weights, frames, scale=scale)
 
 
+#: stage parameters that are real numbers (3 and 3.0 are the same job)
+_REAL = {"sigma_lower", "sigma_upper", "percentile_low", "percentile_high", "min_value",
+         "max_value", "esd_alpha", "esd_max_outliers"}  # fmt: skip
+
+
+def _stage_value(name: str, value: Any) -> Any:
+    value = _plain(value)
+    if name in _REAL and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def _params(options: dict[str, Any], stages: StagePlan) -> dict[str, Any]:
     """Every parameter as the user gave it, JSON-able, for attrs and the fingerprint."""
     reject = options["reject"]
@@ -90,7 +102,7 @@ def _params(options: dict[str, Any], stages: StagePlan) -> dict[str, Any]:
     return {
         "normalize": options["normalize"],
         "reject": list(stages.names) if not isinstance(reject, str | None) else reject,
-        **{k: _plain(options[k]) for k in STAGE_PARAMETERS},
+        **{k: _stage_value(k, options[k]) for k in STAGE_PARAMETERS},
         "combine": options["combine"],
         "weights": weights if isinstance(weights, str | None) else "array",
         "fallback": options["fallback"],
