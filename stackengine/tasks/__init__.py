@@ -7,6 +7,5 @@
 * :mod:`.store` — one task per tile storing all of a job's outputs;
 * :mod:`.formats` — computing a result into each format's sink;
 * :mod:`.write` — :func:`~stackengine.tasks.write.write`: checks, lock, atomic commit;
-* :mod:`.cluster` — which scheduler runs it;
-* :mod:`.prefetch` — reading a tile's next strip while the kernel works.
+* :mod:`.cluster` — which scheduler runs it.
 """

@@ -21,9 +21,7 @@ The steps of a tile task, in order (the data flow of the design):
 
 from __future__ import annotations
 
-import contextlib
-import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,7 +30,6 @@ from ..kernels.combine import COMBINE_CODES
 from ..kernels.engine import N_OUT, reduce_block
 from ..kernels.normalize import geometry
 from .plan import STRIP_BYTES
-from .prefetch import StripReader
 
 if TYPE_CHECKING:
     from .job import StackJob
@@ -138,27 +135,7 @@ def read_reduce_into(job: StackJob, location: list, out: np.ndarray) -> None:
         _reduce(job, strip, y0 + r0, x0, out[:, r0:r1])
 
     with stack.open_handles() as handles:  # each file opened once per task
-        if prefetching(stack, x0, x1):  # from a disk: the next strip read during this one
-            with contextlib.closing(
-                iter(StripReader(stack, handles, y0, strips, thread_buffer))
-            ) as it:
-                for r0, r1, buf in it:
-                    reduce(buf, r0, r1)
-            return
         for r0, r1 in strips:
             buf = thread_buffer("strip", (n, r1 - r0, nx, *rest), stack.dtype)
             stack.read_tile(slice(y0 + r0, y0 + r1), slice(x0, x1), out=buf, handles=handles)
             reduce(buf, r0, r1)
-
-
-def prefetching(stack: Any, x0: int, x1: int) -> bool:
-    """Whether the tile's strips go through :class:`~stackengine.tasks.prefetch.StripReader`,
-    which reads them ahead when they come from a disk: full-width strips of frames read
-    by byte offset from local files, unless ``STACKENGINE_PREFETCH=0`` is set."""
-    layout = getattr(stack, "_layout", None)
-    return (
-        layout is not None
-        and layout.local
-        and (x0, x1) == (0, stack.shape[2])
-        and os.environ.get("STACKENGINE_PREFETCH", "1") != "0"
-    )
