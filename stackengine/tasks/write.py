@@ -359,7 +359,11 @@ def _write_zarr(
                 "not resumed and left as it is (run the same job, or delete it to start again)"
             )
     else:
-        create_partial(ds, partial, encoding, fingerprint, description)
+        try:
+            create_partial(ds, partial, encoding, fingerprint, description)
+        except BaseException:  # e.g. no space for the metadata: nothing to resume
+            remove_path(partial)
+            raise
     try:
         zarr_output(ds, partial, None if created else log.info)
     except Exception:
