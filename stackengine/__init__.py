@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._version import __version__
 from .errors import (
+    CalibrationError,
     FrameError,
     FrameMismatchError,
     NormalizationError,
@@ -32,4 +33,5 @@ __all__ = [
     "FrameMismatchError",
     "OutputError",
     "NormalizationError",
+    "CalibrationError",
 ]

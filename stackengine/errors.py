@@ -14,6 +14,7 @@ __all__ = [
     "FrameMismatchError",
     "OutputError",
     "NormalizationError",
+    "CalibrationError",
 ]
 
 
@@ -39,3 +40,8 @@ class OutputError(StackEngineError, OSError):
 
 class NormalizationError(StackEngineError, ValueError):
     """A frame cannot be normalized (e.g. too few stars matched to the reference)."""
+
+
+class CalibrationError(StackEngineError, ValueError):
+    """Calibration cannot be done as asked: a master that does not match the lights
+    (shape, binning, filter, exposure), a malformed section card, an unusable flat."""
