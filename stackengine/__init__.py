@@ -7,6 +7,8 @@ The public names are :func:`open_frames`, :func:`normalize`, :func:`stack` and
 from __future__ import annotations
 
 from ._version import __version__
+from .calibrate.api import calibrate
+from .calibrate.summary import summary
 from .errors import (
     CalibrationError,
     FrameError,
@@ -24,9 +26,11 @@ from .tasks.write import write
 __all__ = [
     "__version__",
     "open_frames",
+    "calibrate",
     "normalize",
     "stack",
     "write",
+    "summary",
     "StackEngineError",
     "ParameterError",
     "FrameError",

@@ -13,6 +13,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .calibrate.api import calibration_plan
+from .calibrate.plan import calibration_options
 from .errors import ParameterError
 from .frames import source_of
 from .kernels.combine import COMBINE_CODES
@@ -95,7 +97,7 @@ def _stage_value(name: str, value: Any) -> Any:
     return value
 
 
-def _params(options: dict[str, Any], stages: StagePlan) -> dict[str, Any]:
+def _params(options: dict[str, Any], stages: StagePlan, calib: Any = None) -> dict[str, Any]:
     """Every parameter as the user gave it, JSON-able, for attrs and the fingerprint."""
     reject = options["reject"]
     weights = options["weights"]
@@ -110,6 +112,7 @@ def _params(options: dict[str, Any], stages: StagePlan) -> dict[str, Any]:
         "smoothness": options["smoothness"],
         "star_fallback": options["star_fallback"],
         "memory_limit": _plain(options["memory_limit"]),
+        **({} if calib is None else {"calibration": calib.describe()}),
     }
 
 
@@ -119,22 +122,26 @@ def build_job(frames: xr.DataArray, options: dict[str, Any]) -> tuple[StackJob, 
     files, the frames as a dask array chunked by the job's tiles."""
     n = frames.sizes["frame"]
     stages = validate(n, options)
+    measured, calib = frames, None
+    if options.get("calibration") is not None:  # the lights' calibration: plan, pass 1
+        measured, calib = calibration_plan(frames, calibration_options(options["calibration"]))
     # the checks above read nothing; normalization and weights="noise" read pixels (pass 1)
     norm = None
     if options["normalize"] is not None:
         norm = plan_normalization(
-            frames,
+            measured,
             options["normalize"],
             reference=options["reference"],
             smoothness=options["smoothness"],
             star_fallback=options["star_fallback"],
         )
-    weights = _weights(options["weights"], frames, norm)
+    weights = _weights(options["weights"], measured, norm)
     source = source_of(frames.data)
+    shape = tuple(int(s) for s in measured.shape)
     itemsize = np.dtype(frames.dtype).itemsize
     block = source.block if source is not None else (1, 0)
     tile = plan_tiles(
-        frames.shape, itemsize, options["memory_limit"], block=block, streamed=source is not None
+        shape, itemsize, options["memory_limit"], block=block, streamed=source is not None
     )
     data = None
     if source is None:
@@ -143,7 +150,7 @@ def build_job(frames: xr.DataArray, options: dict[str, Any]) -> tuple[StackJob, 
         source=source,
         inputs=() if source is None else tuple(frame_identity(f) for f in source.frames),
         input_name=None if data is None else data.name,
-        shape=tuple(int(s) for s in frames.shape),
+        shape=shape,
         dtype=str(frames.dtype),
         tile=tile,
         normalization=norm,
@@ -151,7 +158,8 @@ def build_job(frames: xr.DataArray, options: dict[str, Any]) -> tuple[StackJob, 
         stages=stages,
         combine=options["combine"],
         fallback=options["fallback"],
-        params=_params(options, stages),
+        params=_params(options, stages, calib),
+        calibration=calib,
     )
     return job, data
 

@@ -80,6 +80,7 @@ def stack(
     fallback: str | None = None,
     smoothness: float = 2.0,
     star_fallback: str | None = None,
+    calibration: Any = None,
 ) -> xr.Dataset:
     """Reject outliers pixel by pixel along the frame axis and combine the frames.
 
@@ -144,6 +145,12 @@ def stack(
     fallback : None or "median"
         Where every value of a pixel was rejected: NaN (None), or the median
         of its non-missing values (PixInsight's behaviour); count stays 0.
+    calibration : dict or object, optional
+        Calibrate the lights inside the tile tasks, before normalization and
+        rejection: a mapping (or an object with those attributes) of the
+        keywords of :func:`stackengine.calibrate` (``bias``, ``dark``, ``flat``,
+        ``dark_scale``, ``overscan``, ``trim``, ``bad_pixels``, ``min_value``).
+        No calibrated copy is written; the output grid is the trimmed frames'.
 
     Returns
     -------

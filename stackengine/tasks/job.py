@@ -42,6 +42,7 @@ import numpy as np
 from .._version import __version__
 
 if TYPE_CHECKING:
+    from ..calibrate.model import Calibration
     from ..io.sources import FrameStack
     from ..normalize.model import Normalization
     from ..rejection import StagePlan
@@ -170,6 +171,10 @@ class StackJob:
         Where every value was rejected: NaN (None) or the median.
     params : dict
         Every parameter as the user gave it (JSON-able), for ``attrs``.
+    calibration : Calibration or None
+        The lights' calibration (masters, dark scale factors, overscan levels, trim
+        window), applied to each strip before normalization; ``shape`` is then the
+        calibrated (trimmed) frames'.
     version : str
         The stackengine version that planned the job.
     """
@@ -186,6 +191,7 @@ class StackJob:
     combine: str
     fallback: str | None
     params: dict[str, Any]
+    calibration: Calibration | None = None
     version: str = __version__
     token: str = field(init=False)
 
@@ -206,6 +212,7 @@ class StackJob:
             "combine": self.combine,
             "fallback": self.fallback,
             "params": self.params,
+            "calibration": None if self.calibration is None else self.calibration.identity(),
             "version": self.version,
         }  # fmt: skip
 
@@ -274,6 +281,9 @@ class StackJob:
             else digest(_normalization_identity(self.normalization))
         )
         out["weights"] = None if self.weights is None else digest(self.weights)
+        out["calibration"] = (
+            None if self.calibration is None else digest(self.calibration.identity())
+        )
         out["version"] = self.version
         return json.loads(json.dumps(out, default=str))
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..calibrate.model import apply_calibration
 from ..io.buffers import thread_buffer
 from ..kernels.combine import COMBINE_CODES
 from ..kernels.engine import N_OUT, reduce_block
@@ -57,9 +58,19 @@ def packed_dtype(n_frames: int) -> np.dtype:
 
 
 def prepare_strip(job: StackJob, block: np.ndarray, y0: int, x0: int) -> np.ndarray:
-    """The per-frame pre-processing of the rows of ``block`` (frames, rows, cols[, c])
-    at (y0, x0), before normalization and rejection. The job's pre-processing steps
-    go here, one after the other; today there are none and the block is returned."""
+    """The per-frame pre-processing of ``block`` (frames, rows, cols[, c]): the frames'
+    raw pixels of the job's rows and columns from (y0, x0), before normalization and
+    rejection. The job's pre-processing steps go here, one after the other:
+
+    1. calibration (:func:`~stackengine.calibrate.model.apply_calibration`), into a
+       float32 buffer of this thread.
+    """
+    calib = job.calibration
+    if calib is not None:
+        ys = slice(y0, y0 + block.shape[1])
+        xs = slice(x0, x0 + block.shape[2])
+        out = thread_buffer("calibrated", block.shape, np.float32)
+        block = apply_calibration(calib, block, ys, xs, out)
     return block
 
 
@@ -134,8 +145,10 @@ def read_reduce_into(job: StackJob, location: list, out: np.ndarray) -> None:
         strip = prepare_strip(job, buf, y0 + r0, x0)
         _reduce(job, strip, y0 + r0, x0, out[:, r0:r1])
 
+    oy, ox = (0, 0) if job.calibration is None else job.calibration.origin
     with stack.open_handles() as handles:  # each file opened once per task
         for r0, r1 in strips:
             buf = thread_buffer("strip", (n, r1 - r0, nx, *rest), stack.dtype)
-            stack.read_tile(slice(y0 + r0, y0 + r1), slice(x0, x1), out=buf, handles=handles)
+            rows = slice(oy + y0 + r0, oy + y0 + r1)  # the raw frames' (trim window)
+            stack.read_tile(rows, slice(ox + x0, ox + x1), out=buf, handles=handles)
             reduce(buf, r0, r1)

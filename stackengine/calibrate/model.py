@@ -1,0 +1,173 @@
+"""The per-frame calibration a job's tile tasks apply, and the arithmetic itself.
+
+A :class:`Calibration` is part of the job (:class:`~stackengine.tasks.job.StackJob`):
+the masters (:class:`Master`: a file read region by region like a frame, or
+an array in memory), each light's dark scale factor and per-row overscan
+levels (measured in pass 1), the trim window, the bad-pixel mask and the
+flat's normalization. :func:`apply_calibration` is the one step the tile task
+runs on every strip of raw frames before normalization and rejection::
+
+    (light - overscan_row - bias - dark * t_light / t_dark) / (flat / mean(flat))
+
+ccdproc's ``ccd_process`` (subtract_overscan with a per-row median, trim,
+subtract_bias, subtract_dark with exposure scaling, flat_correct dividing by
+the flat's mean) is the reference; the tests compare with it on real frames.
+Pixels where the flat is below ``flat_min`` or that the bad-pixel mask marks
+are missing (NaN): rejection and combination skip them and ``count`` shows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..tasks.job import digest, frame_identity
+
+__all__ = ["Calibration", "Master", "apply_calibration"]
+
+
+@dataclass(frozen=True, eq=False)
+class Master:
+    """A master frame (bias, dark, flat or a bad-pixel mask) as the tile tasks read it.
+
+    Attributes
+    ----------
+    name : str
+        The file, or a description of an in-memory master (for messages).
+    source : FrameSource or None
+        The frame on disk, read region by region.
+    array : numpy.ndarray or None
+        The master in memory (float32; bool for a mask).
+    exptime : float or None
+        The master's exposure time (darks), seconds.
+    origin : (int, int)
+        The master's (row, column) of the calibrated frame's first pixel: the trim
+        window's origin for a master of the raw frames' shape, (0, 0) for one made
+        from trimmed frames.
+    """
+
+    name: str
+    source: Any = None
+    array: np.ndarray | None = None
+    exptime: float | None = None
+    origin: tuple[int, int] = (0, 0)
+    identity: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        what = frame_identity(self.source) if self.source is not None else self.array
+        ident = {"master": what, "exptime": self.exptime, "origin": list(self.origin)}
+        object.__setattr__(self, "identity", digest(ident))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape if self.array is not None else self.source.shape)
+
+    def read(self, ys: slice, xs: slice) -> np.ndarray:
+        """The calibrated frame's rows ``ys`` and columns ``xs`` (float32, or bool for a mask)."""
+        oy, ox = self.origin
+        ys, xs = slice(ys.start + oy, ys.stop + oy), slice(xs.start + ox, xs.stop + ox)
+        if self.array is not None:
+            return self.array[ys, xs]
+        region = self.source.read(ys, xs)
+        return region if region.dtype == bool else region.astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """Everything the tile tasks need to calibrate the lights (see the module notes).
+
+    Attributes
+    ----------
+    bias, dark, flat, bad_pixels : Master or None
+        The masters (the flat as given; ``flat_mean`` normalizes it).
+    dark_scale : numpy.ndarray or None
+        Per light frame, the factor of the dark (t_light / t_dark; 1 without scaling).
+    overscan : numpy.ndarray or None
+        Per light frame and raw row, the overscan level subtracted (n_frames, raw rows).
+    origin : (int, int)
+        Raw (row, column) of the calibrated frame's first pixel (the trim window's).
+    shape : (int, int)
+        The calibrated (trimmed) frame's rows and columns.
+    flat_mean : float
+        The flat's mean over its usable pixels: the flat is divided by it.
+    flat_min : float
+        Flat values below this (in the flat's own units) make the pixel missing.
+    """
+
+    bias: Master | None = None
+    dark: Master | None = None
+    flat: Master | None = None
+    bad_pixels: Master | None = None
+    dark_scale: np.ndarray | None = None
+    overscan: np.ndarray | None = None
+    origin: tuple[int, int] = (0, 0)
+    shape: tuple[int, int] = (0, 0)
+    flat_mean: float = 1.0
+    flat_min: float = -np.inf
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the calibrated values (for the job's token)."""
+        return {
+            name: None if m is None else m.identity
+            for name, m in (("bias", self.bias), ("dark", self.dark), ("flat", self.flat),
+                            ("bad_pixels", self.bad_pixels))
+        } | {
+            "dark_scale": self.dark_scale, "overscan": self.overscan,
+            "origin": list(self.origin), "shape": list(self.shape),
+            "flat_mean": float(self.flat_mean), "flat_min": float(self.flat_min),
+            "settings": self.settings,
+        }  # fmt: skip
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary for attrs and output headers."""
+        out: dict[str, Any] = {
+            name: m.name
+            for name, m in (("bias", self.bias), ("dark", self.dark), ("flat", self.flat),
+                            ("bad_pixels", self.bad_pixels))
+            if m is not None
+        }  # fmt: skip
+        out.update({k: v for k, v in self.settings.items() if v is not None})
+        if self.flat is not None:
+            out["flat_mean"] = float(self.flat_mean)
+            out["flat_min"] = float(self.flat_min)
+        return out
+
+    def raw_region(self, ys: slice, xs: slice) -> tuple[slice, slice]:
+        """The raw frame's rows and columns of calibrated rows ``ys``, columns ``xs``."""
+        oy, ox = self.origin
+        return slice(ys.start + oy, ys.stop + oy), slice(xs.start + ox, xs.stop + ox)
+
+
+def apply_calibration(
+    calib: Calibration, raw: np.ndarray, ys: slice, xs: slice, out: np.ndarray
+) -> np.ndarray:
+    """Calibrate ``raw`` (frames, rows, cols): the lights' raw pixels of calibrated rows
+    ``ys`` and columns ``xs``, into ``out`` (float32, same shape); returns ``out``."""
+    np.copyto(out, raw, casting="unsafe")
+    if calib.overscan is not None:
+        rows = calib.raw_region(ys, xs)[0]
+        out -= calib.overscan[:, rows, None].astype(np.float32)
+    if calib.bias is not None:
+        out -= calib.bias.read(ys, xs)
+    if calib.dark is not None:
+        dark = calib.dark.read(ys, xs)
+        scale = calib.dark_scale
+        if scale is None or np.all(scale == 1.0):
+            out -= dark
+        else:
+            out -= dark[None] * scale.astype(np.float32)[:, None, None]
+    missing = None
+    if calib.flat is not None:
+        flat = calib.flat.read(ys, xs).astype(np.float32) / np.float32(calib.flat_mean)
+        low = ~(flat * np.float32(calib.flat_mean) >= calib.flat_min)  # NaN too
+        out /= np.where(low, np.float32(1), flat)[None]
+        missing = low
+    if calib.bad_pixels is not None:
+        bad = calib.bad_pixels.read(ys, xs).astype(bool)
+        missing = bad if missing is None else missing | bad
+    if missing is not None and missing.any():
+        out[:, missing] = np.nan
+    return out
