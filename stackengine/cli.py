@@ -171,8 +171,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="result: .zarr, .fits or .tif")
     _add_stack_options(p)
 
-    p = sub.add_parser("info", help="show frames, shape, dtype and key headers")
+    p = sub.add_parser(
+        "info",
+        help="show frames, shape, dtype and key headers, or group them by type, filter, exposure",
+    )
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
+    p.add_argument(
+        "--by",
+        default=None,
+        metavar="COLUMNS",
+        help="print one line per group of frames, e.g. imagetyp,filter,exptime (the frames "
+        "may then differ in shape)",
+    )
+    p.add_argument(
+        "--filter-keys",
+        default=None,
+        metavar="KEYS",
+        help="header keywords tried in turn for the filter (default FILTER,FILTNAME,INSFLNAM,"
+        "FILTER1)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATTERN:COLUMN=VALUE",
+        help="override what the headers say for the files a path, name or glob matches, "
+        "e.g. 'flat-*.FIT:imagetyp=flat'; repeatable",
+    )
     _input_options(p)
 
     p = sub.add_parser(
@@ -374,23 +399,40 @@ def _log_to_stderr() -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from .calibrate.summary import (
+        FILTER_KEYS,
+        decisions,
+        group_table,
+        overrides_from_text,
+        summarize,
+        summary,
+    )
     from .frames import frame_sources
 
+    keys = FILTER_KEYS if args.filter_keys is None else args.filter_keys.split(",")
+    overrides = overrides_from_text(args.set) or None
+    hdu, storage = _hdu(args.hdu), _storage_options(args.storage_option)
+    if args.by is not None:
+        by = [c.strip() for c in args.by.split(",") if c.strip()]
+        table = summary(
+            args.inputs, hdu=hdu, filter_keys=keys, overrides=overrides, storage_options=storage
+        )
+        print(group_table(table, by))
+        return 0
     frames = frame_sources(
-        args.inputs,
-        hdu=_hdu(args.hdu),
-        storage_options=_storage_options(args.storage_option),
-        allow_duplicates=args.allow_duplicates,
+        args.inputs, hdu=hdu, storage_options=storage, allow_duplicates=args.allow_duplicates
     )
     first = frames[0]
     print(
         f"{len(frames)} frames, shape {first.shape}, dtype {first.dtype}, layout unit {first.block}"
     )
-    keys = ("EXPTIME", "EXPOSURE", "FILTER", "IMAGETYP", "DATE-OBS", "OBJECT")
-    for f in frames:
+    table = summarize(frames, filter_keys=keys, overrides=overrides)
+    cards = ("EXPTIME", "EXPOSURE", "FILTER", "IMAGETYP", "DATE-OBS", "OBJECT")
+    for f, kind, filt in zip(frames, table["imagetyp"], table["filter"], strict=True):
         header = getattr(f, "header", {}) or {}
-        shown = "  ".join(f"{k}={header[k]}" for k in keys if k in header)
-        print(f"  {f.path}  {shown}".rstrip())
+        shown = "  ".join(f"{k}={header[k]}" for k in cards if k in header)
+        print(f"  {f.path}  type={kind or '-'}  filter={filt or '-'}  {shown}".rstrip())
+    print(decisions(table))
     return 0
 
 
