@@ -106,7 +106,7 @@ def source_hash(files: Iterable[Path]) -> str:
 
 
 #: the packages whose modules have cached kernels (their sources make the hash)
-PACKAGES = ("kernels", "normalize")
+PACKAGES = ("kernels", "normalize", "calibrate")
 _ROOT = Path(__file__).resolve().parent
 _CHECKED: set[Path] = set()
 _DIGEST: list[str] = []

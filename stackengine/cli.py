@@ -318,6 +318,9 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 def _inputs_without(inputs: list[str], output: str, storage: dict | None) -> list[str]:
     """The inputs expanded to files, without the output (a previous run's result that a
     glob matches again): it is never read as an input; a warning names it."""
+    from pathlib import Path
+
+    from .io.atomic import written_by_stackengine
     from .io.remote import expand, is_url
 
     files = expand(inputs, storage)
@@ -326,6 +329,11 @@ def _inputs_without(inputs: list[str], output: str, storage: dict | None) -> lis
     target = os.path.realpath(output)
     kept = [f for f in files if is_url(f) or os.path.realpath(f) != target]
     if len(kept) < len(files):
+        if not written_by_stackengine(Path(output)):  # a frame of the user's: keep it safe
+            raise ParameterError(
+                f"{output}: is one of the input frames and was not written by stackengine; "
+                "choose another output"
+            )
         print(
             f"stackengine: warning: {output} is the output; not read as an input", file=sys.stderr
         )
@@ -475,6 +483,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_warnings() -> None:
+    """stackengine's warnings as one line each; the libraries' notes about the files
+    they read (astropy's card fixes, tifffile's tag notes) are not shown."""
+    import logging
+    import warnings
+
+    from astropy.utils.exceptions import AstropyWarning
+
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=AstropyWarning)
+
+    def show(message: Any, category: Any, filename: str, lineno: int, *args: Any) -> None:
+        print(f"stackengine: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 on success)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -519,10 +544,18 @@ def run(argv: Sequence[str] | None = None) -> int:
     alone, for callers that go on after it.
     """
     gc.freeze()
+    _one_line_warnings()
     try:
-        return main(argv)
+        code = main(argv)
     finally:
         gc.freeze()
+    if code == 130:  # interrupted: the temporaries are gone and the lock released, but
+        # threads of the abandoned computation may still wait in a pool that the
+        # interpreter's shutdown would join: end the process now
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -67,12 +67,38 @@ def _exists(path: Path) -> bool:
 
 
 def written_by_stackengine(path: Path) -> bool:
-    """Whether the directory ``path`` is a zarr store that stackengine wrote."""
+    """Whether ``path`` is an output stackengine wrote: a zarr store whose attributes
+    carry its version, a FITS file with its STACKENGINE cards, a TIFF it signed."""
+    path = Path(path)
+    if path.is_dir():
+        try:
+            meta = json.loads((path / "zarr.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(meta, dict) and OWN_ATTR in (meta.get("attributes") or {})
     try:
-        meta = json.loads((path / "zarr.json").read_text())
-    except (OSError, ValueError):
+        with open(path, "rb") as f:
+            head = f.read(2880 * 8)
+    except OSError:
         return False
-    return isinstance(meta, dict) and OWN_ATTR in (meta.get("attributes") or {})
+    if head.startswith(b"SIMPLE  ="):
+        return b"HIERARCH STACKENGINE STACKENGINE_VERSION" in head or (
+            b"STACKENGINE " in head and b"NCOMBINE" in head
+        )
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return b"stackengine " in head or _tiff_software(path).startswith("stackengine ")
+    return False
+
+
+def _tiff_software(path: Path) -> str:
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages[0].tags.get("Software")
+            return str(tag.value) if tag is not None else ""
+    except Exception:  # not a TIFF after all
+        return ""
 
 
 def check_output(path: Path, overwrite: bool) -> None:

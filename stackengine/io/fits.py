@@ -289,9 +289,15 @@ def _find_hdu(hdul: fits.HDUList, hdu: int | str, shown: str) -> int:
     except Exception as exc:
         raise FrameError(f"{shown}: not a valid FITS file ({exc})") from exc
     if hdu == 0 and _is_image(chosen) and not _naxes(chosen.header, shown):
-        for i, candidate in enumerate(hdul):
-            if _is_image(candidate) and _naxes(candidate.header, shown):
-                return i
+        try:
+            for i, candidate in enumerate(hdul):  # loads the later HDUs' headers
+                if _is_image(candidate) and _naxes(candidate.header, shown):
+                    return i
+        except FrameError:
+            raise
+        except Exception as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise FrameError(f"{shown}: not a valid FITS file ({msg})") from exc
         raise FrameError(f"{shown}: no image data in any HDU")
     if not _is_image(chosen):
         raise FrameError(f"{shown}: HDU {hdu!r} is a {type(chosen).__name__}, not an image")
@@ -390,7 +396,7 @@ def _describe_primary(abspath: str) -> tuple[dict[str, Any], int] | None:
     if size < offset + abs(bitpix) // 8 * math.prod(axes):
         return None
     base = _fields(abspath, axes, header, 0, None, offset, bitpix)
-    base.update(_plain_fields(header, bitpix))
+    base.update(_plain_fields(header, bitpix, abspath))
     return base, axes[0] if len(axes) == 3 else 0
 
 
@@ -418,11 +424,19 @@ def _fields(
     )
 
 
-def _plain_fields(header: Any, bitpix: int) -> dict[str, Any]:
+def _number_card(header: Any, key: str, default: float, shown: str) -> Any:
+    value = header.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise FrameError(f"{shown}: bad {key} card ({value!r}): not a number")
+    return value
+
+
+def _plain_fields(header: Any, bitpix: int, shown: str = "FITS header") -> dict[str, Any]:
     """The FitsFrame fields of an uncompressed image: its dtype and scaling."""
     blank = header.get("BLANK") if bitpix > 0 else None
     blank = blank if isinstance(blank, int) and not isinstance(blank, bool) else None
-    bzero, bscale = header.get("BZERO", 0), header.get("BSCALE", 1)
+    bzero = _number_card(header, "BZERO", 0, shown)
+    bscale = _number_card(header, "BSCALE", 1, shown)
     raw, dtype, mode = _layout(bitpix, bzero, bscale, blank)
     return dict(dtype=dtype, _raw=raw, _mode=mode, _bscale=bscale, _bzero=bzero, _blank=blank)
 
@@ -463,5 +477,5 @@ def _describe(
         probe = chosen.section[(0,) * (len(axes) - 2) + (slice(0, 1), slice(0, 1))]
         base.update(dtype=np.asarray(probe).dtype.newbyteorder("="), compressed=True)
     else:
-        base.update(_plain_fields(header, bitpix))
+        base.update(_plain_fields(header, bitpix, shown))
     return base, axes[0] if len(axes) == 3 else 0

@@ -105,6 +105,8 @@ def scheduler_context(
         use this plus :data:`WORKER_BASELINE` (the interpreter and libraries)
         before dask's nanny restarts it.
     """
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise ParameterError(f"--workers {workers}: must be at least 1")
     address = address or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     if address is None and not workers:
         yield None
