@@ -19,6 +19,7 @@ from .errors import (
     StackEngineError,
 )
 from .frames import open_frames
+from .masters import master
 from .normalize import normalize
 from .stack import stack
 from .tasks.write import write
@@ -27,6 +28,7 @@ __all__ = [
     "__version__",
     "open_frames",
     "calibrate",
+    "master",
     "normalize",
     "stack",
     "write",

@@ -21,6 +21,7 @@ import xarray as xr
 
 from ..errors import CalibrationError, ParameterError
 from .model import Calibration, Master
+from .summary import FILTER_KEYS, _row
 
 __all__ = ["CALIBRATION_OPTIONS", "calibration_options", "plan_calibration"]
 
@@ -31,7 +32,6 @@ CALIBRATION_OPTIONS = ("bias", "dark", "flat", "dark_scale", "overscan", "trim",
 FLAT_MIN_SHARE = 0.1
 #: a dark this many times shorter than a light needs dark_scale
 DARK_RATIO = 1.5
-FILTER_KEYS = ("FILTER", "FILTNAME", "INSFLNAM", "FILTER1")
 
 
 def calibration_options(spec: Any) -> dict[str, Any]:
@@ -60,30 +60,16 @@ def _header(frame: Any) -> Any:
     return getattr(frame, "header", {}) or {}
 
 
-def _card(header: Any, *keys: str) -> Any:
-    for key in keys:
-        if key in header and header[key] not in (None, ""):
-            return header[key]
-    return None
-
-
-def _binning(header: Any) -> str | None:
-    if "XBINNING" in header or "YBINNING" in header:
-        return f"{header.get('XBINNING', 1)}x{header.get('YBINNING', 1)}"
-    ccdsum = header.get("CCDSUM")
-    return "x".join(str(ccdsum).split()) if ccdsum else None
-
-
-def _info(header: Any) -> dict[str, Any]:
-    """What the checks compare: exposure, filter, binning, temperature."""
-    exptime = _card(header, "EXPTIME", "EXPOSURE")
-    temp = _card(header, "CCD-TEMP", "CCDTEMP", "CCD_TEMP")
-    filt = _card(header, *FILTER_KEYS)
+def _info(frame: Any) -> dict[str, Any]:
+    """What the checks compare (exposure, filter, binning, temperature), read from the
+    frame's header as :func:`~stackengine.calibrate.summary.summary` reads it."""
+    row, _ = _row(frame, _header(frame), FILTER_KEYS)
+    nan_none = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
     return {
-        "exptime": float(exptime) if isinstance(exptime, int | float) else None,
-        "filter": None if filt is None else str(filt).strip(),
-        "binning": _binning(header),
-        "temp": float(temp) if isinstance(temp, int | float) else None,
+        "exptime": nan_none["exptime"],
+        "filter": nan_none["filter"],
+        "binning": nan_none["binning"],
+        "temp": nan_none["ccd_temp"],
     }
 
 
@@ -95,7 +81,7 @@ def _master(spec: Any, kind: str) -> tuple[Master, dict[str, Any]]:
         frames = frame_sources(str(spec))
         if len(frames) != 1 or len(frames[0].shape) != 2:
             raise CalibrationError(f"{spec}: a master {kind} must be one 2-D frame")
-        info = _info(_header(frames[0]))
+        info = _info(frames[0])
         return Master(str(spec), source=frames[0], exptime=info["exptime"]), info
     attrs: dict[str, Any] = {}
     if isinstance(spec, xr.Dataset):
@@ -177,7 +163,7 @@ def plan_calibration(stack: Any, options: dict[str, Any]) -> Calibration:
         raise CalibrationError(f"{frames[0].path}: calibration needs single-channel frames")
     raw_shape = (int(stack.shape[1]), int(stack.shape[2]))
     first = str(frames[0].path)
-    infos = [_info(_header(f)) for f in frames]
+    infos = [_info(f) for f in frames]
     tolerance = float(options.get("temperature_tolerance", 2.0))
     overscan_section = _sections(options.get("overscan"), "BIASSEC", frames, raw_shape)
     trim = options.get("trim")

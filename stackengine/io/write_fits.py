@@ -109,6 +109,11 @@ def primary_cards(header: fits.Header, attrs: dict[str, Any]) -> None:
     for card in _copied_cards(attrs.get("fits_header")):
         header.append(card)
     _parameter_cards(header, attrs)
+    for key, value in (attrs.get("fits_cards") or {}).items():  # e.g. a master's IMAGETYP
+        if value is None:
+            header.remove(key, ignore_missing=True, remove_all=True)
+        else:
+            header[key] = value
 
 
 def _parameter_cards(header: fits.Header, attrs: dict[str, Any]) -> None:
@@ -116,7 +121,7 @@ def _parameter_cards(header: fits.Header, attrs: dict[str, Any]) -> None:
     if attrs.get("n_frames") is not None:
         header["NCOMBINE"] = (int(attrs["n_frames"]), "number of frames combined")
     for name, value in attrs.items():
-        if name == "fits_header":
+        if name in ("fits_header", "fits_cards"):
             continue
         card = None
         scalar = value is None or isinstance(value, str | int | float | np.number)
