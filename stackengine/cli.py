@@ -13,6 +13,12 @@ from contextlib import ExitStack
 from typing import Any
 
 from ._version import __version__
+from .cli_calibration import (
+    add_calibration_options,
+    calibration_from_args,
+    make_master,
+    write_calibrated,
+)
 from .errors import ParameterError, StackEngineError
 
 __all__ = ["main", "build_parser"]
@@ -170,6 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
     p.add_argument("-o", "--output", required=True, help="result: .zarr, .fits or .tif")
     _add_stack_options(p)
+    add_calibration_options(p)
+
+    p = sub.add_parser("master", help="make a master bias, dark or flat")
+    p.add_argument("kind", choices=["bias", "dark", "flat"], help="what to make")
+    p.add_argument("inputs", nargs="+", help="the calibration frames: files, folders or globs")
+    p.add_argument("-o", "--output", required=True, help="the master: .fits, .zarr or .tif")
+    _add_stack_options(p)
+    add_calibration_options(p, masters=False)
+
+    p = sub.add_parser(
+        "calibrate", help="write calibrated copies of the lights (streamed, tile by tile)"
+    )
+    p.add_argument("inputs", nargs="+", help="the lights: files, folders or glob patterns")
+    p.add_argument("-o", "--output", required=True, help="folder for the calibrated FITS files")
+    p.add_argument("--overwrite", action="store_true", help="replace existing calibrated files")
+    add_calibration_options(p)
+    _input_options(p)
 
     p = sub.add_parser(
         "info",
@@ -311,7 +334,8 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     n = frames.sizes["frame"]
     shape = "x".join(str(s) for s in frames.shape[1:])
-    print(f"stacked {n} frames of {shape} ({frames.dtype}) into {out} in {dt:.1f} s")
+    what = f"made the master {args.kind} of" if args.command == "master" else "stacked"
+    print(f"{what} {n} frames of {shape} ({frames.dtype}) into {out} in {dt:.1f} s")
     return 0
 
 
@@ -344,8 +368,22 @@ def _stack_and_write(args: argparse.Namespace, frames: object, reject: object) -
     """stack() with the command line's options, then write() the result."""
     from . import stack, write
 
-    result = stack(
-        frames,
+    if args.command == "master":
+        return make_master(args, frames, _stack_kwargs(args, reject))
+    result = stack(frames, calibration=calibration_from_args(args), **_stack_kwargs(args, reject))
+    return write(
+        result,
+        args.output,
+        overwrite=args.overwrite,
+        dtype=args.dtype,
+        compression=args.compression,
+        resume=args.resume,
+    )
+
+
+def _stack_kwargs(args: argparse.Namespace, reject: object) -> dict[str, Any]:
+    """stack()'s keywords from the command line's options."""
+    return dict(
         reject=reject,
         sigma_lower=args.sigma_lower,
         sigma_upper=args.sigma_upper,
@@ -368,14 +406,6 @@ def _stack_and_write(args: argparse.Namespace, frames: object, reject: object) -
         combine=args.combine,
         weights=args.weights,
         memory_limit=args.memory_limit,
-    )
-    return write(
-        result,
-        args.output,
-        overwrite=args.overwrite,
-        dtype=args.dtype,
-        compression=args.compression,
-        resume=args.resume,
     )
 
 
@@ -404,6 +434,17 @@ def _log_to_stderr() -> None:
         handler.setFormatter(logging.Formatter("stackengine: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .io.remote import expand
+
+    t0 = time.perf_counter()
+    _log_to_stderr()
+    written = write_calibrated(args, expand(args.inputs, _storage_options(args.storage_option)))
+    dt = time.perf_counter() - t0
+    print(f"calibrated {len(written)} frames into {args.output} in {dt:.1f} s")
+    return 0
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -507,6 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {
         "stack": _cmd_stack,
+        "master": _cmd_stack,
+        "calibrate": _cmd_calibrate,
         "info": _cmd_info,
         "demo": _cmd_demo,
         "normalize-report": _cmd_normalize_report,

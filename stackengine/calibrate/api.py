@@ -36,7 +36,7 @@ def _read_calibrated(pair: tuple[Any, Calibration], block_info: dict) -> np.ndar
     ry, rx = calib.raw_region(ys, xs)
     raw = stack.read_tile(ry, rx, frames=slice(f0, f1))
     out = np.empty(raw.shape, dtype=np.float32)
-    if calib.overscan is not None and (f0, f1) != (0, stack.shape[0]):
+    if (f0, f1) != (0, stack.shape[0]):
         calib = _frames_of(calib, f0, f1)
     return apply_calibration(calib, raw, ys, xs, out)
 
@@ -45,13 +45,15 @@ def _frames_of(calib: Calibration, f0: int, f1: int) -> Calibration:
     import dataclasses
 
     scale = None if calib.dark_scale is None else calib.dark_scale[f0:f1]
-    return dataclasses.replace(calib, overscan=calib.overscan[f0:f1], dark_scale=scale)
+    overscan = None if calib.overscan is None else calib.overscan[f0:f1]
+    return dataclasses.replace(calib, overscan=overscan, dark_scale=scale)
 
 
 def calibration_plan(
-    frames: Any, options: dict[str, Any], memory_limit: str = "1GiB"
+    frames: Any, options: dict[str, Any], memory_limit: str = "1GiB", frame_chunk: int = 0
 ) -> tuple[xr.DataArray, Calibration]:
-    """The calibration of ``frames`` (opened from files) and the lazily calibrated frames."""
+    """The calibration of ``frames`` (opened from files) and the lazily calibrated frames
+    (blocks of all frames, or of ``frame_chunk`` frames each)."""
     arr = frames if isinstance(frames, xr.DataArray) else open_frames(frames)
     stack = source_of(arr.data)
     if stack is None:
@@ -62,12 +64,14 @@ def calibration_plan(
     calib = plan_calibration(stack, options)
     shape = (stack.shape[0], *calib.shape)
     tile = plan_tiles(shape, 4, memory_limit, block=stack.block)
+    per = frame_chunk or shape[0]
     chunks = (
-        (shape[0],),
+        tuple(min(per, shape[0] - f) for f in range(0, shape[0], per)),
         tuple(min(tile[0], shape[1] - y) for y in range(0, shape[1], tile[0])),
         tuple(min(tile[1], shape[2] - x) for x in range(0, shape[2], tile[1])),
     )
-    token = digest({"frames": arr.data.name, "calibration": calib.identity(), "tile": tile})
+    token = digest({"frames": arr.data.name, "calibration": calib.identity(), "tile": tile,
+                    "per": per})  # fmt: skip
     node = dask.delayed((stack, calib), name=f"calibration-{token}", pure=True)
     data = da.map_blocks(
         _read_calibrated, node, chunks=chunks, dtype=np.float32,

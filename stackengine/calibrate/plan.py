@@ -146,8 +146,17 @@ def _sections(option: Any, card: str, frames: list, shape: tuple[int, int]) -> A
     for f in frames:
         header = _header(f)
         text = header.get(card) if card in header else None
-        found.append(None if text is None else parse_section(str(text), shape, path=str(f.path),
-                                                              card=card))  # fmt: skip
+        try:
+            found.append(
+                None
+                if text is None
+                else parse_section(str(text), shape, path=str(f.path), card=card)
+            )
+        except CalibrationError as exc:  # a card of the file's, used by "auto": say the way out
+            what = "overscan" if card == "BIASSEC" else "trim"
+            raise CalibrationError(
+                f"{exc} (pass {what}='none' / --{what} none to ignore it, or give the section)"
+            ) from None  # fmt: skip
     if all(s is None for s in found):
         return None
     if any(s is None for s in found) or len({(s[0].start, s[0].stop, s[1].start, s[1].stop)
