@@ -12,6 +12,7 @@ runs on every strip of raw frames before normalization and rejection::
 ccdproc's ``ccd_process`` (subtract_overscan with a per-row median, trim,
 subtract_bias, subtract_dark with exposure scaling, flat_correct dividing by
 the flat's mean) is the reference; the tests compare with it on real frames.
+The arithmetic is done in float64 (as ccdproc's) and stored as float32.
 Pixels where the flat is below ``flat_min`` or that the bad-pixel mask marks
 are missing (NaN): rejection and combination skip them and ``count`` shows it.
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels.calibrate import calibrate_strip
 from ..tasks.job import digest, frame_identity
 
 __all__ = ["Calibration", "Master", "apply_calibration"]
@@ -145,29 +147,27 @@ def apply_calibration(
     calib: Calibration, raw: np.ndarray, ys: slice, xs: slice, out: np.ndarray
 ) -> np.ndarray:
     """Calibrate ``raw`` (frames, rows, cols): the lights' raw pixels of calibrated rows
-    ``ys`` and columns ``xs``, into ``out`` (float32, same shape); returns ``out``."""
-    np.copyto(out, raw, casting="unsafe")
+    ``ys`` and columns ``xs``, into ``out`` (float32, same shape); returns ``out``.
+
+    The masters' regions are read once per call and shared by every frame; the
+    arithmetic is one compiled pass (:func:`~stackengine.kernels.calibrate.calibrate_strip`).
+    """
+    n, rows, cols = raw.shape
+    region = (rows, cols)
+    zeros = np.zeros(region)
+    overscan = np.zeros((n, rows))
     if calib.overscan is not None:
-        rows = calib.raw_region(ys, xs)[0]
-        out -= calib.overscan[:, rows, None].astype(np.float32)
-    if calib.bias is not None:
-        out -= calib.bias.read(ys, xs)
-    if calib.dark is not None:
-        dark = calib.dark.read(ys, xs)
-        scale = calib.dark_scale
-        if scale is None or np.all(scale == 1.0):
-            out -= dark
-        else:
-            out -= dark[None] * scale.astype(np.float32)[:, None, None]
-    missing = None
+        overscan = np.ascontiguousarray(calib.overscan[:, calib.raw_region(ys, xs)[0]])
+    bias = zeros if calib.bias is None else calib.bias.read(ys, xs).astype(np.float64)
+    dark = zeros if calib.dark is None else calib.dark.read(ys, xs).astype(np.float64)
+    scale = np.ones(n) if calib.dark_scale is None else np.asarray(calib.dark_scale, np.float64)
+    inverse = np.ones(region)
     if calib.flat is not None:
-        flat = calib.flat.read(ys, xs).astype(np.float32) / np.float32(calib.flat_mean)
-        low = ~(flat * np.float32(calib.flat_mean) >= calib.flat_min)  # NaN too
-        out /= np.where(low, np.float32(1), flat)[None]
-        missing = low
+        flat = calib.flat.read(ys, xs).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inverse = calib.flat_mean / flat
+        inverse[~(flat >= calib.flat_min)] = np.nan  # dead, low or not finite: missing
     if calib.bad_pixels is not None:
-        bad = calib.bad_pixels.read(ys, xs).astype(bool)
-        missing = bad if missing is None else missing | bad
-    if missing is not None and missing.any():
-        out[:, missing] = np.nan
+        inverse[calib.bad_pixels.read(ys, xs).astype(bool)] = np.nan
+    calibrate_strip(np.ascontiguousarray(raw), overscan, bias, dark, scale, inverse, out)
     return out
