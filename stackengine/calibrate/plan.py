@@ -187,13 +187,15 @@ def plan_calibration(stack: Any, options: dict[str, Any]) -> Calibration:
         origin, shape = (ys.start, xs.start), (ys.stop - ys.start, xs.stop - xs.start)
     masters: dict[str, Master] = {}
     for kind in ("bias", "dark", "flat", "bad_pixels"):
-        if options.get(kind) is None:
+        if options.get(kind) is None or (kind == "bad_pixels" and options[kind] == "auto"):
             continue
         master, info = _master(options[kind], kind)
         _check_master(kind, master, info, first, infos[0], (raw_shape, shape), tolerance)
         if master.shape == raw_shape:  # a master of untrimmed frames: read the window
             master = dataclasses.replace(master, origin=origin)
         masters[kind] = master
+    if isinstance(options.get("bad_pixels"), str) and options["bad_pixels"] == "auto":
+        masters["bad_pixels"] = _derived_bad_pixels(masters, shape)
     dark_scale = _dark_scale(masters.get("dark"), frames, infos, bool(options.get("dark_scale")))
     overscan = None
     if overscan_section is not None:
@@ -209,6 +211,21 @@ def plan_calibration(stack: Any, options: dict[str, Any]) -> Calibration:
                   "trim": None if trim_section is None else _text(trim_section),
                   "dark_scale": bool(options.get("dark_scale"))},
     )  # fmt: skip
+
+
+def _derived_bad_pixels(masters: dict[str, Master], shape: tuple[int, int]) -> Master:
+    """bad_pixels="auto": hot pixels of the master dark, bad ones of the master flat."""
+    from .badpixels import bad_pixel_mask
+
+    whole = (slice(0, shape[0]), slice(0, shape[1]))
+    dark, flat = masters.get("dark"), masters.get("flat")
+    if dark is None and flat is None:
+        raise CalibrationError("bad_pixels='auto' needs a master dark or a master flat")
+    mask = bad_pixel_mask(
+        None if dark is None else dark.read(*whole), None if flat is None else flat.read(*whole)
+    )
+    names = " and ".join(m.name for m in (dark, flat) if m is not None)
+    return Master(f"bad pixels of {names} ({int(mask.sum())})", array=mask)
 
 
 def _text(section: tuple[slice, slice]) -> str:
