@@ -124,7 +124,10 @@ def build_job(frames: xr.DataArray, options: dict[str, Any]) -> tuple[StackJob, 
     stages = validate(n, options)
     measured, calib = frames, None
     if options.get("calibration") is not None:  # the lights' calibration: plan, pass 1
-        measured, calib = calibration_plan(frames, calibration_options(options["calibration"]))
+        # pass 1 measures the calibrated frames one frame per task (a block of all frames
+        # would be read once per frame)
+        spec = calibration_options(options["calibration"])
+        measured, calib = calibration_plan(frames, spec, frame_chunk=1)
     # the checks above read nothing; normalization and weights="noise" read pixels (pass 1)
     norm = None
     if options["normalize"] is not None:

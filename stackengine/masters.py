@@ -167,10 +167,10 @@ def master(
         if kind != "flat":
             known = {f for f in table["filter"] if f is not None}
             filt = known.pop() if len(known) == 1 else None
-    ds.attrs.update(
-        imagetyp=kind, exptime=exptime, filter=filt, ncombine=int(n), inputs=paths,
-        fits_cards={"IMAGETYP": kind, "EXPTIME": exptime, "FILTER": filt, "NCOMBINE": int(n)},
-    )  # fmt: skip
+    cards = {**ds.attrs.get("fits_cards", {}), "IMAGETYP": kind, "EXPTIME": exptime,
+             "FILTER": filt, "NCOMBINE": int(n)}  # fmt: skip
+    ds.attrs.update(imagetyp=kind, exptime=exptime, filter=filt, ncombine=int(n), inputs=paths,
+                    fits_cards=cards)  # fmt: skip
     return ds
 
 

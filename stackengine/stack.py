@@ -52,6 +52,9 @@ def _result(job: StackJob, arr: xr.DataArray, data: Any) -> xr.Dataset:
     header = _fits_header(arr)
     if header is not None:
         ds.attrs["fits_header"] = header
+    if job.calibration is not None and job.calibration.settings.get("trim"):
+        # the frames' section cards describe the raw frames, not the trimmed result
+        ds.attrs["fits_cards"] = {"BIASSEC": None, "TRIMSEC": None, "DATASEC": None}
     return ds
 
 
