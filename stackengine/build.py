@@ -138,7 +138,9 @@ def build_job(frames: xr.DataArray, options: dict[str, Any]) -> tuple[StackJob, 
             smoothness=options["smoothness"],
             star_fallback=options["star_fallback"],
         )
-    weights = _weights(options["weights"], measured, norm)
+    # noise weights measure the calibrated frames; header weights read the frames' headers
+    noise = isinstance(options["weights"], str) and options["weights"] == "noise"
+    weights = _weights(options["weights"], measured if noise else frames, norm)
     source = source_of(frames.data)
     shape = tuple(int(s) for s in measured.shape)
     itemsize = np.dtype(frames.dtype).itemsize
