@@ -124,7 +124,8 @@ def write_calibrated(args: argparse.Namespace, paths: list[str]) -> list[Path]:
         folder.mkdir()
     frames = open_frames(paths, allow_duplicates=False)
     spec = calibration_options(calibration_from_args(args) or {"overscan": "auto"})
-    calibrated, _ = calibration_plan(frames, spec, frame_chunk=1)
+    calibrated, calib = calibration_plan(frames, spec, frame_chunk=1)
+    resized = bool(calib.settings.get("trim") or calib.settings.get("overscan"))
     source = frames.coords["path"].values
     targets = [folder / (Path(str(p)).name.rsplit(".", 1)[0] + ".fits") for p in source]
     if len(set(targets)) < len(targets):
@@ -140,6 +141,8 @@ def write_calibrated(args: argparse.Namespace, paths: list[str]) -> list[Path]:
         attrs = {"calibration": calibrated.attrs["calibration"], "calibrated_from": str(source[k])}
         if header is not None:
             attrs["fits_header"] = header().tostring()
+        if resized:  # the raw frame's sections do not describe the calibrated copy
+            attrs["fits_cards"] = {"BIASSEC": None, "TRIMSEC": None, "DATASEC": None}
         image = calibrated[k].drop_vars([c for c in calibrated.coords if c != "x"], errors="ignore")
         ds = xr.Dataset({"image": image}, attrs=attrs)
         written.append(write(ds, target, overwrite=args.overwrite))

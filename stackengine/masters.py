@@ -169,8 +169,13 @@ def master(
             filt = known.pop() if len(known) == 1 else None
     cards = {**ds.attrs.get("fits_cards", {}), "IMAGETYP": kind, "EXPTIME": exptime,
              "FILTER": filt, "NCOMBINE": int(n)}  # fmt: skip
+    binning = ccd_temp = None
+    if table is not None:
+        binning = _common(list(table["binning"]), "binning", paths)
+        temps = [t for t in table["ccd_temp"] if t is not None and not math.isnan(t)]
+        ccd_temp = float(np.mean(temps)) if temps else None
     ds.attrs.update(imagetyp=kind, exptime=exptime, filter=filt, ncombine=int(n), inputs=paths,
-                    fits_cards=cards)  # fmt: skip
+                    binning=binning, ccd_temp=ccd_temp, fits_cards=cards)  # fmt: skip
     return ds
 
 

@@ -93,7 +93,12 @@ def _master(spec: Any, kind: str) -> tuple[Master, dict[str, Any]]:
     if values.ndim != 2:
         raise CalibrationError(f"master {kind}: expected a 2-D image, got shape {values.shape}")
     array = values.astype(bool if kind == "bad_pixels" else np.float32)
-    name = str(attrs.get("path") or f"the master {kind} given in memory")
+    inputs = attrs.get("inputs") or []
+    name = f"the master {kind} given in memory"
+    if inputs:
+        name = f"the master {kind} of {inputs[0]}" + (
+            f" and {len(inputs) - 1} more" if len(inputs) > 1 else ""
+        )
     info = {
         "exptime": attrs.get("exptime"),
         "filter": attrs.get("filter"),
