@@ -335,7 +335,8 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     n = frames.sizes["frame"]
     shape = "x".join(str(s) for s in frames.shape[1:])
     what = f"made the master {args.kind} of" if args.command == "master" else "stacked"
-    print(f"{what} {n} frames of {shape} ({frames.dtype}) into {out} in {dt:.1f} s")
+    frames_word = "frame" if n == 1 else "frames"
+    print(f"{what} {n} {frames_word} of {shape} ({frames.dtype}) into {out} in {dt:.1f} s")
     return 0
 
 
@@ -443,7 +444,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     _log_to_stderr()
     written = write_calibrated(args, expand(args.inputs, _storage_options(args.storage_option)))
     dt = time.perf_counter() - t0
-    print(f"calibrated {len(written)} frames into {args.output} in {dt:.1f} s")
+    frames_word = "frame" if len(written) == 1 else "frames"
+    print(f"calibrated {len(written)} {frames_word} into {args.output} in {dt:.1f} s")
     return 0
 
 

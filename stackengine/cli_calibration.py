@@ -90,6 +90,13 @@ def make_master(args: argparse.Namespace, frames: Any, stack_options: dict[str, 
     """``stackengine master KIND``: make the master and write it."""
     from . import master, write
 
+    if stack_options.get("normalize") is not None:
+        from .errors import ParameterError
+
+        raise ParameterError(
+            f"master {args.kind}: --normalize does not apply (a master's normalization is "
+            "fixed by its kind: flats by their median, per-second darks by their exposure)"
+        )
     options = {k: v for k, v in stack_options.items()
                if k not in ("normalize", "reference", "smoothness", "star_fallback")}  # fmt: skip
     result = master(
@@ -118,20 +125,26 @@ def write_calibrated(args: argparse.Namespace, paths: list[str]) -> list[Path]:
     from .tasks.write import check_write
 
     folder = Path(args.output)
-    if not folder.is_dir():
-        if not folder.parent.is_dir():
-            raise OutputError(f"{folder.parent}: output folder does not exist")
-        folder.mkdir()
+    if not folder.is_dir() and not folder.parent.is_dir():
+        raise OutputError(f"{folder.parent}: output folder does not exist")
     frames = open_frames(paths, allow_duplicates=False)
     spec = calibration_options(calibration_from_args(args) or {"overscan": "auto"})
-    calibrated, calib = calibration_plan(frames, spec, frame_chunk=1)
+    calibrated, calib = calibration_plan(frames, spec, frame_chunk=1)  # every check first
+    made = not folder.is_dir()
+    if made:
+        folder.mkdir()
     resized = bool(calib.settings.get("trim") or calib.settings.get("overscan"))
     source = frames.coords["path"].values
     targets = [folder / (Path(str(p)).name.rsplit(".", 1)[0] + ".fits") for p in source]
     if len(set(targets)) < len(targets):
         raise OutputError(f"{folder}: two lights have the same file name; calibrate them apart")
-    for target in targets:
-        check_write(target, overwrite=args.overwrite)
+    try:
+        for target in targets:
+            check_write(target, overwrite=args.overwrite)
+    except Exception:
+        if made:
+            folder.rmdir()  # ours, and still empty
+        raise
     from .frames import source_of
 
     stack = source_of(frames.data)

@@ -56,7 +56,9 @@ def _stack_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _common(values: list, what: str, paths: list[str]) -> Any:
-    distinct = sorted({v for v in values if v is not None}, key=str)
+    present = {v for v in values if v is not None and v == v}  # not NaN
+    numbers = all(isinstance(v, int | float) for v in present)
+    distinct = sorted(present, key=None if numbers else str)
     if len(distinct) > 1:
         raise CalibrationError(
             f"{paths[values.index(distinct[1])]}: {what} mismatch: the frames of one master "

@@ -144,7 +144,8 @@ def _sections(option: Any, card: str, frames: list, shape: tuple[int, int]) -> A
     from .sections import parse_section
 
     if isinstance(option, str) and option != "auto":
-        return parse_section(option, shape, path=f"--{card.lower()}", card=card)
+        name = "--overscan" if card == "BIASSEC" else "--trim"
+        return parse_section(option, shape, path=name, card=card)
     if isinstance(option, tuple):
         return option
     found = []
