@@ -1,4 +1,5 @@
-"""stackengine: out-of-core, parallel stacking of registered astronomical frames.
+"""stackengine: out-of-core, parallel calibration, registration and stacking of
+astronomical frames.
 
 The public names are :func:`open_frames`, :func:`normalize`, :func:`stack` and
 :func:`write`.
@@ -21,6 +22,7 @@ from .errors import (
 from .frames import open_frames
 from .masters import master
 from .normalize import normalize
+from .register import RegistrationError, register
 from .stack import stack
 from .tasks.write import write
 
@@ -29,6 +31,7 @@ __all__ = [
     "open_frames",
     "calibrate",
     "master",
+    "register",
     "normalize",
     "stack",
     "write",
@@ -40,4 +43,5 @@ __all__ = [
     "OutputError",
     "NormalizationError",
     "CalibrationError",
+    "RegistrationError",
 ]
