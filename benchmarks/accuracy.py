@@ -84,13 +84,13 @@ def compare_images(path: Path, ref_path: Path, noise: float, rtol: float = 1e-4)
     return deviation(load_image(path), load_image(ref_path), noise, rtol)
 
 
-def truth_accuracy(path: Path, truth: Any, ideal_noise: float, hits: Any = None) -> dict[str, Any]:
+def truth_accuracy(path: Any, truth: Any, ideal_noise: float, hits: Any = None) -> dict[str, Any]:
     """Compare a result image with the noiseless truth (:func:`benchmarks.truth_image`).
 
     Parameters
     ----------
-    path : Path
-        The result image (FITS).
+    path : Path or numpy.ndarray
+        The result image (FITS), or the image itself.
     truth : numpy.ndarray
         The noiseless expectation of the stack, same shape.
     ideal_noise : float
@@ -115,7 +115,10 @@ def truth_accuracy(path: Path, truth: Any, ideal_noise: float, hits: Any = None)
     """
     import numpy as np
 
-    image = load_image(path, np.float32)
+    if isinstance(path, np.ndarray):
+        image = path.astype(np.float32, copy=False)
+    else:
+        image = load_image(path, np.float32)
     if image.shape != truth.shape:
         return {"error": f"shape {image.shape} differs from the truth's {truth.shape}"}
     threshold = RESIDUAL_SIGMAS * ideal_noise

@@ -8,8 +8,10 @@ Each method and algorithm runs as its own process on the same frames.
 workload, every method); ``--scaling [--scaling-frames 10,20,50,100,200,500
 --scaling-size 2048]`` (time per frame and peak RSS against N);
 ``--compare-formats [fits:float32,tiff:uint16]`` (one workload stored several
-ways); ``--algorithms all`` and ``--normalize photometric`` (stackengine's
-rejection algorithms and normalizations, standard mode).
+ways); ``--calibrate [--calibration-frames 5]`` (issue 15: the stack with
+master bias, dark and flat against the plain stack, :mod:`benchmarks.calibration`);
+``--algorithms all`` and ``--normalize photometric`` (stackengine's rejection
+algorithms and normalizations, standard mode).
 
 The parent makes (or reuses) a seeded synthetic frame set, then runs each
 method as a fresh child process (``python -m benchmarks.bench_sigma --run-one
@@ -50,6 +52,7 @@ _PRESETS = ", ".join(f"{k} = {n} x {s}^2" for k, (n, s) in PRESETS.items())
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .calibration import DEFAULT_RAW_FRAMES
     from .formats import DEFAULT_VARIANTS
     from .scaling import DEFAULT_FRAMES, DEFAULT_SIZE
 
@@ -123,6 +126,26 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VARIANTS",
         help=f"run the workload stored as each FORMAT:DTYPE (default {DEFAULT_VARIANTS})",
     )
+    m.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="issue 15: time the stack with master bias, dark and flat (made by the harness "
+        "beside the frames) against the plain stack, alternating (--methods: stackengine, the "
+        "default here, ccdproc, ccdproc-tuned)",
+    )
+    m.add_argument(
+        "--calibration-frames",
+        type=int,
+        default=DEFAULT_RAW_FRAMES,
+        help="--calibrate: raw bias, dark and flat frames combined into each master "
+        "(default %(default)s)",
+    )
+    m.add_argument(
+        "--no-identity",
+        action="store_true",
+        help="--calibrate: skip the untimed runs checking that the calibrated image is "
+        "bit-identical with smaller tiles and with --workers 2",
+    )
     o = p.add_argument_group("output")
     o.add_argument("--json", type=Path, help="also write the full report as JSON here")
     o.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
@@ -141,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--warm-manifest", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--stack-args", default="[]", help=argparse.SUPPRESS)  # JSON list
     return p
 
 
@@ -148,7 +172,13 @@ def _child(args: argparse.Namespace) -> int:
     try:
         ccd = None if args.ccdproc_mem_limit is None else parse_bytes(args.ccdproc_mem_limit)
         rec = run_one(
-            args.run_one, args.manifest, args.out, args.memory_limit, ccd, args.warm_manifest
+            args.run_one,
+            args.manifest,
+            args.out,
+            args.memory_limit,
+            ccd,
+            args.warm_manifest,
+            json.loads(args.stack_args),
         )
     except Exception as exc:  # report, don't hide: the parent prints it
         traceback.print_exc()
@@ -159,7 +189,8 @@ def _child(args: argparse.Namespace) -> int:
 
 
 def _methods(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
-    text = (args.methods or ("stackengine" if args.compare_formats else "all")).strip()
+    single = args.compare_formats or args.calibrate
+    text = (args.methods or ("stackengine" if single else "all")).strip()
     if text == "none":
         return []
     methods = list(METHODS) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
@@ -204,11 +235,11 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]
         warm_cache=not args.no_warm_cache,
         cold_cache=args.cold_cache,
     )
-    special = args.scaling or args.compare_formats
+    special = args.scaling or args.compare_formats or args.calibrate
     if special and (algorithms or modes):
         p.error("--algorithms and --normalize run in the standard mode only")
-    if args.scaling and args.compare_formats:
-        p.error("choose one of --scaling and --compare-formats")
+    if sum(map(bool, (args.scaling, args.compare_formats, args.calibrate))) > 1:
+        p.error("choose one of --scaling, --compare-formats and --calibrate")
     if special and not methods:
         p.error("nothing to run: give --methods")
     if args.scaling:
@@ -223,6 +254,20 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]
         size = args.scaling_size
         base = replace(wl, height=size, width=size)
         return run_scaling(frames, base, methods, args.dir, **common)
+    if args.calibrate:
+        from .calibration import run_calibration
+        from .methods import CALIBRATED_METHODS
+
+        other = [m for m in methods if m not in CALIBRATED_METHODS]
+        if other:
+            p.error(f"--calibrate: {other} have no calibrated variant; choose from "
+                    f"{list(CALIBRATED_METHODS)}")  # fmt: skip
+        if args.calibration_frames < 1:
+            p.error("need --calibration-frames >= 1")
+        return run_calibration(
+            wl, methods, args.dir, raw_frames=args.calibration_frames,
+            identity=not args.no_identity, **common,
+        )  # fmt: skip
     if args.compare_formats:
         from .formats import parse_variants, run_formats
 

@@ -210,6 +210,10 @@ def _formats(report: dict[str, Any]) -> list[str]:
 
 def to_markdown(report: dict[str, Any]) -> str:
     """The report as markdown: its tables, the notes that define the columns, the targets."""
-    make = {"scaling": _scaling, "formats": _formats}.get(report.get("benchmark"), _sigma)
+    from .calibration import calibration_markdown
+
+    make = {"scaling": _scaling, "formats": _formats, "calibration": calibration_markdown}.get(
+        report.get("benchmark"), _sigma
+    )
     lines = make(report)
     return "\n".join(lines) + "\n"

@@ -5,7 +5,11 @@ A method is ``run(files, out_path, options, mark)``: it stacks ``files``,
 writes the image to ``out_path`` (FITS) and calls ``mark(phase)`` at the end
 of each phase (the first phase is always ``import``); it may return a dict,
 merged into the child's record. ``options`` holds ``memory_limit`` (stackengine's
-budget) and ``ccdproc_mem_limit`` (bytes, for ``ccdproc-tuned``). Libraries are
+budget), ``ccdproc_mem_limit`` (bytes, for ``ccdproc-tuned``), and may hold
+``calibration`` (``{"bias": path, "dark": path, "flat": path}``: the masters of
+:mod:`benchmarks.calibration`, given by the child's manifest; only the methods
+of :data:`CALIBRATED_METHODS` take it; :func:`benchmarks.runner.run_one` refuses
+it for the others) and ``stack_args`` (more ``stackengine stack`` arguments). Libraries are
 imported inside ``run`` (their import time is part of the child's measured
 time). The peers (ccdproc, astropy, numpy, bottleneck) live in
 :mod:`benchmarks.peers`; importing this module registers them.
@@ -25,6 +29,7 @@ from typing import Any
 __all__ = [
     "ALGORITHMS",
     "ALGORITHM_PREFIX",
+    "CALIBRATED_METHODS",
     "METHODS",
     "Method",
     "algorithm_kwargs",
@@ -37,6 +42,8 @@ __all__ = [
 
 Mark = Callable[[str], None]
 ALGORITHM_PREFIX = "alg:"
+#: Methods with a calibrated variant (``options["calibration"]``, :mod:`benchmarks.calibration`).
+CALIBRATED_METHODS = ("stackengine", "ccdproc", "ccdproc-tuned")
 
 #: Parameters of each rejection algorithm for the 50-frame benchmark (passed to se.stack).
 ALGORITHMS: dict[str, dict[str, Any]] = {
@@ -225,6 +232,9 @@ def _run_stackengine(files: list[str], out: str, opts: dict[str, Any], mark: Mar
     argv += ["--reject", "sigma", "--sigma-lower", "3", "--sigma-upper", "3", "--maxiters", "5"]
     argv += ["--center", "median", "--spread", "mad_std", "--combine", "mean"]
     argv += ["--memory-limit", str(opts["memory_limit"])]
+    for kind, path in (opts.get("calibration") or {}).items():  # --calibrate: the masters
+        argv += [f"--{kind}", path]
+    argv += list(opts.get("stack_args") or ())
     if cli.run(argv) != 0:
         raise RuntimeError("stackengine stack failed (its error is on stderr)")
     mark("stack+write")

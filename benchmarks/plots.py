@@ -4,7 +4,9 @@ Standard mode: ``standard.png``, bars of throughput and peak RSS per method
 (median, the whiskers the fastest and slowest run). Scaling mode:
 ``scaling_throughput.png`` and ``scaling_memory.png``, Mpix-frames/s and peak
 RSS against N per method (log N), and ``scaling_time_per_frame.png``.
-Formats mode: ``formats.png``, throughput per variant and method.
+Formats mode: ``formats.png``, throughput per variant and method. Calibration
+mode: ``calibration.png`` (:func:`benchmarks.calibration.calibration_plot`), wall
+time and peak RSS of the plain and calibrated stacks.
 matplotlib is imported inside the functions (it is in the ``bench`` extra).
 """
 
@@ -128,5 +130,9 @@ def write_plots(report: dict[str, Any], folder: Path) -> list[Path]:
     """Write the PNG plots of ``report`` (any mode) into ``folder``; return their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    make = {"scaling": _scaling, "formats": _formats}.get(report.get("benchmark"), _standard)
+    from .calibration import calibration_plot
+
+    make = {"scaling": _scaling, "formats": _formats, "calibration": calibration_plot}.get(
+        report.get("benchmark"), _standard
+    )
     return make(report, folder)

@@ -178,6 +178,10 @@ def format_report(report: dict[str, Any]) -> str:
         from .formats import format_formats
 
         return format_formats(report)
+    if report.get("benchmark") == "calibration":
+        from .calibration import format_calibration
+
+        return format_calibration(report)
     wl = Workload(**report["workload"])
     ranges = report.get("repeat", 1) > 1
     subject = report["subject"]

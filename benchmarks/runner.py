@@ -28,7 +28,7 @@ from typing import Any
 from .accuracy import RESIDUAL_SIGMAS, compare_images
 from .checks import sigma_checks
 from .evaluate import compare_astropy, compare_truth
-from .methods import ALGORITHM_PREFIX, get_method, parse_bytes
+from .methods import ALGORITHM_PREFIX, CALIBRATED_METHODS, get_method, parse_bytes
 from .normalization import NORMALIZE_PREFIX, normalization_checks, summarize_normalization
 from .stats import summarize_runs
 from .system import (
@@ -73,13 +73,16 @@ def run_one(
     memory_limit: str,
     ccdproc_mem_limit: int | None = None,
     warm_manifest: Path | None = None,
+    stack_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run one method in this (child) process; return its measurements.
 
     With ``warm_manifest`` the method first runs, untimed, on that (tiny)
     frame set in the same process: the one-time costs of a process (imports,
     numba's start-up, the first use of astropy.io.fits) fall into the phase
-    ``warm-up``, and the phases after it time the work alone.
+    ``warm-up``, and the phases after it time the work alone. A manifest with
+    ``calibration`` (:func:`benchmarks.calibration.calibration_manifest`) gives
+    the method the masters; ``stack_args`` go to ``stackengine stack``.
     """
     warnings.simplefilter("ignore")
     files = [str(f) for f in manifest_files(manifest)]
@@ -91,7 +94,15 @@ def run_one(
         phases[phase] = now - last[0]
         last[0] = now
 
-    opts = {"memory_limit": memory_limit, "ccdproc_mem_limit": ccdproc_mem_limit}
+    opts: dict[str, Any] = {"memory_limit": memory_limit, "ccdproc_mem_limit": ccdproc_mem_limit}
+    calibration = json.loads(Path(manifest).read_text()).get("calibration")
+    if calibration:  # a calibrated manifest (benchmarks.calibration): the masters
+        if method not in CALIBRATED_METHODS:
+            have = ", ".join(CALIBRATED_METHODS)
+            raise ValueError(f"{method} has no calibrated variant (only {have})")
+        opts["calibration"] = calibration
+    if stack_args:
+        opts["stack_args"] = list(stack_args)
     if warm_manifest is not None:
         tiny = [str(f) for f in manifest_files(warm_manifest)]
         get_method(method).run(tiny, str(Path(out).with_suffix(".warm.fits")), opts, lambda _: None)
@@ -118,17 +129,21 @@ def run_child(
     memory_limit: str,
     ccdproc_mem_limit: int | None = None,
     warm_manifest: Path | None = None,
+    stack_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run ``method`` in a fresh Python process; return its record with ``wall_s``.
 
     ``warm_manifest``: first run it untimed on those frames in the same
-    process (see :func:`run_one`).
+    process (see :func:`run_one`); ``stack_args``: more ``stackengine stack``
+    arguments.
     """
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.bench_sigma", "--run-one", method]
     cmd += ["--manifest", str(manifest), "--out", str(out), "--memory-limit", memory_limit]
     if warm_manifest is not None:
         cmd += ["--warm-manifest", str(warm_manifest)]
+    if stack_args:
+        cmd += ["--stack-args", json.dumps(list(stack_args))]
     if ccdproc_mem_limit is not None:
         cmd += ["--ccdproc-mem-limit", str(ccdproc_mem_limit)]
     env = dict(os.environ)
@@ -158,6 +173,10 @@ class Job:
     label: str = ""
     #: a tiny frame set to run first, untimed, in the same process (steady-state timing)
     warm_manifest: Path | None = None
+    #: this job's memory_limit (default: run_jobs's)
+    memory_limit: str | None = None
+    #: more ``stackengine stack`` arguments (e.g. ``("--workers", "2")``)
+    stack_args: tuple[str, ...] = ()
 
 
 def out_name(method: str, label: str = "") -> str:
@@ -203,7 +222,13 @@ def run_jobs(
             busy = busy_cpu_s()
             out = outdir / out_name(job.method, job.label)
             rec = run_child(
-                job.method, job.manifest, out, memory_limit, ccdproc_mem_limit, job.warm_manifest
+                job.method,
+                job.manifest,
+                out,
+                job.memory_limit or memory_limit,
+                ccdproc_mem_limit,
+                job.warm_manifest,
+                job.stack_args,
             )
             if busy is not None and rec.get("cpu_s") is not None:
                 rec["other_cpu_s"] = max(0.0, busy_cpu_s() - busy - rec["cpu_s"])

@@ -851,6 +851,121 @@ def test_formats_mode_end_to_end(tmp_path, capsys):
     _assert_png(plots / "formats.png")
 
 
+def test_calibrate_mode_end_to_end(tmp_path, capsys):
+    """--calibrate: masters made by the harness, plain and calibrated stacks alternating, the
+    ratio and RSS targets, and the calibrated image against numpy's calibration + clip."""
+    from benchmarks.calibration import KINDS, READ_NOISE, _patterns
+
+    out, md, plots = tmp_path / "c.json", tmp_path / "c.md", tmp_path / "plots"
+    argv = ["--calibrate", "--frames", "4", "--size", "256", "--dir", str(tmp_path), *TINY]
+    argv += ["--repeat", "2", "--keep", "--json", str(out), "--markdown", str(md)]
+    assert main([*argv, "--plots", str(plots)]) == 0  # --methods defaults to stackengine
+    table = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "calibration" and report["methods"] == ["stackengine"]
+    order = [(r["repeat"], r["label"]) for r in report["runs"]]
+    assert order[:4] == [(0, "plain"), (0, "calibrated"), (1, "plain"), (1, "calibrated")]
+    assert {lbl for _, lbl in order[4:]} == {"calibrated-tiles", "calibrated-workers"}
+    plain, cal = (report["results"][k]["stackengine"] for k in ("plain", "calibrated"))
+    assert plain["ok"] and cal["ok"] and plain["n_ok"] == cal["n_ok"] == 2
+    assert "--bias" not in report["params"]["stackengine"]
+    assert "--bias BIAS --dark DARK --flat FLAT" in report["calibrated_params"]["stackengine"]
+
+    # the ratio and RSS fields, and the issue-15 checks made of them
+    ratios = report["ratios"]["stackengine"]
+    assert ratios["wall"] == pytest.approx(cal["wall_s"] / plain["wall_s"])
+    assert ratios["work"] == pytest.approx(cal["work_s"] / plain["work_s"])
+    assert ratios["cpu"] == pytest.approx(cal["cpu_s"] / plain["cpu_s"])
+    assert len(ratios["per_round"]) == 2
+    for r in (plain, cal):
+        assert 10 * 2**20 < r["peak_rss_bytes"] < 4 * 2**30
+    checks = {c["name"]: c for c in report["checks"]}
+    ratio_check = checks["stackengine calibrated stack wall / plain stack wall"]
+    assert ratio_check["value"] == ratios["wall"] and ratio_check["target"] == 1.25
+    assert ratio_check["ok"] == (ratios["wall"] <= 1.25) and ratio_check["issue"] == 15
+    rss_check = checks["stackengine calibrated stack peak RSS"]
+    assert rss_check["value"] == cal["peak_rss_bytes"] / 2**30
+    assert rss_check["target"] == pytest.approx((64 + 256) / 1024)  # memory_limit + 256 MiB
+    same = checks["stackengine calibrated image bit-identical across tile sizes and schedulers"]
+    assert same["ok"] and same["value"] == 2.0, same
+    assert report["identity"]["calibrated-workers"]["identical"]
+    assert "stackengine calibrated stack wall / plain stack wall:" in table
+    assert "| `stackengine` | calibrated |" in md.read_text()
+    assert [p.name for p in plots.iterdir()] == ["calibration.png"]
+    _assert_png(plots / "calibration.png")
+
+    # the masters: made by stackengine master from the harness's raw frames, beside the frames
+    wl = Workload(n_frames=4, height=256, width=256)
+    files = report["masters"]["files"]
+    assert report["masters"]["generated"] and report["masters"]["raw_frames"] == 5
+    assert all(str(tmp_path / wl.key()) in files[k] for k in KINDS)
+    bias, dark, flat = (fits.getdata(files[k]).astype(np.float64) for k in KINDS)
+    pattern = _patterns(wl)
+    assert abs(np.mean(bias - pattern["bias"])) < 0.2
+    # the read noise of a clipped mean of 5 frames (a little above a plain mean's)
+    assert 1.0 < mad_std(bias - pattern["bias"]) / (READ_NOISE / np.sqrt(5)) < 1.25
+    assert np.mean(flat) == pytest.approx(1.0, abs=1e-6)  # the master flat: mean 1
+    hot = pattern["dark"] > 40  # the hot pixels, 50 .. 2000 ADU above a dark of 3
+    assert np.all(dark[hot] > 30) and abs(np.median(dark[~hot]) - 3.0) < 0.5
+
+    # the calibrated image against numpy's calibration and a numpy / astropy sigma clip
+    cube = np.stack([fits.getdata(p).astype(np.float32) for p in _frames(
+        tmp_path / wl.key() / "manifest.json")])  # fmt: skip
+    calibrated = (cube - bias.astype(np.float32) - dark.astype(np.float32)) / (
+        flat / flat.mean()
+    ).astype(np.float32)
+    image = fits.getdata(cal["out"])
+    np.testing.assert_allclose(image, _cumulative_clip_mean(calibrated), rtol=1e-6, atol=1e-3)
+    expected = (
+        sigma_clip(calibrated, axis=0, sigma=3, maxiters=5, cenfunc="median", stdfunc="mad_std")
+        .mean(axis=0)
+        .filled(np.nan)
+        .astype(np.float32)
+        .astype(np.float64)
+    )
+    diff = np.abs(image.astype(np.float64) - expected)
+    assert cal["vs_astropy"]["max_abs"] == pytest.approx(diff.max(), abs=1e-9)
+    assert cal["vs_astropy"]["n_differ"] == np.count_nonzero(diff > 1e-6 * np.abs(expected))
+    assert cal["vs_astropy"]["frac_differ"] < 1e-3
+    # not the plain stack: bias + dark (about 200 ADU) off every pixel, less what the
+    # vignetted flat gives back in the corners
+    assert np.all(np.abs(image - fits.getdata(plain["out"])) > 50)
+    # mapped back, the calibrated image is as close to the truth as the plain one
+    assert cal["truth"]["uncalibrated"]
+    assert cal["truth"]["noise_ratio"] == pytest.approx(plain["truth"]["noise_ratio"], rel=0.02)
+    assert cal["truth"]["n_residual"] <= plain["truth"]["n_residual"] + 2
+
+    # the masters are reused while their record matches
+    assert main([*argv, "--repeat", "1", "--no-identity"]) == 0
+    report = json.loads(out.read_text())
+    assert not report["masters"]["generated"] and report["identity"] == {}
+    assert len(report["checks"]) == 2
+    capsys.readouterr()
+
+
+def test_calibration_checks_by_hand():
+    from benchmarks.calibration import calibration_checks
+
+    gib = 2**30
+
+    def row(wall, rss):
+        return {"ok": True, "wall_s": wall, "peak_rss_bytes": rss}
+
+    res = {"plain": {"se": row(4.0, gib // 2)}, "calibrated": {"se": row(4.8, int(0.7 * gib))}}
+    ratios = {"se": {"wall": 1.2, "per_round": [1.1, 1.3]}}
+    same = {"t": {"setting": "tiles", "identical": True}, "w": {"setting": "w", "identical": True}}
+    speed, rss, ident = calibration_checks(res, ratios, "se", "512MiB", same)
+    assert speed["ok"] and speed["value"] == 1.2 and "per round 1.10 .. 1.30" in speed["note"]
+    assert rss["ok"] and rss["target"] == 0.75  # 512 MiB + 256 MiB
+    assert ident["ok"] and ident["value"] == 2
+    res["calibrated"]["se"] = row(5.2, int(0.8 * gib))
+    same["w"] = {"setting": "w", "identical": False, "n_differ": 3}
+    speed, rss, ident = calibration_checks(res, {"se": {"wall": 1.3}}, "se", "512MiB", same)
+    assert not speed["ok"] and not rss["ok"] and not ident["ok"]
+    assert "w: DIFFERENT (3 pixels differ)" in ident["note"]
+    assert len(calibration_checks(res, {"se": {}}, "se", "512MiB")) == 1  # RSS only
+
+
 def test_command_line_presets_and_errors(capsys):
     p = _parser()
     assert _workload(p, p.parse_args([])) == Workload()  # the standard workload
@@ -883,6 +998,9 @@ def test_command_line_presets_and_errors(capsys):
         ["--methods", "bogus"],
         ["--scaling", "--scaling-frames", "5"],
         ["--ccdproc-mem-limit", "lots"],
+        ["--calibrate", "--methods", "astropy"],
+        ["--calibrate", "--scaling"],
+        ["--calibrate", "--calibration-frames", "0"],
     ):
         with pytest.raises(SystemExit):
             main(argv)
