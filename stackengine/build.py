@@ -19,9 +19,10 @@ from .errors import ParameterError
 from .frames import source_of
 from .kernels.combine import COMBINE_CODES
 from .normalize.plan import Normalization, check_mode, plan_normalization
+from .register.model import plan_registration
 from .rejection import StagePlan, plan_stages
 from .tasks.job import StackJob, frame_identity
-from .tasks.plan import parse_memory, plan_tiles
+from .tasks.plan import parse_memory, plan_tiles, square_tiles
 from .weights import frame_weights
 
 __all__ = ["COMBINES", "STAGE_PARAMETERS", "build_job", "validate"]
@@ -97,6 +98,19 @@ def _stage_value(name: str, value: Any) -> Any:
     return value
 
 
+def _registration_params(options: dict[str, Any]) -> dict[str, Any]:
+    spec = options.get("register")
+    if spec is None:
+        return {}
+    return {
+        "register": spec if isinstance(spec, str) else "table",
+        "transform": options.get("transform"),
+        "interpolation": options.get("interpolation"),
+        "framing": options.get("framing"),
+        "conserve_flux": bool(options.get("conserve_flux")),
+    }
+
+
 def _params(options: dict[str, Any], stages: StagePlan, calib: Any = None) -> dict[str, Any]:
     """Every parameter as the user gave it, JSON-able, for attrs and the fingerprint."""
     reject = options["reject"]
@@ -113,6 +127,7 @@ def _params(options: dict[str, Any], stages: StagePlan, calib: Any = None) -> di
         "star_fallback": options["star_fallback"],
         "memory_limit": _plain(options["memory_limit"]),
         **({} if calib is None else {"calibration": calib.describe()}),
+        **_registration_params(options),
     }
 
 
@@ -145,9 +160,17 @@ def build_job(frames: xr.DataArray, options: dict[str, Any]) -> tuple[StackJob, 
     shape = tuple(int(s) for s in measured.shape)
     itemsize = np.dtype(frames.dtype).itemsize
     block = source.block if source is not None else (1, 0)
-    tile = plan_tiles(
-        shape, itemsize, options["memory_limit"], block=block, streamed=source is not None
-    )
+    reg = None
+    if options.get("register") is not None:
+        if source is None:
+            raise ParameterError("register: the frames must be opened from files (se.open_frames)")
+        reg = plan_registration(measured, options)
+        shape = (shape[0], *reg.shape)
+        tile = square_tiles(shape, options["memory_limit"])
+    else:
+        tile = plan_tiles(
+            shape, itemsize, options["memory_limit"], block=block, streamed=source is not None
+        )
     data = None
     if source is None:
         data = _chunked(frames.data, tile)
@@ -165,6 +188,7 @@ def build_job(frames: xr.DataArray, options: dict[str, Any]) -> tuple[StackJob, 
         fallback=options["fallback"],
         params=_params(options, stages, calib),
         calibration=calib,
+        registration=reg,
     )
     return job, data
 

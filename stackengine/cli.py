@@ -115,6 +115,36 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
         choices=["additive+scale"],
         help="photometric: normalize frames with too few stars this way instead of failing",
     )
+    rg = p.add_argument_group("registration")
+    rg.add_argument(
+        "--register",
+        default=None,
+        choices=["stars"],
+        help="align the frames on the reference frame by their stars before stacking",
+    )
+    rg.add_argument(
+        "--transform",
+        default="similarity",
+        choices=["shift", "similarity", "affine", "homography"],
+        help="the registration model (default similarity: shift, rotation, scale)",
+    )
+    rg.add_argument(
+        "--interpolation",
+        default="lanczos3",
+        choices=["lanczos3", "bicubic", "bilinear", "nearest"],
+        help="resampling kernel (default lanczos3, clamped against ringing)",
+    )
+    rg.add_argument(
+        "--framing",
+        default="reference",
+        choices=["reference", "union", "intersection"],
+        help="the output grid: the reference frame's (default), all frames', or the common part",
+    )
+    rg.add_argument(
+        "--conserve-flux",
+        action="store_true",
+        help="multiply by the frame-pixel area per output pixel (SWarp's flux scaling)",
+    )
     o = p.add_argument_group("input, output and resources")
     _input_options(o)
     o.add_argument("--memory-limit", default="1GiB", help="memory budget per worker (1GiB)")
@@ -407,6 +437,11 @@ def _stack_kwargs(args: argparse.Namespace, reject: object) -> dict[str, Any]:
         combine=args.combine,
         weights=args.weights,
         memory_limit=args.memory_limit,
+        register=args.register,
+        transform=args.transform,
+        interpolation=args.interpolation,
+        framing=args.framing,
+        conserve_flux=args.conserve_flux,
     )
 
 

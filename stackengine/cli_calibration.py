@@ -97,8 +97,13 @@ def make_master(args: argparse.Namespace, frames: Any, stack_options: dict[str, 
             f"master {args.kind}: --normalize does not apply (a master's normalization is "
             "fixed by its kind: flats by their median, per-second darks by their exposure)"
         )
-    options = {k: v for k, v in stack_options.items()
-               if k not in ("normalize", "reference", "smoothness", "star_fallback")}  # fmt: skip
+    if stack_options.get("register") is not None:
+        from .errors import ParameterError
+
+        raise ParameterError(f"master {args.kind}: calibration frames are not registered")
+    skip = ("normalize", "reference", "smoothness", "star_fallback", "register", "transform",
+            "interpolation", "framing", "conserve_flux")  # fmt: skip
+    options = {k: v for k, v in stack_options.items() if k not in skip}
     result = master(
         frames,
         args.kind,

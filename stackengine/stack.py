@@ -28,12 +28,24 @@ def _input_array(frames: Any) -> xr.DataArray:
     return arr
 
 
-def _fits_header(arr: xr.DataArray) -> str | None:
+def _fits_header(arr: xr.DataArray, job: StackJob) -> str | None:
+    """The header the outputs start from: the reference frame's (the first frame's
+    without registration), its WCS moved to the output grid (trim window, framing)."""
     source = source_of(arr.data)
     if source is None:
         return None
-    full_header = getattr(source.frames[0], "full_header", None)
-    return full_header().tostring() if full_header is not None else None
+    reg, calib = job.registration, job.calibration
+    k = reg.reference if reg is not None else 0
+    full_header = getattr(source.frames[k], "full_header", None)
+    if full_header is None:
+        return None
+    header = full_header()
+    shift_x = (reg.offset[0] if reg is not None else 0.0) + (calib.origin[1] if calib else 0)
+    shift_y = (reg.offset[1] if reg is not None else 0.0) + (calib.origin[0] if calib else 0)
+    if (shift_x or shift_y) and "CRPIX1" in header and "CRPIX2" in header:
+        header["CRPIX1"] = float(header["CRPIX1"]) - shift_x
+        header["CRPIX2"] = float(header["CRPIX2"]) - shift_y
+    return header.tostring()
 
 
 def _result(job: StackJob, arr: xr.DataArray, data: Any) -> xr.Dataset:
@@ -49,7 +61,7 @@ def _result(job: StackJob, arr: xr.DataArray, data: Any) -> xr.Dataset:
     ds = job_dataset(
         job, data=data, dims=arr.dims[1:], coords=coords, frame_variables=frame_variables
     )
-    header = _fits_header(arr)
+    header = _fits_header(arr, job)
     if header is not None:
         ds.attrs["fits_header"] = header
     if job.calibration is not None and job.calibration.settings.get("trim"):
@@ -84,6 +96,11 @@ def stack(
     smoothness: float = 2.0,
     star_fallback: str | None = None,
     calibration: Any = None,
+    register: Any = None,
+    transform: str = "similarity",
+    interpolation: str = "lanczos3",
+    framing: str = "reference",
+    conserve_flux: bool = False,
 ) -> xr.Dataset:
     """Reject outliers pixel by pixel along the frame axis and combine the frames.
 
@@ -154,6 +171,23 @@ def stack(
         keywords of :func:`stackengine.calibrate` (``bias``, ``dark``, ``flat``,
         ``dark_scale``, ``overscan``, ``trim``, ``bad_pixels``, ``min_value``).
         No calibrated copy is written; the output grid is the trimmed frames'.
+    register : None, "stars", Dataset or array
+        Align the frames before normalization and rejection: "stars" registers
+        them now (:func:`stackengine.register` with ``reference`` and
+        ``transform``), a table from :func:`stackengine.register`, or one 3x3
+        matrix per frame (output pixel -> frame pixel). Each tile task reads each
+        frame only where the tile maps into it and resamples it; output pixels a
+        frame does not cover are missing for it (``count`` is the coverage).
+    transform : {"similarity", "shift", "affine", "homography"}
+        The model of ``register="stars"``.
+    interpolation : {"lanczos3", "bicubic", "bilinear", "nearest"}
+        The resampling kernel (lanczos3 and bicubic clamped against ringing).
+    framing : {"reference", "union", "intersection"}
+        The output grid: the reference frame's, the union of all frames, or
+        the pixels every frame covers.
+    conserve_flux : bool
+        Multiply by the frame-pixel area per output pixel (SWarp's flux
+        scaling); by default values are surface brightness, as in reproject.
 
     Returns
     -------

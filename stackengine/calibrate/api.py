@@ -37,16 +37,8 @@ def _read_calibrated(pair: tuple[Any, Calibration], block_info: dict) -> np.ndar
     raw = stack.read_tile(ry, rx, frames=slice(f0, f1))
     out = np.empty(raw.shape, dtype=np.float32)
     if (f0, f1) != (0, stack.shape[0]):
-        calib = _frames_of(calib, f0, f1)
+        calib = calib.for_frames(f0, f1)
     return apply_calibration(calib, raw, ys, xs, out)
-
-
-def _frames_of(calib: Calibration, f0: int, f1: int) -> Calibration:
-    import dataclasses
-
-    scale = None if calib.dark_scale is None else calib.dark_scale[f0:f1]
-    overscan = None if calib.overscan is None else calib.overscan[f0:f1]
-    return dataclasses.replace(calib, overscan=overscan, dark_scale=scale)
 
 
 def calibration_plan(

@@ -137,6 +137,14 @@ class Calibration:
             out["flat_min"] = float(self.flat_min)
         return out
 
+    def for_frames(self, f0: int, f1: int) -> Calibration:
+        """This calibration for frames ``f0:f1`` only (their overscan levels and dark scales)."""
+        import dataclasses
+
+        scale = None if self.dark_scale is None else self.dark_scale[f0:f1]
+        overscan = None if self.overscan is None else self.overscan[f0:f1]
+        return dataclasses.replace(self, overscan=overscan, dark_scale=scale)
+
     def raw_region(self, ys: slice, xs: slice) -> tuple[slice, slice]:
         """The raw frame's rows and columns of calibrated rows ``ys``, columns ``xs``."""
         oy, ox = self.origin

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ..calibrate.model import Calibration
     from ..io.sources import FrameStack
     from ..normalize.model import Normalization
+    from ..register.model import Registration
     from ..rejection import StagePlan
 
 __all__ = ["OUTPUTS", "StackJob", "digest", "frame_identity"]
@@ -175,6 +176,10 @@ class StackJob:
         The lights' calibration (masters, dark scale factors, overscan levels, trim
         window), applied to each strip before normalization; ``shape`` is then the
         calibrated (trimmed) frames'.
+    registration : Registration or None
+        Per frame, the output pixel -> frame pixel matrix and the interpolation: each
+        tile task reads the frames only where the tile maps into them and resamples
+        onto the output grid (``shape``) before normalization.
     version : str
         The stackengine version that planned the job.
     """
@@ -192,6 +197,7 @@ class StackJob:
     fallback: str | None
     params: dict[str, Any]
     calibration: Calibration | None = None
+    registration: Registration | None = None
     version: str = __version__
     token: str = field(init=False)
 
@@ -213,6 +219,7 @@ class StackJob:
             "fallback": self.fallback,
             "params": self.params,
             "calibration": None if self.calibration is None else self.calibration.identity(),
+            "registration": None if self.registration is None else self.registration.identity(),
             "version": self.version,
         }  # fmt: skip
 
@@ -283,6 +290,9 @@ class StackJob:
         out["weights"] = None if self.weights is None else digest(self.weights)
         out["calibration"] = (
             None if self.calibration is None else digest(self.calibration.identity())
+        )
+        out["registration"] = (
+            None if self.registration is None else digest(self.registration.identity())
         )
         out["version"] = self.version
         return json.loads(json.dumps(out, default=str))

@@ -37,6 +37,7 @@ __all__ = [
     "STRIP_BYTES",
     "parse_memory",
     "plan_tiles",
+    "square_tiles",
     "threads_per_worker",
 ]
 
@@ -160,3 +161,20 @@ def _balanced(height: int, width: int, ty: int, unit: int, threads: int) -> int:
 def n_tiles(shape: tuple[int, ...], tile: tuple[int, int]) -> int:
     """Number of tiles a plan cuts the image into."""
     return math.ceil(shape[1] / tile[0]) * math.ceil(shape[2] / tile[1])
+
+
+def square_tiles(shape: tuple[int, ...], memory_limit: int | str) -> tuple[int, int]:
+    """Square tiles (a multiple of 64 pixels a side) for registered stacks: a tile task
+    holds every frame's resampled tile (float32) and the outputs, and reads each frame
+    only where the tile maps into it, so a rotated tile reads a box little larger than
+    itself; at least :data:`MIN_TILES_PER_THREAD` tiles per thread where the image allows."""
+    n, height, width = shape[0], shape[1], shape[2]
+    threads = threads_per_worker()
+    budget = parse_memory(memory_limit) // (threads * SAFETY)
+    pixels = max(1, budget // (n * 4 + PER_PIXEL_OUTPUT_BYTES))
+    side = max(64, min(1024, int(math.sqrt(pixels)) // 64 * 64))
+    while side > 64 and math.ceil(height / side) * math.ceil(width / side) < (
+        MIN_TILES_PER_THREAD * threads
+    ):
+        side //= 2
+    return min(side, height), min(side, width)

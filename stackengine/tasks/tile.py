@@ -16,7 +16,10 @@ The steps of a tile task, in order (the data flow of the design):
 
 1. read each frame's region (:meth:`~stackengine.io.sources.FrameStack.read_tile`);
 2. prepare it (:func:`prepare_strip`: the per-frame pre-processing steps of the job);
-3. normalize, reject and combine (the kernel, :func:`_reduce`).
+3. with a registration, resample each frame's region onto the output tile
+   (:func:`~stackengine.kernels.resample.resample`; the frame is read only where
+   the tile maps into it);
+4. normalize, reject and combine (the kernel, :func:`_reduce`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ..io.buffers import thread_buffer
 from ..kernels.combine import COMBINE_CODES
 from ..kernels.engine import N_OUT, reduce_block
 from ..kernels.normalize import geometry
+from ..kernels.resample import resample
 from .plan import STRIP_BYTES
 
 if TYPE_CHECKING:
@@ -127,9 +131,38 @@ def read_reduce_tile(job: StackJob, block_info: dict | None = None) -> np.ndarra
     return out
 
 
+def _registered_into(job: StackJob, location: list, out: np.ndarray) -> None:
+    """The tile of a registered job: for each frame, read (and calibrate) only the frame
+    region that the tile's pixels map into, resample it onto the tile, then reduce the
+    whole tile (frames that do not cover a pixel are missing there)."""
+    reg, stack, calib = job.registration, job.source, job.calibration
+    (y0, y1), (x0, x1) = location[1], location[2]
+    block = thread_buffer("registered", (job.n_frames, y1 - y0, x1 - x0), np.float32)
+    with stack.open_handles() as handles:
+        for k in range(job.n_frames):
+            by0, by1, bx0, bx1 = reg.box(k, y0, y1, x0, x1)
+            if by1 <= by0 or bx1 <= bx0:  # the frame does not reach this tile
+                block[k] = np.nan
+                continue
+            ys, xs = slice(by0, by1), slice(bx0, bx1)
+            rows, cols = calib.raw_region(ys, xs) if calib is not None else (ys, xs)
+            raw = stack.read_tile(rows, cols, frames=slice(k, k + 1), handles=handles)
+            region = thread_buffer("region", raw.shape, np.float32)
+            if calib is not None:
+                apply_calibration(calib.for_frames(k, k + 1), raw, ys, xs, region)
+            else:
+                np.copyto(region, raw, casting="unsafe")
+            resample(region[0], by0, bx0, reg.matrices[k], block[k], y0, x0, reg.code,
+                     reg.clamp, reg.conserve_flux, frame_shape=reg.frame_shape)  # fmt: skip
+    _reduce(job, block, y0, x0, out)
+
+
 def read_reduce_into(job: StackJob, location: list, out: np.ndarray) -> None:
     """Read the frames' tile at ``location`` (the packed output's (start, stop) per
     axis) strip by strip, prepare and reduce each strip into ``out`` (N_OUT, y, x[, c])."""
+    if job.registration is not None:
+        _registered_into(job, location, out)
+        return
     stack = job.source
     (y0, y1), (x0, x1) = location[1], location[2]
     rest = tuple(stack.shape[3:])
