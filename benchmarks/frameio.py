@@ -31,7 +31,8 @@ def read_frame(path: str | Path, rows: slice | None = None) -> Any:
     """One frame as stored (uint16 FITS with BZERO 32768 comes back as uint16).
 
     FITS through ``astropy.io.fits`` (``memmap=False``; with ``rows``, a
-    memory-mapped ``section`` of those rows only), TIFF through ``tifffile``.
+    ``section`` of those rows only, read by offset: a memory-mapped section
+    refuses scaled data such as uint16's BZERO), TIFF through ``tifffile``.
     """
     if is_tiff(path):
         import tifffile
@@ -43,7 +44,7 @@ def read_frame(path: str | Path, rows: slice | None = None) -> Any:
     if rows is None:
         with fits.open(path, memmap=False) as hdul:
             return hdul[0].data
-    with fits.open(path, memmap=True) as hdul:
+    with fits.open(path, memmap=False) as hdul:
         return hdul[0].section[rows, :]
 
 

@@ -633,6 +633,19 @@ def test_uint16_fits_and_tiff_hold_the_mapped_float_frames(tmp_path):
         prepare_workload(Workload(format="png"), tmp_path)
 
 
+def test_rows_of_uint16_fits_frames(tmp_path):
+    """The in-harness references read bands of rows; uint16 FITS has BZERO 32768."""
+    from benchmarks.frameio import load_cube, read_frame
+
+    wl = Workload(n_frames=3, height=40, width=24, dtype="uint16")
+    paths = _frames(prepare_workload(wl, tmp_path)[0])
+    band = read_frame(paths[1], slice(5, 12))
+    assert band.dtype == np.uint16
+    np.testing.assert_array_equal(band, fits.getdata(paths[1])[5:12])
+    cube = load_cube(paths, slice(5, 12))
+    assert cube.shape == (3, 7, 24) and cube.dtype == np.float32
+
+
 def test_subset_manifest_is_the_smaller_frame_set(tmp_path):
     manifest, _ = prepare_workload(Workload(n_frames=6, height=32, width=32), tmp_path / "a")
     small, _ = prepare_workload(Workload(n_frames=3, height=32, width=32), tmp_path / "b")
