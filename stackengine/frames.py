@@ -17,7 +17,7 @@ from .io import remote
 from .io.sources import FrameSource, FrameStack
 from .tasks.plan import plan_tiles
 
-__all__ = ["open_frames", "frame_sources", "source_of", "chunks_for", "tiled_array"]
+__all__ = ["open_frames", "frame_sources", "frame_index", "source_of", "chunks_for", "tiled_array"]
 
 #: frame-axis coordinates taken from headers: coordinate name -> header keywords tried in turn
 HEADER_COORDS = {
@@ -208,6 +208,24 @@ def _coords(frames: Sequence[FrameSource]) -> dict[str, Any]:
             arr = np.array(["" if v is None else str(v) for v in values])
         coords[name] = ("frame", arr)
     return coords
+
+
+def frame_index(reference: Any, paths: Sequence[str]) -> int:
+    """The index of the frame ``reference`` names: an index (negative counts from the
+    end) or a path (the full path or just the file name of one frame)."""
+    n = len(paths)
+    if isinstance(reference, bool):
+        raise ParameterError(f"reference={reference!r}: expected a frame index or path")
+    if isinstance(reference, int | np.integer):
+        if not -n <= reference < n:
+            raise ParameterError(f"reference={reference}: there are only {n} frames")
+        return int(reference) % n
+    if isinstance(reference, str):
+        for k, p in enumerate(paths):
+            if p == reference or p.rsplit("/", 1)[-1] == reference:
+                return k
+        raise ParameterError(f"reference={reference!r}: no frame has this path")
+    raise ParameterError(f"reference={reference!r}: expected a frame index or path")
 
 
 def _dims(ndim: int) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ParameterError
+from ..frames import frame_index
 
 __all__ = ["SIMPLE_MODES", "MODES", "linear_map", "choose_reference"]
 
@@ -96,16 +97,5 @@ def choose_reference(
         margin = 0.1 * abs(darkest)
         candidates = np.flatnonzero(sky <= darkest + margin)
         return int(candidates[np.argmax(np.asarray(n_stars)[candidates])])
-    if isinstance(reference, bool):
-        raise ParameterError(f"reference={reference!r}: expected a frame index or path")
-    if isinstance(reference, int | np.integer):
-        if not -n <= reference < n:
-            raise ParameterError(f"reference={reference}: there are only {n} frames")
-        return int(reference) % n
-    if isinstance(reference, str):
-        paths = [str(p) for p in frames.coords["path"].values] if "path" in frames.coords else []
-        for k, p in enumerate(paths):
-            if p == reference or p.rsplit("/", 1)[-1] == reference:
-                return k
-        raise ParameterError(f"reference={reference!r}: no frame has this path")
-    raise ParameterError(f"reference={reference!r}: expected a frame index or path")
+    paths = [str(p) for p in frames.coords["path"].values] if "path" in frames.coords else []
+    return frame_index(reference, paths or [f"frame {k}" for k in range(n)])

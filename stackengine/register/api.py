@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ParameterError
+from ..frames import frame_index
 from ..tasks.cluster import compute
 from .match import MIN_MATCHES, MIN_POINTS, TRANSFORMS, Match, RegistrationError, match_stars
 from .pass1 import as_frames, detect_frames
@@ -47,8 +48,7 @@ def _reference(reference: Any, paths: list[str], stars: list[FrameStars]) -> int
     if reference is None:  # most stars; the sharpest among equals; then the first
         score = [(len(s), -(s.fwhm if math.isfinite(s.fwhm) else math.inf)) for s in stars]
         return max(range(n), key=lambda k: (score[k], -k))
-    if isinstance(reference, bool):
-        raise ParameterError(f"reference={reference!r}: expected a frame index or path")
+    return frame_index(reference, paths)
     if isinstance(reference, int | np.integer):
         if not -n <= reference < n:
             raise ParameterError(f"reference={reference}: there are only {n} frames")

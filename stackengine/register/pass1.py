@@ -29,7 +29,7 @@ import xarray as xr
 
 from ..errors import ParameterError
 from ..frames import source_of
-from ..io.remote import file_identity
+from ..normalize.measure import frame_key
 from ..tasks.cluster import compute
 from .stars import FrameStars, binning_for, detect, luminance_strip
 
@@ -105,16 +105,8 @@ def _detect_array(frame: np.ndarray, is_bayer: bool, threshold: float, max_stars
 
 
 def _key(view: Any, options: tuple) -> tuple | None:
-    src = getattr(view, "source", view)
-    path = getattr(src, "path", None)
-    if not path:
-        return None
-    try:
-        ident = file_identity(path, getattr(src, "storage_options", None))
-    except OSError:
-        return None
-    position = tuple(getattr(src, a, None) for a in ("hdu", "plane", "index", "array", "_series"))
-    return (*ident, type(src).__name__, position, getattr(view, "alpha", None), options)
+    key = frame_key(view)  # the frame's file identity, as pass 1 of normalization caches it
+    return None if key is None else (*key, options)
 
 
 def as_frames(frames: Any) -> xr.DataArray:
