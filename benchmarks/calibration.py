@@ -30,10 +30,10 @@ or format) the harness
 4. compares the images: the plain one with the truth and with the in-harness
    astropy reference as in the standard mode; the calibrated one with the same
    computed on the calibrated frames (a band of rows: numpy's ``(frame - bias -
-   dark) / (flat / mean(flat))`` in float32, then ``astropy.stats.sigma_clip``
-   + mean), and, *uncalibrated* again (``image x flat / mean(flat) + bias +
-   dark``), with the noiseless truth (the lights hold no bias, dark or flat: they
-   are the standard frames, reused);
+   dark) / (flat / mean(flat))`` in float64 stored as float32, then
+   ``astropy.stats.sigma_clip`` + mean), and, *uncalibrated* again (``image x
+   flat / mean(flat) + bias + dark``), with the noiseless truth (the lights hold
+   no bias, dark or flat: they are the standard frames, reused);
 5. the targets: calibrated wall / plain wall <= 1.25 (medians, whole process)
    and the calibrated stack's peak RSS <= memory_limit + 256 MiB.
 
@@ -266,16 +266,18 @@ def load_masters(masters: dict[str, Path], rows: slice | None = None) -> dict[st
 
 
 def calibrate_cube(cube: Any, m: dict[str, Any]) -> Any:
-    """``(cube - bias - dark) / (flat / flat_mean)`` in float32, in place; returns ``cube``.
+    """``(cube - bias - dark) / (flat / flat_mean)`` frame by frame in float64, stored back
+    into ``cube`` (float32); returns ``cube``.
 
     The arithmetic of ``ccdproc.ccd_process`` (subtract_bias, subtract_dark without
-    scaling, flat_correct over the flat's mean), in float32, in that order.
+    scaling, flat_correct over the flat's mean) in that order.
     """
     import numpy as np
 
-    cube -= m["bias"]
-    cube -= m["dark"]
-    cube /= m["flat"] / np.float32(m["flat_mean"])
+    bias, dark = (m[k].astype(np.float64) for k in ("bias", "dark"))
+    flat = m["flat"].astype(np.float64) / m["flat_mean"]
+    for frame in cube:
+        frame[...] = (frame.astype(np.float64) - bias - dark) / flat
     return cube
 
 
@@ -623,7 +625,8 @@ def format_calibration(report: dict[str, Any]) -> str:
         "against astropy sigma_clip(sigma=3, maxiters=5, median, mad_std).mean on a band of rows"
         + (" {}:{}".format(*ref["plain"]["rows"]) if ref.get("plain") else "")
         + " (plain: of the frames; calibrated: of numpy's (frame - bias - dark) / (flat /",
-        "mean(flat)) in float32); differ = fraction with |image - ref| > 1e-6 |ref|.",
+        "mean(flat)) in float64, stored as float32); differ = fraction with |image - ref| >",
+        "1e-6 |ref|.",
         "residuals, CR left, noise/ideal: against the noiseless truth as in the standard report;",
         "the calibrated image is first mapped back (image x flat / mean(flat) + bias + dark):",
         "the lights hold no bias, dark or flat, so that is what a plain stack of them gives.",
@@ -694,8 +697,9 @@ def calibration_markdown(report: dict[str, Any]) -> list[str]:
         "",
         "vs plain = calibrated wall / plain wall (medians, whole process). Deviation: against "
         "astropy's sigma_clip + mean on a band of rows (calibrated: of numpy's (frame − bias − "
-        "dark) / (flat / mean(flat)) in float32). Truth columns: the calibrated image mapped "
-        "back (× flat / mean(flat) + bias + dark) against the noiseless truth.",
+        "dark) / (flat / mean(flat)), float64 stored as float32). Truth columns: the "
+        "calibrated image mapped back (× flat / mean(flat) + bias + dark) against the "
+        "noiseless truth.",
         "",
         f"Masters: {made['how']}; {made['raw_frames']} raw frames each.",
         "",
