@@ -141,7 +141,15 @@ def _forked_main(args: list[str], cwd: str, out: str, err: str) -> None:
     for name in ("STACKENGINE_DEBUG", "DASK_SCHEDULER_ADDRESS", "PYTEST_CURRENT_TEST"):
         os.environ.pop(name, None)
     sys.argv = [str(REPO / "stackengine" / "__main__.py"), *args]
-    runpy.run_module("stackengine", run_name="__main__", alter_sys=True)
+    code: Any = 0
+    try:
+        runpy.run_module("stackengine", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code
+        raise
+    finally:  # the child's own record of its exit code: under load the fork server's
+        # report of it can be lost (multiprocessing then says 255)
+        Path(out).with_name("code").write_text(str(code if isinstance(code, int) else 1))
 
 
 def _cli_forked(args: list[str], cwd: Path, timeout: float) -> Run:
@@ -157,7 +165,9 @@ def _cli_forked(args: list[str], cwd: Path, timeout: float) -> Run:
             proc.join()
             raise subprocess.TimeoutExpired(["stackengine", *args], timeout)
         read = lambda p: p.read_text(errors="replace") if p.exists() else ""  # noqa: E731
-        return Run(args, proc.exitcode, read(out), read(err))
+        recorded = Path(tmp) / "code"
+        code = int(recorded.read_text()) if recorded.exists() else proc.exitcode
+        return Run(args, code, read(out), read(err))
 
 
 # ----------------------------------------------------------------------------- builders
