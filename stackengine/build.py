@@ -16,10 +16,11 @@ import xarray as xr
 from .calibrate.api import calibration_plan
 from .calibrate.plan import calibration_options
 from .errors import ParameterError
-from .frames import source_of
+from .frames import source_of, subset_frames
 from .kernels.combine import COMBINE_CODES
 from .normalize.plan import Normalization, check_mode, plan_normalization
 from .register.model import plan_registration
+from .register.select import select_frames
 from .rejection import StagePlan, plan_stages
 from .tasks.job import StackJob, frame_identity
 from .tasks.plan import parse_memory, plan_tiles, square_tiles
@@ -104,6 +105,7 @@ def _registration_params(options: dict[str, Any]) -> dict[str, Any]:
         return {}
     return {
         "register": spec if isinstance(spec, str) else "table",
+        "select": list(options.get("select") or []),
         "transform": options.get("transform"),
         "interpolation": options.get("interpolation"),
         "framing": options.get("framing"),
@@ -111,7 +113,9 @@ def _registration_params(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _params(options: dict[str, Any], stages: StagePlan, calib: Any = None) -> dict[str, Any]:
+def _params(
+    options: dict[str, Any], stages: StagePlan, calib: Any = None, decisions: Any = ()
+) -> dict[str, Any]:
     """Every parameter as the user gave it, JSON-able, for attrs and the fingerprint."""
     reject = options["reject"]
     weights = options["weights"]
@@ -128,21 +132,61 @@ def _params(options: dict[str, Any], stages: StagePlan, calib: Any = None) -> di
         "memory_limit": _plain(options["memory_limit"]),
         **({} if calib is None else {"calibration": calib.describe()}),
         **_registration_params(options),
+        **({"selection": list(decisions)} if decisions else {}),
     }
 
 
-def build_job(frames: xr.DataArray, options: dict[str, Any]) -> tuple[StackJob, da.Array | None]:
+def _calibrated(frames: xr.DataArray, options: dict[str, Any]) -> tuple[xr.DataArray, Any]:
+    """The frames pass 1 measures (calibrated, one frame per task, when calibrating: a
+    block of all frames would be read once per frame) and the calibration plan."""
+    if options.get("calibration") is None:
+        return frames, None
+    return calibration_plan(frames, calibration_options(options["calibration"]), frame_chunk=1)
+
+
+def _registered_frames(measured: xr.DataArray, options: dict[str, Any]) -> tuple:
+    """The registration table (measured now for "stars"), the frames it keeps (a table
+    without a failed frame, ``select`` rules) and the decisions, one line per frame."""
+    spec = options["register"]
+    if isinstance(spec, str) and spec == "stars":
+        from .register.api import register
+
+        spec = register(measured, reference=options.get("reference"),
+                        transform=options.get("transform", "similarity"))  # fmt: skip
+    if not hasattr(spec, "data_vars"):
+        if options.get("select"):
+            raise ParameterError("select: frame selection needs a registration table")
+        return list(range(measured.sizes["frame"])), spec, []
+    keep = [int(f) for f in spec["frame"].values] if "frame" in spec.coords else []
+    keep = keep or list(range(spec.sizes["frame"]))
+    lines: list[str] = []
+    if options.get("select"):
+        mask, lines = select_frames(spec, list(options["select"]))
+        spec = spec.isel(frame=np.flatnonzero(mask))
+        keep = [k for k, m in zip(keep, mask, strict=True) if m]
+    return keep, spec, lines
+
+
+def build_job(
+    frames: xr.DataArray, options: dict[str, Any]
+) -> tuple[StackJob, da.Array | None, xr.DataArray]:
     """Validate ``options`` (the keywords of :func:`stackengine.stack`), run pass 1 where
-    needed and plan the tiles. Returns the job and, for frames that are not read from
-    files, the frames as a dask array chunked by the job's tiles."""
+    needed and plan the tiles. Returns the job, for frames that are not read from
+    files the frames as a dask array chunked by the job's tiles, and the frames stacked
+    (fewer than given when a registration dropped or deselected some)."""
     n = frames.sizes["frame"]
     stages = validate(n, options)
-    measured, calib = frames, None
-    if options.get("calibration") is not None:  # the lights' calibration: plan, pass 1
-        # pass 1 measures the calibrated frames one frame per task (a block of all frames
-        # would be read once per frame)
-        spec = calibration_options(options["calibration"])
-        measured, calib = calibration_plan(frames, spec, frame_chunk=1)
+    measured, calib = _calibrated(frames, options)
+    decisions: list[str] = []
+    table = None
+    if options.get("register") is not None:  # the transforms, and the frames they keep
+        keep, table, decisions = _registered_frames(measured, options)
+        if len(keep) < n:
+            frames = subset_frames(frames, keep)
+            stages = validate(len(keep), options)
+            measured, calib = _calibrated(frames, options)
+    elif options.get("select"):
+        raise ParameterError("select: frame selection needs a registration (register=...)")
     # the checks above read nothing; normalization and weights="noise" read pixels (pass 1)
     norm = None
     if options["normalize"] is not None:
@@ -164,7 +208,7 @@ def build_job(frames: xr.DataArray, options: dict[str, Any]) -> tuple[StackJob, 
     if options.get("register") is not None:
         if source is None:
             raise ParameterError("register: the frames must be opened from files (se.open_frames)")
-        reg = plan_registration(measured, options)
+        reg = plan_registration(measured, options, table)
         shape = (shape[0], *reg.shape)
         tile = square_tiles(shape, options["memory_limit"])
     else:
@@ -186,11 +230,11 @@ def build_job(frames: xr.DataArray, options: dict[str, Any]) -> tuple[StackJob, 
         stages=stages,
         combine=options["combine"],
         fallback=options["fallback"],
-        params=_params(options, stages, calib),
+        params=_params(options, stages, calib, decisions),
         calibration=calib,
         registration=reg,
     )
-    return job, data
+    return job, data, frames
 
 
 def _chunked(data: Any, tile: tuple[int, int]) -> da.Array:

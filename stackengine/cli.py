@@ -141,6 +141,14 @@ def _add_stack_options(p: argparse.ArgumentParser) -> None:
         help="the output grid: the reference frame's (default), all frames', or the common part",
     )
     rg.add_argument(
+        "--select",
+        action="append",
+        default=None,
+        metavar="RULE",
+        help="keep frames by the registration's measurements, repeatable: fwhm<4.5, "
+        "roundness>0.8, n_stars>=50, best:90%% (by fwhm) or best:90%%:n_stars",
+    )
+    rg.add_argument(
         "--conserve-flux",
         action="store_true",
         help="multiply by the frame-pixel area per output pixel (SWarp's flux scaling)",
@@ -358,11 +366,10 @@ def _cmd_stack(args: argparse.Namespace) -> int:
             stack_ctx.enter_context(_performance_report(client, args.report))
         show = sys.stderr.isatty() if args.progress is None else args.progress
         stack_ctx.enter_context(progress_context("stacking", enabled=show, address=args.scheduler))
-        out = _stack_and_write(args, frames, reject)
+        out, n = _stack_and_write(args, frames, reject)
         if args.plots and args.normalize:
             _plots(args, frames)
     dt = time.perf_counter() - t0
-    n = frames.sizes["frame"]
     shape = "x".join(str(s) for s in frames.shape[1:])
     what = f"made the master {args.kind} of" if args.command == "master" else "stacked"
     frames_word = "frame" if n == 1 else "frames"
@@ -395,14 +402,17 @@ def _inputs_without(inputs: list[str], output: str, storage: dict | None) -> lis
     return kept
 
 
-def _stack_and_write(args: argparse.Namespace, frames: object, reject: object) -> object:
-    """stack() with the command line's options, then write() the result."""
+def _stack_and_write(args: argparse.Namespace, frames: Any, reject: object) -> tuple[Any, int]:
+    """stack() with the command line's options, then write() the result; returns the
+    path written and the number of frames combined."""
     from . import stack, write
 
     if args.command == "master":
-        return make_master(args, frames, _stack_kwargs(args, reject))
+        return make_master(args, frames, _stack_kwargs(args, reject)), frames.sizes["frame"]
     result = stack(frames, calibration=calibration_from_args(args), **_stack_kwargs(args, reject))
-    return write(
+    for line in result.attrs.get("selection", []):  # what frame selection decided, per frame
+        print(f"select: {line}")
+    out = write(
         result,
         args.output,
         overwrite=args.overwrite,
@@ -410,6 +420,7 @@ def _stack_and_write(args: argparse.Namespace, frames: object, reject: object) -
         compression=args.compression,
         resume=args.resume,
     )
+    return out, int(result.attrs["n_frames"])
 
 
 def _stack_kwargs(args: argparse.Namespace, reject: object) -> dict[str, Any]:
@@ -442,6 +453,7 @@ def _stack_kwargs(args: argparse.Namespace, reject: object) -> dict[str, Any]:
         interpolation=args.interpolation,
         framing=args.framing,
         conserve_flux=args.conserve_flux,
+        select=args.select,
     )
 
 

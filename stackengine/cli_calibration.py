@@ -102,7 +102,7 @@ def make_master(args: argparse.Namespace, frames: Any, stack_options: dict[str, 
 
         raise ParameterError(f"master {args.kind}: calibration frames are not registered")
     skip = ("normalize", "reference", "smoothness", "star_fallback", "register", "transform",
-            "interpolation", "framing", "conserve_flux")  # fmt: skip
+            "interpolation", "framing", "conserve_flux", "select")  # fmt: skip
     options = {k: v for k, v in stack_options.items() if k not in skip}
     result = master(
         frames,

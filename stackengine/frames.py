@@ -17,7 +17,15 @@ from .io import remote
 from .io.sources import FrameSource, FrameStack
 from .tasks.plan import plan_tiles
 
-__all__ = ["open_frames", "frame_sources", "frame_index", "source_of", "chunks_for", "tiled_array"]
+__all__ = [
+    "open_frames",
+    "frame_sources",
+    "frame_index",
+    "source_of",
+    "subset_frames",
+    "chunks_for",
+    "tiled_array",
+]
 
 #: frame-axis coordinates taken from headers: coordinate name -> header keywords tried in turn
 HEADER_COORDS = {
@@ -226,6 +234,19 @@ def frame_index(reference: Any, paths: Sequence[str]) -> int:
                 return k
         raise ParameterError(f"reference={reference!r}: no frame has this path")
     raise ParameterError(f"reference={reference!r}: expected a frame index or path")
+
+
+def subset_frames(arr: xr.DataArray, keep: Sequence[int]) -> xr.DataArray:
+    """Frames ``keep`` of ``arr``; frames read from files stay read from their files
+    (a new stack of those frames, the same tiles), not a selection of the old array."""
+    keep = [int(k) for k in keep]
+    source = source_of(arr.data)
+    coords = {k: (v.isel(frame=keep) if "frame" in v.dims else v) for k, v in arr.coords.items()}
+    if source is None:
+        return arr.isel(frame=keep)
+    stack = FrameStack([source.frames[k] for k in keep])
+    tile = (arr.data.chunks[1][0], arr.data.chunks[2][0])
+    return xr.DataArray(stack_array(stack, tile), dims=arr.dims, coords=coords, name=arr.name)
 
 
 def _dims(ndim: int) -> tuple[str, ...]:

@@ -152,7 +152,7 @@ def master(
     if kind == "flat":
         scale, norm_name = 1.0 / _flat_medians(arr, options.get("calibration")), "1/median"
         exptime = _common(exptimes, "exposure time", paths) if len(set(exptimes)) == 1 else None
-    job, data = build_job(arr, options)
+    job, data, arr = build_job(arr, options)
     if scale is not None:
         norm = Normalization(norm_name, 0, scale[:, None].astype(np.float64),
                              np.zeros((n, 1)))  # fmt: skip

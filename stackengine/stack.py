@@ -101,6 +101,7 @@ def stack(
     interpolation: str = "lanczos3",
     framing: str = "reference",
     conserve_flux: bool = False,
+    select: list[str] | None = None,
 ) -> xr.Dataset:
     """Reject outliers pixel by pixel along the frame axis and combine the frames.
 
@@ -188,6 +189,11 @@ def stack(
     conserve_flux : bool
         Multiply by the frame-pixel area per output pixel (SWarp's flux
         scaling); by default values are surface brightness, as in reproject.
+    select : list of str, optional
+        With a registration, keep only the frames that pass every rule, e.g.
+        ``["fwhm<4.5", "best:90%"]`` (see :mod:`stackengine.register.select`);
+        the decision per frame is in ``attrs["selection"]``. A registration
+        table without some frames (``drop_failed``) stacks only the others.
 
     Returns
     -------
@@ -205,5 +211,5 @@ def stack(
     """
     options = dict(locals())  # every keyword parameter, by name
     arr = _input_array(options.pop("frames"))
-    job, data = build_job(arr, options)
+    job, data, arr = build_job(arr, options)
     return _result(job, arr, data)

@@ -139,3 +139,47 @@ def test_real_lights_register_and_stars_stay_sharp():
     ds = se.stack(se.open_frames(files), register="stars")
     assert fwhm(ds["image"].values) <= 1.15 * float(np.median(singles))
     assert ds.attrs["register"] == "stars" and ds.attrs["interpolation"] == "lanczos3"
+
+
+def _table(paths, mats, fwhm):
+    import xarray as xr
+
+    n = len(paths)
+    return xr.Dataset(
+        {
+            "matrix": (("frame", "i", "j"), mats),
+            "fwhm": (("frame",), np.asarray(fwhm, dtype=float)),
+            "n_stars": (("frame",), np.full(n, 50)),
+        },
+        coords={"frame": np.arange(n), "path": ("frame", np.array(paths))},
+        attrs={"reference": 0},
+    )
+
+
+def test_selection_keeps_the_frames_that_pass(shifted):
+    paths, mats, truth = shifted
+    table = _table(paths, mats, [3.0, 5.0, 3.5, 4.0])
+    ds = se.stack(se.open_frames(paths), register=table, select=["fwhm<4.5", "best:75%"],
+                  reject=None)  # fmt: skip
+    # fwhm<4.5 drops frame 1; best 75 % (3 of 4) by fwhm drops frame 1 as well
+    assert ds.attrs["n_frames"] == 3
+    lines = ds.attrs["selection"]
+    assert lines[1].endswith("dropped (fwhm 5 fails fwhm<4.5; fwhm 5 not in the best 75%)")
+    assert lines[0].endswith("kept (the reference frame)")
+    keep = [0, 2, 3]
+    count = ds["count"].values
+    np.testing.assert_array_equal(count, _coverage(truth.shape, mats[keep]))
+    covered = count > 0
+    np.testing.assert_array_equal(ds["image"].values[covered], truth[covered])
+    with pytest.raises(se.ParameterError, match="select: unknown measurement 'sharpness'"):
+        se.stack(se.open_frames(paths), register=table, select=["sharpness<3"])
+    with pytest.raises(se.ParameterError, match="needs a registration"):
+        se.stack(se.open_frames(paths), select=["fwhm<3"])
+
+
+def test_a_table_without_a_failed_frame_stacks_the_others(shifted):
+    paths, mats, truth = shifted
+    table = _table(paths, mats, [3.0, 3.0, 3.0, 3.0]).isel(frame=[0, 1, 3])  # frame 2 failed
+    ds = se.stack(se.open_frames(paths), register=table, reject=None)
+    assert ds.attrs["n_frames"] == 3
+    np.testing.assert_array_equal(ds["count"].values, _coverage(truth.shape, mats[[0, 1, 3]]))

@@ -122,10 +122,11 @@ def output_grid(
     return np.einsum("kij,jl->kil", matrices, shift), shape, (float(x0), float(y0))
 
 
-def plan_registration(frames: Any, options: dict[str, Any]) -> Registration:
-    """The job's registration from stack()'s options: ``register`` is "stars" (measured
-    now, pass 1), a table from :func:`stackengine.register`, or (frames, 3, 3) matrices."""
-    spec = options["register"]
+def plan_registration(frames: Any, options: dict[str, Any], spec: Any = None) -> Registration:
+    """The job's registration from stack()'s options: ``spec`` (default ``register``) is
+    "stars" (measured now, pass 1), a table from :func:`stackengine.register`, or
+    (frames, 3, 3) matrices."""
+    spec = options["register"] if spec is None else spec
     method = options.get("interpolation", "lanczos3")
     if method not in METHODS:
         raise ParameterError(f"interpolation={method!r}: choose from {', '.join(METHODS)}")
@@ -141,7 +142,9 @@ def plan_registration(frames: Any, options: dict[str, Any]) -> Registration:
         spec = register(frames, reference=options.get("reference"),
                         transform=options.get("transform", "similarity"))  # fmt: skip
     if hasattr(spec, "data_vars"):  # a table from se.register
-        reference = int(spec.attrs.get("reference", 0))
+        ref = int(spec.attrs.get("reference", 0))
+        order = [int(f) for f in spec["frame"].values] if "frame" in spec.coords else []
+        reference = order.index(ref) if ref in order else 0
         matrices = np.asarray(spec["matrix"].values, dtype=np.float64)
     else:
         matrices = np.asarray(spec, dtype=np.float64)
