@@ -49,16 +49,6 @@ def _reference(reference: Any, paths: list[str], stars: list[FrameStars]) -> int
         score = [(len(s), -(s.fwhm if math.isfinite(s.fwhm) else math.inf)) for s in stars]
         return max(range(n), key=lambda k: (score[k], -k))
     return frame_index(reference, paths)
-    if isinstance(reference, int | np.integer):
-        if not -n <= reference < n:
-            raise ParameterError(f"reference={reference}: there are only {n} frames")
-        return int(reference) % n
-    if isinstance(reference, str):
-        for k, p in enumerate(paths):
-            if p == reference or p.rsplit("/", 1)[-1] == reference:
-                return k
-        raise ParameterError(f"reference={reference!r}: no frame has this path")
-    raise ParameterError(f"reference={reference!r}: expected a frame index or path")
 
 
 def _integer(value: Any) -> bool:
