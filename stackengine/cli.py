@@ -19,186 +19,10 @@ from .cli_calibration import (
     make_master,
     write_calibrated,
 )
+from .cli_options import add_input_options, add_stack_options
 from .errors import ParameterError, StackEngineError
 
 __all__ = ["main", "build_parser"]
-
-
-def _maxiters(text: str) -> int | None:
-    if text.lower() in ("none", "0", "inf", "unlimited"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer or 'none': {text!r}") from None
-
-
-def _optional_float(text: str) -> float | None:
-    if text.lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number or 'none': {text!r}") from None
-
-
-def _weights(text: str | None) -> object:
-    """``exptime``, ``noise``, ``keyword:NAME`` or comma-separated numbers."""
-    if text is None or text in ("exptime", "noise", "photometric") or text.startswith("keyword:"):
-        return text
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"weights: expected exptime, noise, keyword:NAME or numbers, got {text!r}"
-        ) from None
-
-
-def _add_stack_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("rejection")
-    g.add_argument(
-        "--reject",
-        default="sigma",
-        help="none, sigma, winsorized, linear_fit, percentile, minmax, extrema, esd, or a "
-        "comma-separated list applied in order, e.g. extrema,minmax,sigma (default sigma)",
-    )
-    g.add_argument("--sigma-lower", type=float, default=3.0, help="lower threshold (default 3)")
-    g.add_argument("--sigma-upper", type=float, default=3.0, help="upper threshold (default 3)")
-    g.add_argument(
-        "--maxiters",
-        type=_maxiters,
-        default=5,
-        help="clipping iterations; 'none' = until nothing new is rejected (default 5)",
-    )
-    g.add_argument("--center", default="median", choices=["median", "mean"])
-    g.add_argument("--spread", default="mad_std", choices=["mad_std", "std"])
-    g.add_argument("--percentile-low", type=float, default=0.2, help="percentile (0.2)")
-    g.add_argument("--percentile-high", type=float, default=0.1, help="percentile (0.1)")
-    g.add_argument("--n-low", type=int, default=1, help="extrema: lowest values dropped (1)")
-    g.add_argument("--n-high", type=int, default=1, help="extrema: highest values dropped (1)")
-    g.add_argument("--min-value", type=_optional_float, default=None, help="minmax lower bound")
-    g.add_argument("--max-value", type=_optional_float, default=None, help="minmax upper bound")
-    g.add_argument("--esd-alpha", type=float, default=0.05, help="esd significance (0.05)")
-    g.add_argument(
-        "--esd-max-outliers", type=float, default=0.3, help="esd: largest share rejected (0.3)"
-    )
-    g.add_argument(
-        "--fallback", default=None, choices=["median"], help="all rejected: median, not NaN"
-    )
-    g.add_argument("--combine", default="mean", choices=["mean", "median", "sum", "min", "max"])
-    g.add_argument(
-        "--weights",
-        type=_weights,
-        default=None,
-        help="frame weights: exptime, noise, photometric, keyword:NAME or comma-separated numbers",
-    )
-    nz = p.add_argument_group("normalization")
-    nz.add_argument(
-        "--normalize",
-        default=None,
-        choices=[
-            "additive",
-            "multiplicative",
-            "additive+scale",
-            "multiplicative+scale",
-            "photometric",
-        ],
-        help="normalize every frame to a reference frame before rejection",
-    )
-    nz.add_argument("--reference", default=None, help="reference frame: index or path (auto)")
-    nz.add_argument(
-        "--smoothness", type=float, default=2.0, help="photometric: gradient smoothness (2)"
-    )
-    nz.add_argument(
-        "--star-fallback",
-        default=None,
-        choices=["additive+scale"],
-        help="photometric: normalize frames with too few stars this way instead of failing",
-    )
-    rg = p.add_argument_group("registration")
-    rg.add_argument(
-        "--register",
-        default=None,
-        choices=["stars"],
-        help="align the frames on the reference frame by their stars before stacking",
-    )
-    rg.add_argument(
-        "--transform",
-        default="similarity",
-        choices=["shift", "similarity", "affine", "homography"],
-        help="the registration model (default similarity: shift, rotation, scale)",
-    )
-    rg.add_argument(
-        "--interpolation",
-        default="lanczos3",
-        choices=["lanczos3", "bicubic", "bilinear", "nearest"],
-        help="resampling kernel (default lanczos3, clamped against ringing)",
-    )
-    rg.add_argument(
-        "--framing",
-        default="reference",
-        choices=["reference", "union", "intersection"],
-        help="the output grid: the reference frame's (default), all frames', or the common part",
-    )
-    rg.add_argument(
-        "--select",
-        action="append",
-        default=None,
-        metavar="RULE",
-        help="keep frames by the registration's measurements, repeatable: fwhm<4.5, "
-        "roundness>0.8, n_stars>=50, best:90%% (by fwhm) or best:90%%:n_stars",
-    )
-    rg.add_argument(
-        "--conserve-flux",
-        action="store_true",
-        help="multiply by the frame-pixel area per output pixel (SWarp's flux scaling)",
-    )
-    o = p.add_argument_group("input, output and resources")
-    _input_options(o)
-    o.add_argument("--memory-limit", default="1GiB", help="memory budget per worker (1GiB)")
-    o.add_argument(
-        "--dtype",
-        default=None,
-        help="output image dtype: float32 (default), float64, uint8, uint16, ..., or 'input'",
-    )
-    o.add_argument("--compression", default=None, help="zlib, zstd, lzw (TIFF) or none")
-    o.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    o.add_argument(
-        "--resume",
-        action="store_true",
-        help="zarr output: continue an interrupted run, computing only the missing tiles",
-    )
-    o.add_argument(
-        "--scheduler",
-        default=None,
-        help="address of a dask.distributed scheduler (tcp://host:8786)",
-    )
-    o.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="start a local cluster of N worker processes (each with --memory-limit)",
-    )
-    shown = o.add_mutually_exclusive_group()
-    shown.add_argument(
-        "--progress",
-        action="store_true",
-        default=None,
-        help="show progress with a percentage and an ETA on stderr (default: on a terminal)",
-    )
-    shown.add_argument("--quiet", dest="progress", action="store_false", help="show no progress")
-    o.add_argument(
-        "--report",
-        default=None,
-        metavar="HTML",
-        help="write dask's performance report (needs --scheduler or --workers)",
-    )
-    o.add_argument(
-        "--plots",
-        default=None,
-        metavar="DIR",
-        help="write normalization plots (photometry, gradient, summary) into DIR",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,14 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stack", help="reject and combine frames into one image")
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns")
     p.add_argument("-o", "--output", required=True, help="result: .zarr, .fits or .tif")
-    _add_stack_options(p)
+    add_stack_options(p)
     add_calibration_options(p)
 
     p = sub.add_parser("master", help="make a master bias, dark or flat")
     p.add_argument("kind", choices=["bias", "dark", "flat"], help="what to make")
     p.add_argument("inputs", nargs="+", help="the calibration frames: files, folders or globs")
     p.add_argument("-o", "--output", required=True, help="the master: .fits, .zarr or .tif")
-    _add_stack_options(p)
+    add_stack_options(p)
     add_calibration_options(p, masters=False)
 
     p = sub.add_parser(
@@ -230,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="folder for the calibrated FITS files")
     p.add_argument("--overwrite", action="store_true", help="replace existing calibrated files")
     add_calibration_options(p)
-    _input_options(p)
+    add_input_options(p)
 
     p = sub.add_parser(
         "info",
@@ -259,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override what the headers say for the files a path, name or glob matches, "
         "e.g. 'flat-*.FIT:imagetyp=flat'; repeatable",
     )
-    _input_options(p)
+    add_input_options(p)
 
     p = sub.add_parser(
         "normalize-report", help="measure frames and write normalization plots (no stacking)"
@@ -270,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None, help="reference frame: index or path (auto)")
     p.add_argument("--smoothness", type=float, default=2.0, help="gradient smoothness (2)")
     p.add_argument("--star-fallback", default=None, choices=["additive+scale"])
-    _input_options(p)
+    add_input_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing plots")
 
     p = sub.add_parser("demo", help="make a synthetic frame set, stack it, write a preview")
@@ -286,25 +110,6 @@ def _reference(text: str | None) -> int | str | None:
     if text is None:
         return None
     return int(text) if text.lstrip("-").isdigit() else text
-
-
-def _input_options(p: Any) -> None:
-    """--hdu, --allow-duplicates and --storage-option, for every command that reads frames."""
-    p.add_argument("--hdu", default="0", help="FITS HDU number or name (default 0)")
-    p.add_argument(
-        "--allow-duplicates",
-        action="store_true",
-        help="stack a file given more than once that many times (default: an error)",
-    )
-    p.add_argument(
-        "--storage-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="fsspec option for URL inputs (s3://, gs://, https://), repeatable; "
-        "VALUE is JSON when it parses (true, 3), a string otherwise; "
-        "a dotted KEY nests (client_kwargs.endpoint_url=...)",
-    )
 
 
 def _hdu(text: str) -> int | str:
