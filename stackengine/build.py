@@ -15,6 +15,7 @@ import xarray as xr
 
 from .calibrate.api import calibration_plan
 from .calibrate.plan import calibration_options
+from .colour import CHANNELS, Debayer, plan_debayer
 from .errors import ParameterError
 from .frames import source_of, subset_frames
 from .kernels.combine import COMBINE_CODES
@@ -113,6 +114,12 @@ def _registration_params(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _colour_params(options: dict[str, Any], deb: Debayer | None) -> dict[str, Any]:
+    if deb is None:
+        return {}
+    return {"bayer": deb.pattern, "debayer": deb.method}
+
+
 def _params(
     options: dict[str, Any], stages: StagePlan, calib: Any = None, decisions: Any = ()
 ) -> dict[str, Any]:
@@ -167,6 +174,19 @@ def _registered_frames(measured: xr.DataArray, options: dict[str, Any]) -> tuple
     return keep, spec, lines
 
 
+def _per_channel(norm: Normalization | None, deb: Debayer | None) -> Normalization | None:
+    """A normalization measured on the mosaics, applied alike to the R, G and B of the
+    debayered frames."""
+    if norm is None or deb is None or norm.scale.shape[1] == len(CHANNELS):
+        return norm
+    import dataclasses
+
+    k = len(CHANNELS)
+    grad = None if norm.grad is None else np.repeat(norm.grad, k, axis=1)
+    return dataclasses.replace(norm, scale=np.repeat(norm.scale, k, axis=1),
+                               offset=np.repeat(norm.offset, k, axis=1), grad=grad)  # fmt: skip
+
+
 def build_job(
     frames: xr.DataArray, options: dict[str, Any]
 ) -> tuple[StackJob, da.Array | None, xr.DataArray]:
@@ -202,6 +222,10 @@ def build_job(
     weights = _weights(options["weights"], measured if noise else frames, norm)
     source = source_of(frames.data)
     shape = tuple(int(s) for s in measured.shape)
+    deb = plan_debayer(source, options, (0, 0) if calib is None else calib.origin)
+    if deb is not None:
+        shape = (*shape, len(CHANNELS))
+        norm = _per_channel(norm, deb)
     itemsize = np.dtype(frames.dtype).itemsize
     block = source.block if source is not None else (1, 0)
     reg = None
@@ -209,7 +233,8 @@ def build_job(
         if source is None:
             raise ParameterError("register: the frames must be opened from files (se.open_frames)")
         reg = plan_registration(measured, options, table)
-        shape = (shape[0], *reg.shape)
+        shape = (shape[0], *reg.shape, *shape[3:])
+    if reg is not None or deb is not None:
         tile = square_tiles(shape, options["memory_limit"])
     else:
         tile = plan_tiles(
@@ -230,9 +255,10 @@ def build_job(
         stages=stages,
         combine=options["combine"],
         fallback=options["fallback"],
-        params=_params(options, stages, calib, decisions),
+        params={**_params(options, stages, calib, decisions), **_colour_params(options, deb)},
         calibration=calib,
         registration=reg,
+        debayer=deb,
     )
     return job, data, frames
 

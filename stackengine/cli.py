@@ -259,6 +259,8 @@ def _stack_kwargs(args: argparse.Namespace, reject: object) -> dict[str, Any]:
         framing=args.framing,
         conserve_flux=args.conserve_flux,
         select=args.select,
+        bayer=args.bayer,
+        debayer=args.debayer,
     )
 
 

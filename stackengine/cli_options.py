@@ -137,6 +137,20 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="multiply by the frame-pixel area per output pixel (SWarp's flux scaling)",
     )
+    cg = p.add_argument_group("colour (one-shot-colour cameras)")
+    cg.add_argument(
+        "--bayer",
+        default=None,
+        metavar="PATTERN",
+        help="Bayer pattern of the frames (RGGB, BGGR, GRBG, GBRG) overriding their "
+        "BAYERPAT header, or 'none' to stack the raw mosaics (default: from the header)",
+    )
+    cg.add_argument(
+        "--debayer",
+        default="bilinear",
+        choices=["bilinear", "mhc"],
+        help="demosaicing method for Bayer frames (default bilinear; mhc: Malvar-He-Cutler)",
+    )
     o = p.add_argument_group("input, output and resources")
     add_input_options(o)
     o.add_argument("--memory-limit", default="1GiB", help="memory budget per worker (1GiB)")

@@ -52,6 +52,10 @@ def _stack_options(options: dict[str, Any]) -> dict[str, Any]:
     merged = {k: p.default for k, p in known.items() if k != "frames"}
     merged.update(DEFAULTS)
     merged.update(options)
+    if merged.get("bayer") not in (None, False):
+        raise ParameterError("master: masters stay Bayer mosaics (calibration comes before "
+                             "debayering); bayer= does not apply")  # fmt: skip
+    merged["bayer"] = False  # a colour camera's master is a mosaic
     return merged
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import xarray as xr
 
 from .build import COMBINES, build_job
+from .colour import CHANNELS
 from .errors import ParameterError
 from .frames import _from_memory, source_of
 from .rejection import REJECTIONS
@@ -58,15 +59,22 @@ def _result(job: StackJob, arr: xr.DataArray, data: Any) -> xr.Dataset:
         frame_variables["weight"] = (("frame",), job.weights)
     if frame_variables and "path" in arr.coords:
         coords["path"] = arr.coords["path"]
-    ds = job_dataset(
-        job, data=data, dims=arr.dims[1:], coords=coords, frame_variables=frame_variables
-    )
+    dims = arr.dims[1:]
+    if job.debayer is not None:
+        dims = (*dims, "channel")
+        coords["channel"] = list(CHANNELS)
+    ds = job_dataset(job, data=data, dims=dims, coords=coords, frame_variables=frame_variables)
     header = _fits_header(arr, job)
     if header is not None:
         ds.attrs["fits_header"] = header
+    cards: dict[str, Any] = {}
     if job.calibration is not None and job.calibration.settings.get("trim"):
         # the frames' section cards describe the raw frames, not the trimmed result
-        ds.attrs["fits_cards"] = {"BIASSEC": None, "TRIMSEC": None, "DATASEC": None}
+        cards.update({"BIASSEC": None, "TRIMSEC": None, "DATASEC": None})
+    if job.debayer is not None:  # an RGB result is no mosaic: no viewer may debayer it
+        cards.update({"BAYERPAT": None, "COLORTYP": None, "XBAYROFF": None, "YBAYROFF": None})
+    if cards:
+        ds.attrs["fits_cards"] = cards
     return ds
 
 
@@ -102,6 +110,8 @@ def stack(
     framing: str = "reference",
     conserve_flux: bool = False,
     select: list[str] | None = None,
+    bayer: str | bool | None = None,
+    debayer: str = "bilinear",
 ) -> xr.Dataset:
     """Reject outliers pixel by pixel along the frame axis and combine the frames.
 
@@ -194,6 +204,14 @@ def stack(
         ``["fwhm<4.5", "best:90%"]`` (see :mod:`stackengine.register.select`);
         the decision per frame is in ``attrs["selection"]``. A registration
         table without some frames (``drop_failed``) stacks only the others.
+    bayer : None, False or str
+        Colour (one-shot-colour) frames: None debayers the frames whose FITS
+        header names a Bayer pattern (BAYERPAT), a pattern such as "RGGB"
+        overrides the headers, False stacks the raw mosaics. Debayered frames
+        give an RGB stack with dims (y, x, channel); calibration is applied to
+        the mosaic first (see :mod:`stackengine.colour`).
+    debayer : {"bilinear", "mhc"}
+        The demosaicing method: bilinear, or Malvar-He-Cutler (edge-aware).
 
     Returns
     -------

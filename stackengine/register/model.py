@@ -130,8 +130,6 @@ def plan_registration(frames: Any, options: dict[str, Any], spec: Any = None) ->
     method = options.get("interpolation", "lanczos3")
     if method not in METHODS:
         raise ParameterError(f"interpolation={method!r}: choose from {', '.join(METHODS)}")
-    if frames.ndim != 3:
-        raise ParameterError("register: colour frames are not registered yet (mono frames only)")
     n = frames.sizes["frame"]
     reference = 0
     if isinstance(spec, str):
@@ -140,7 +138,8 @@ def plan_registration(frames: Any, options: dict[str, Any], spec: Any = None) ->
         from .api import register
 
         spec = register(frames, reference=options.get("reference"),
-                        transform=options.get("transform", "similarity"))  # fmt: skip
+                        transform=options.get("transform", "similarity"),
+                        bayer=options.get("bayer"))  # fmt: skip
     if hasattr(spec, "data_vars"):  # a table from se.register
         ref = int(spec.attrs.get("reference", 0))
         order = [int(f) for f in spec["frame"].values] if "frame" in spec.coords else []

@@ -43,6 +43,7 @@ from .._version import __version__
 
 if TYPE_CHECKING:
     from ..calibrate.model import Calibration
+    from ..colour import Debayer
     from ..io.sources import FrameStack
     from ..normalize.model import Normalization
     from ..register.model import Registration
@@ -180,6 +181,9 @@ class StackJob:
         Per frame, the output pixel -> frame pixel matrix and the interpolation: each
         tile task reads the frames only where the tile maps into them and resamples
         onto the output grid (``shape``) before normalization.
+    debayer : Debayer or None
+        The frames are Bayer mosaics: each tile task debayers each frame's
+        (calibrated) region before resampling; ``shape`` ends with 3 channels.
     version : str
         The stackengine version that planned the job.
     """
@@ -198,6 +202,7 @@ class StackJob:
     params: dict[str, Any]
     calibration: Calibration | None = None
     registration: Registration | None = None
+    debayer: Debayer | None = None
     version: str = __version__
     token: str = field(init=False)
 
@@ -220,6 +225,7 @@ class StackJob:
             "params": self.params,
             "calibration": None if self.calibration is None else self.calibration.identity(),
             "registration": None if self.registration is None else self.registration.identity(),
+            "debayer": None if self.debayer is None else self.debayer.identity(),
             "version": self.version,
         }  # fmt: skip
 
@@ -294,6 +300,7 @@ class StackJob:
         out["registration"] = (
             None if self.registration is None else digest(self.registration.identity())
         )
+        out["debayer"] = None if self.debayer is None else self.debayer.identity()
         out["version"] = self.version
         return json.loads(json.dumps(out, default=str))
 

@@ -169,9 +169,10 @@ def square_tiles(shape: tuple[int, ...], memory_limit: int | str) -> tuple[int, 
     only where the tile maps into it, so a rotated tile reads a box little larger than
     itself; at least :data:`MIN_TILES_PER_THREAD` tiles per thread where the image allows."""
     n, height, width = shape[0], shape[1], shape[2]
+    channels = math.prod(shape[3:])
     threads = threads_per_worker()
     budget = parse_memory(memory_limit) // (threads * SAFETY)
-    pixels = max(1, budget // (n * 4 + PER_PIXEL_OUTPUT_BYTES))
+    pixels = max(1, budget // ((n * 4 + PER_PIXEL_OUTPUT_BYTES) * channels))
     side = max(64, min(1024, int(math.sqrt(pixels)) // 64 * 64))
     while side > 64 and math.ceil(height / side) * math.ceil(width / side) < (
         MIN_TILES_PER_THREAD * threads

@@ -16,10 +16,11 @@ The steps of a tile task, in order (the data flow of the design):
 
 1. read each frame's region (:meth:`~stackengine.io.sources.FrameStack.read_tile`);
 2. prepare it (:func:`prepare_strip`: the per-frame pre-processing steps of the job);
-3. with a registration, resample each frame's region onto the output tile
+3. with a Bayer mosaic, debayer it (:class:`~stackengine.colour.Debayer`);
+4. with a registration, resample each frame's region onto the output tile
    (:func:`~stackengine.kernels.resample.resample`; the frame is read only where
    the tile maps into it);
-4. normalize, reject and combine (the kernel, :func:`_reduce`).
+5. normalize, reject and combine (the kernel, :func:`_reduce`).
 """
 
 from __future__ import annotations
@@ -131,37 +132,55 @@ def read_reduce_tile(job: StackJob, block_info: dict | None = None) -> np.ndarra
     return out
 
 
-def _registered_into(job: StackJob, location: list, out: np.ndarray) -> None:
-    """The tile of a registered job: for each frame, read (and calibrate) only the frame
-    region that the tile's pixels map into, resample it onto the tile, then reduce the
-    whole tile (frames that do not cover a pixel are missing there)."""
-    reg, stack, calib = job.registration, job.source, job.calibration
+def _frame_region(job: StackJob, k: int, box: tuple, handles: dict) -> np.ndarray:
+    """Frame ``k``'s calibrated float32 region ``box`` (y0, y1, x0, x1) of the job's grid."""
+    stack, calib = job.source, job.calibration
+    ys, xs = slice(box[0], box[1]), slice(box[2], box[3])
+    rows, cols = calib.raw_region(ys, xs) if calib is not None else (ys, xs)
+    raw = stack.read_tile(rows, cols, frames=slice(k, k + 1), handles=handles)
+    region = thread_buffer("region", raw.shape, np.float32)
+    if calib is not None:
+        apply_calibration(calib.for_frames(k, k + 1), raw, ys, xs, region)
+    else:
+        np.copyto(region, raw, casting="unsafe")
+    return region[0]
+
+
+def _per_frame_into(job: StackJob, location: list, out: np.ndarray) -> None:
+    """The tile of a registered or debayered job: for each frame, read (and calibrate,
+    in the mosaic) only the frame region the tile's pixels need, debayer it, resample
+    it onto the tile, then reduce the whole tile (frames that do not cover a pixel are
+    missing there)."""
+    reg, deb = job.registration, job.debayer
     (y0, y1), (x0, x1) = location[1], location[2]
-    block = thread_buffer("registered", (job.n_frames, y1 - y0, x1 - x0), np.float32)
-    with stack.open_handles() as handles:
+    block = thread_buffer("registered", (job.n_frames, y1 - y0, x1 - x0, *job.shape[3:]),
+                          np.float32)  # fmt: skip
+    frame_shape = reg.frame_shape if reg is not None else job.shape[1:3]
+    with job.source.open_handles() as handles:
         for k in range(job.n_frames):
-            by0, by1, bx0, bx1 = reg.box(k, y0, y1, x0, x1)
-            if by1 <= by0 or bx1 <= bx0:  # the frame does not reach this tile
+            box = reg.box(k, y0, y1, x0, x1) if reg is not None else (y0, y1, x0, x1)
+            if box[1] <= box[0] or box[3] <= box[2]:  # the frame does not reach this tile
                 block[k] = np.nan
                 continue
-            ys, xs = slice(by0, by1), slice(bx0, bx1)
-            rows, cols = calib.raw_region(ys, xs) if calib is not None else (ys, xs)
-            raw = stack.read_tile(rows, cols, frames=slice(k, k + 1), handles=handles)
-            region = thread_buffer("region", raw.shape, np.float32)
-            if calib is not None:
-                apply_calibration(calib.for_frames(k, k + 1), raw, ys, xs, region)
-            else:
-                np.copyto(region, raw, casting="unsafe")
-            resample(region[0], by0, bx0, reg.matrices[k], block[k], y0, x0, reg.code,
-                     reg.clamp, reg.conserve_flux, frame_shape=reg.frame_shape)  # fmt: skip
+            if deb is None:
+                src = _frame_region(job, k, box, handles)
+            else:  # the mosaic around the box, debayered; keep the box
+                wy0, wy1, wx0, wx1 = deb.window(box, frame_shape)
+                rgb = deb.rgb(_frame_region(job, k, (wy0, wy1, wx0, wx1), handles), wy0, wx0)
+                src = rgb[box[0] - wy0 : box[1] - wy0, box[2] - wx0 : box[3] - wx0]
+            if reg is None:
+                block[k] = src
+                continue
+            resample(src, box[0], box[2], reg.matrices[k], block[k], y0, x0, reg.code,
+                     reg.clamp, reg.conserve_flux, frame_shape=frame_shape)  # fmt: skip
     _reduce(job, block, y0, x0, out)
 
 
 def read_reduce_into(job: StackJob, location: list, out: np.ndarray) -> None:
     """Read the frames' tile at ``location`` (the packed output's (start, stop) per
     axis) strip by strip, prepare and reduce each strip into ``out`` (N_OUT, y, x[, c])."""
-    if job.registration is not None:
-        _registered_into(job, location, out)
+    if job.registration is not None or job.debayer is not None:
+        _per_frame_into(job, location, out)
         return
     stack = job.source
     (y0, y1), (x0, x1) = location[1], location[2]
