@@ -196,6 +196,10 @@ def build_job(
     (fewer than given when a registration dropped or deselected some)."""
     n = frames.sizes["frame"]
     stages = validate(n, options)
+    padded = getattr(source_of(frames.data), "padded", False)
+    if padded and options.get("calibration") is not None:
+        raise ParameterError("calibration: the frames differ in shape; calibrate each "
+                             "shape's frames with their own masters")  # fmt: skip
     measured, calib = _calibrated(frames, options)
     decisions: list[str] = []
     table = None
@@ -232,7 +236,8 @@ def build_job(
     if options.get("register") is not None:
         if source is None:
             raise ParameterError("register: the frames must be opened from files (se.open_frames)")
-        reg = plan_registration(measured, options, table)
+        shapes = source.frame_shapes if source.padded else None
+        reg = plan_registration(measured, options, table, shapes)
         shape = (shape[0], *reg.shape, *shape[3:])
     if reg is not None or deb is not None:
         tile = square_tiles(shape, options["memory_limit"])

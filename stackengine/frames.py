@@ -90,11 +90,13 @@ def frame_sources(
     hdu: int | str = 0,
     storage_options: dict[str, Any] | None = None,
     allow_duplicates: bool = False,
+    pad: bool = False,
 ) -> list[FrameSource]:
     """Open every input's headers and return one FrameSource per frame (cubes expand).
 
     ``storage_options`` are fsspec options for URL inputs (see :func:`open_frames`).
-    A file given twice is an error unless ``allow_duplicates``.
+    A file given twice is an error unless ``allow_duplicates``; frames of other
+    shapes or dtypes are an error unless ``pad`` (then only their channels must agree).
     """
     storage_options = dict(storage_options) if storage_options else None
     frames: list[FrameSource] = []
@@ -112,13 +114,19 @@ def frame_sources(
         if opener.__module__.endswith("fits"):
             kwargs["hdu"] = hdu
         frames.extend(opener(path, **kwargs))
-    _check_consistent(frames)
+    _check_consistent(frames, pad)
     return frames
 
 
-def _check_consistent(frames: Sequence[FrameSource]) -> None:
+def _check_consistent(frames: Sequence[FrameSource], pad: bool = False) -> None:
     first = frames[0]
     for f in frames[1:]:
+        if pad and tuple(f.shape[2:]) != tuple(first.shape[2:]):
+            raise FrameMismatchError(
+                f"{f.path}: channel mismatch: {f.shape} but {first.path} has {first.shape}"
+            )
+        if pad:
+            continue
         if f.shape != first.shape:
             what = "channel" if f.shape[:2] == first.shape[:2] else "shape"
             raise FrameMismatchError(
@@ -244,7 +252,7 @@ def subset_frames(arr: xr.DataArray, keep: Sequence[int]) -> xr.DataArray:
     coords = {k: (v.isel(frame=keep) if "frame" in v.dims else v) for k, v in arr.coords.items()}
     if source is None:
         return arr.isel(frame=keep)
-    stack = FrameStack([source.frames[k] for k in keep])
+    stack = FrameStack([source.frames[k] for k in keep], pad=source.padded)
     tile = (arr.data.chunks[1][0], arr.data.chunks[2][0])
     return xr.DataArray(stack_array(stack, tile), dims=arr.dims, coords=coords, name=arr.name)
 
@@ -283,6 +291,7 @@ def open_frames(
     chunks: Any = "auto",
     storage_options: dict[str, Any] | None = None,
     allow_duplicates: bool = False,
+    pad: bool = False,
 ) -> xr.DataArray:
     """Open registered frames lazily as one chunked DataArray.
 
@@ -311,6 +320,12 @@ def open_frames(
     allow_duplicates : bool, optional
         Stack a file given more than once (e.g. by a glob and by name) that
         many times; by default that is an error naming the file.
+    pad : bool, optional
+        Frames of different shapes (a crop, another camera), to be registered:
+        presented on the largest frame's grid as float, NaN (missing) beyond
+        each frame's own pixels; :func:`stackengine.stack` with ``register=``
+        reads each frame only within its own pixels. By default frames of
+        different shapes are an error.
 
     Returns
     -------
@@ -332,12 +347,38 @@ def open_frames(
     if isinstance(paths, np.ndarray | da.Array | xr.DataArray):
         return _from_memory(paths, chunks)
     frames = frame_sources(
-        paths, hdu=hdu, storage_options=storage_options, allow_duplicates=allow_duplicates
-    )
-    stack = FrameStack(frames)
+        paths, hdu=hdu, storage_options=storage_options, allow_duplicates=allow_duplicates,
+        pad=pad,
+    )  # fmt: skip
+    return frames_array(frames, chunks=chunks, pad=pad)
+
+
+def frames_array(frames: Sequence[FrameSource], *, chunks: Any = "auto", pad: bool = False):
+    """The lazy DataArray over opened frame sources (see :func:`open_frames`)."""
+    stack = FrameStack(frames, pad=pad)
     tile = chunks_for(stack.shape, stack.dtype, chunks, stack.block)
     data = stack_array(stack, tile)
     return xr.DataArray(data, dims=_dims(stack.ndim), coords=_coords(frames), name="frames")
+
+
+def combine_inputs(items: Sequence[Any], pad: bool) -> xr.DataArray:
+    """One frame array from a list of paths, or of DataArrays from :func:`open_frames`
+    (frames of different shapes with ``pad``), or of in-memory arrays of one shape."""
+    items = list(items)
+    if all(isinstance(i, str | os.PathLike) for i in items):
+        return open_frames([os.fspath(i) for i in items], pad=pad)
+    arrays = [i if isinstance(i, xr.DataArray) else _from_memory(np.asarray(i)[None], None)
+              for i in items]  # fmt: skip
+    arrays = [a if "frame" in a.dims else a.expand_dims("frame") for a in arrays]
+    sources = [source_of(a.data) for a in arrays]
+    if all(s is not None for s in sources):
+        return frames_array([f for s in sources for f in s.frames], pad=pad)
+    if len({a.shape[1:] for a in arrays}) > 1:
+        raise FrameMismatchError(
+            "frames of different shapes: open them from files (paths or se.open_frames) "
+            "to register them; in-memory frames must share one shape"
+        )
+    return xr.concat(arrays, dim="frame", coords="minimal", compat="override")
 
 
 def tiled_array(arr: xr.DataArray, memory_limit: str | int) -> da.Array:

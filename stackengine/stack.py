@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from .build import COMBINES, build_job
 from .colour import CHANNELS
 from .errors import ParameterError
-from .frames import _from_memory, source_of
+from .frames import _from_memory, combine_inputs, open_frames, source_of
 from .rejection import REJECTIONS
 from .tasks.graph import job_dataset
 from .tasks.job import StackJob, count_dtype
@@ -17,8 +19,16 @@ from .tasks.job import StackJob, count_dtype
 __all__ = ["stack", "count_dtype", "REJECTIONS", "COMBINES"]
 
 
-def _input_array(frames: Any) -> xr.DataArray:
-    if isinstance(frames, xr.DataArray):
+def _number(value: Any) -> bool:
+    return np.isscalar(value) and not isinstance(value, str)
+
+
+def _input_array(frames: Any, pad: bool = False) -> xr.DataArray:
+    if isinstance(frames, str | os.PathLike):
+        arr = open_frames(frames)
+    elif isinstance(frames, list | tuple) and frames and not _number(frames[0]):
+        arr = combine_inputs(frames, pad)
+    elif isinstance(frames, xr.DataArray):
         arr = frames
     else:
         arr = _from_memory(frames, None)
@@ -117,8 +127,10 @@ def stack(
 
     Parameters
     ----------
-    frames : xarray.DataArray or array
-        From :func:`open_frames`, or any (frame, y, x[, channel]) array.
+    frames : xarray.DataArray, array, path or list
+        From :func:`open_frames`, any (frame, y, x[, channel]) array, a path or
+        glob, or a list of paths or of DataArrays (from :func:`open_frames`;
+        with ``register``, frames of different shapes: a crop, another camera).
     normalize : None or str
         Per-frame normalization against a reference frame, applied inside the
         tile tasks before rejection and combination: "additive",
@@ -228,6 +240,6 @@ def stack(
         An invalid parameter, detected before any pixel is read.
     """
     options = dict(locals())  # every keyword parameter, by name
-    arr = _input_array(options.pop("frames"))
+    arr = _input_array(options.pop("frames"), pad=options["register"] is not None)
     job, data, arr = build_job(arr, options)
     return _result(job, arr, data)

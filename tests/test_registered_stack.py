@@ -183,3 +183,53 @@ def test_a_table_without_a_failed_frame_stacks_the_others(shifted):
     ds = se.stack(se.open_frames(paths), register=table, reject=None)
     assert ds.attrs["n_frames"] == 3
     np.testing.assert_array_equal(ds["count"].values, _coverage(truth.shape, mats[[0, 1, 3]]))
+
+
+def _cropped(tmp_path, paths, mats, crops):
+    """The frames cut to ``crops`` (y0, y1, x0, x1) and their matrices moved with them."""
+    out_paths, out_mats = [], []
+    for k, (p, m) in enumerate(zip(paths, mats, strict=True)):
+        y0, y1, x0, x1 = crops[k]
+        q = str(tmp_path / f"crop{k}.fits")
+        fits.PrimaryHDU(fits.getdata(p)[y0:y1, x0:x1]).writeto(q)
+        out_paths.append(q)
+        out_mats.append(np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1.0]]) @ m)
+    return out_paths, np.array(out_mats)
+
+
+@pytest.mark.parametrize("method", ["lanczos3", "bilinear"])
+def test_frames_of_different_shapes_stack_where_they_cover(shifted, tmp_path, method):
+    """Cropped frames (another size, another origin) with their moved matrices: the
+    stack equals the full frames' stack wherever the crops keep every tap, the
+    coverage shrinks by the crops, and the output grid is the reference frame's."""
+    paths, mats, truth = shifted
+    crops = [(0, 120, 0, 150), (10, 100, 0, 140), (0, 120, 25, 150), (5, 111, 3, 150)]
+    cpaths, cmats = _cropped(tmp_path, paths, mats, crops)
+    full = se.stack(se.open_frames(paths), register=mats, reject=None, interpolation=method)
+    mixed = se.stack(cpaths, register=cmats, reject=None, interpolation=method)
+    assert mixed["image"].shape == truth.shape
+    # the crops' coverage: output pixel -> frame pixel inside the crop
+    h, w = truth.shape
+    y, x = np.mgrid[:h, :w]
+    count = np.zeros(truth.shape, dtype=int)
+    inner = np.ones(truth.shape, dtype=bool)  # every frame's taps inside its crop
+    for m, (y0, y1, x0, x1) in zip(mats, crops, strict=True):
+        fx, fy = x + m[0, 2], y + m[1, 2]
+        count += (fx >= x0) & (fx < x1) & (fy >= y0) & (fy < y1) & (fx >= 0) & (fx < w) \
+            & (fy >= 0) & (fy < h)  # fmt: skip
+        inner &= (fx >= x0 + 3) & (fx < x1 - 3) & (fy >= y0 + 3) & (fy < y1 - 3)
+    np.testing.assert_array_equal(mixed["count"].values, count)
+    np.testing.assert_array_equal(mixed["image"].values[inner], full["image"].values[inner])
+    # a list of DataArrays from open_frames gives the same job
+    arrays = [se.open_frames([p]) for p in cpaths]
+    again = se.stack(arrays, register=cmats, reject=None, interpolation=method)
+    assert again.attrs["job_token"] == mixed.attrs["job_token"]
+
+
+def test_frames_of_different_shapes_need_a_registration(shifted, tmp_path):
+    paths, mats, _ = shifted
+    cpaths, _ = _cropped(tmp_path, paths, mats, [(0, 120, 0, 150), (0, 100, 0, 150)] * 2)
+    with pytest.raises(se.FrameMismatchError, match="crop1.fits: shape mismatch"):
+        se.stack(cpaths)
+    with pytest.raises(se.FrameMismatchError, match="different shapes"):
+        se.stack([np.zeros((5, 6)), np.zeros((5, 7))], register=np.eye(3)[None].repeat(2, 0))

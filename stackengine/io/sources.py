@@ -126,7 +126,23 @@ class FrameView:
     alpha: int | None = None
 
     def read(self, ys: slice, xs: slice) -> np.ndarray:
-        """Read rows ``ys`` and columns ``xs`` as presented (see ``FrameSource.read``)."""
+        """Read rows ``ys`` and columns ``xs`` as presented (see ``FrameSource.read``);
+        in a stack of frames of different shapes, NaN beyond the frame's own pixels."""
+        h, w = self.source.shape[0], self.source.shape[1]
+        if (h, w) == tuple(self.shape[:2]):
+            return self._read(ys, xs)
+        ys, xs = _norm(ys, self.shape[0]), _norm(xs, self.shape[1])
+        if ys.stop <= h and xs.stop <= w:
+            return self._read(ys, xs)
+        out = np.full((ys.stop - ys.start, xs.stop - xs.start, *self.shape[2:]), np.nan,
+                      dtype=self.dtype)  # fmt: skip
+        y1, x1 = min(ys.stop, h), min(xs.stop, w)
+        if y1 > ys.start and x1 > xs.start:
+            out[: y1 - ys.start, : x1 - xs.start] = self._read(slice(ys.start, y1),
+                                                               slice(xs.start, x1))  # fmt: skip
+        return out
+
+    def _read(self, ys: slice, xs: slice) -> np.ndarray:
         tile = self.source.read(ys, xs)
         if self.alpha is None:
             return tile
@@ -142,7 +158,11 @@ class FrameStack:
     Parameters
     ----------
     frames : sequence of FrameSource
-        All of the same shape and dtype (checked by the caller).
+        All of the same shape and dtype (checked by the caller), unless ``pad``.
+    pad : bool
+        Frames may differ in rows, columns and dtype (for registration): they are
+        presented on the largest frame's grid, NaN (missing) beyond each frame's
+        own pixels, as float.
 
     Attributes
     ----------
@@ -154,6 +174,10 @@ class FrameStack:
         float32 (float64 for integers wider than 16 bits).
     alpha : int or None
         The source channel used as a transparency mask, or None.
+    frame_shapes : list of (int, int)
+        Each frame's own rows and columns.
+    padded : bool
+        Whether the frames differ in shape (see ``pad``).
 
     Raises
     ------
@@ -161,10 +185,13 @@ class FrameStack:
         Some frames declare an alpha channel and others do not.
     """
 
-    def __init__(self, frames: Sequence[FrameSource]):
+    def __init__(self, frames: Sequence[FrameSource], *, pad: bool = False):
         if not frames:
             raise ValueError("FrameStack needs at least one frame")
         self.frames = list(frames)
+        #: each frame's own (rows, cols)
+        self.frame_shapes = [tuple(int(v) for v in f.shape[:2]) for f in self.frames]
+        self.padded = pad and len(set(self.frame_shapes)) > 1
         first = self.frames[0]
         self.alpha = alpha_mask_channel(first)
         for f in self.frames[1:]:
@@ -179,6 +206,11 @@ class FrameStack:
             colours = shape[2] - 1
             shape = shape[:2] if colours == 1 else (*shape[:2], colours)
             dtype = _masked_dtype(dtype)
+        if self.padded:  # frames of different shapes: on the largest grid, NaN beyond each
+            shape = (max(h for h, _ in self.frame_shapes),
+                     max(w for _, w in self.frame_shapes), *shape[2:])  # fmt: skip
+            dtype = np.result_type(*(np.dtype(f.dtype) for f in self.frames))
+            dtype = dtype if dtype.kind == "f" else _masked_dtype(dtype)
         self.frame_shape = shape
         self.shape = (len(self.frames), *shape)
         self.dtype = dtype
@@ -220,7 +252,8 @@ class FrameStack:
 
     def _batch_readable(self, xs: slice, out: np.ndarray, shape: tuple[int, ...]) -> bool:
         return (
-            self._layout is not None
+            not self.padded
+            and self._layout is not None
             and (xs.start, xs.stop) == (0, self.shape[2])
             and out.shape == shape
             and out.dtype == self.dtype
@@ -261,7 +294,8 @@ class FrameStack:
             return out
         for i, k in enumerate(range(fs.start, fs.stop)):
             source = self.frames[k]
-            if self.alpha is None and hasattr(source, "read_into"):
+            inside = ys.stop <= self.frame_shapes[k][0] and xs.stop <= self.frame_shapes[k][1]
+            if self.alpha is None and inside and hasattr(source, "read_into"):
                 fh = handles[k] if handles is not None else None
                 if source.read_into(ys, xs, out[i], fh):
                     continue  # read in place: no intermediate copy

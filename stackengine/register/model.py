@@ -45,6 +45,9 @@ class Registration:
         The output grid's (x, y) origin in the reference frame's pixels (union framing).
     reference : int
         The reference frame (its WCS, shifted by ``offset``, is the output's).
+    frame_shapes : tuple of (int, int) or None
+        Each frame's own rows and columns when the frames differ in shape (None:
+        all are ``frame_shape``).
     """
 
     matrices: np.ndarray
@@ -55,6 +58,11 @@ class Registration:
     conserve_flux: bool = False
     offset: tuple[float, float] = (0.0, 0.0)
     reference: int = 0
+    frame_shapes: tuple[tuple[int, int], ...] | None = None
+
+    def shape_of(self, k: int) -> tuple[int, int]:
+        """Frame ``k``'s rows and columns."""
+        return self.frame_shape if self.frame_shapes is None else self.frame_shapes[k]
 
     @property
     def code(self) -> int:
@@ -70,35 +78,39 @@ class Registration:
             "shape": list(self.shape), "method": self.method, "clamp": self.clamp,
             "conserve_flux": self.conserve_flux, "offset": [float(v) for v in self.offset],
             "reference": int(self.reference),
+            "frame_shapes": None if self.frame_shapes is None else [list(v) for v in
+                                                                    self.frame_shapes],
         }  # fmt: skip
 
     def box(self, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple[int, int, int, int]:
         """The frame-``k`` region that output rows y0:y1, columns x0:x1 read."""
-        return inverse_box(self.matrices[k], y0, y1, x0, x1, self.margin, self.frame_shape)
+        return inverse_box(self.matrices[k], y0, y1, x0, x1, self.margin, self.shape_of(k))
 
 
-def _footprints(matrices: np.ndarray, shape: tuple[int, int]) -> list[np.ndarray]:
+def _footprints(matrices: np.ndarray, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
     """Each frame's corners in reference (output) pixels."""
-    h, w = shape
-    corners = np.array([[-0.5, -0.5, 1], [w - 0.5, -0.5, 1], [w - 0.5, h - 0.5, 1],
-                        [-0.5, h - 0.5, 1]], dtype=np.float64).T  # fmt: skip
     out = []
-    for m in matrices:
+    for m, (h, w) in zip(matrices, shapes, strict=True):
+        corners = np.array([[-0.5, -0.5, 1], [w - 0.5, -0.5, 1], [w - 0.5, h - 0.5, 1],
+                            [-0.5, h - 0.5, 1]], dtype=np.float64).T  # fmt: skip
         p = np.linalg.solve(m, corners)  # frame pixel -> output pixel
         out.append((p[:2] / p[2]).T)
     return out
 
 
 def output_grid(
-    matrices: np.ndarray, frame_shape: tuple[int, int], framing: str
+    matrices: np.ndarray, frame_shape: Any, framing: str, reference: int = 0
 ) -> tuple[np.ndarray, tuple[int, int], tuple[float, float]]:
     """The matrices on the output grid of ``framing``, its shape and its origin (x, y)
-    in reference pixels."""
+    in reference pixels; ``frame_shape`` is the frames' (rows, cols), or a list of one
+    per frame (frames of different shapes)."""
     if framing not in FRAMINGS:
         raise ParameterError(f"framing={framing!r}: choose from {', '.join(FRAMINGS)}")
+    shapes = ([tuple(frame_shape)] * len(matrices) if np.ndim(frame_shape[0]) == 0
+              else [tuple(v) for v in frame_shape])  # fmt: skip
     if framing == "reference":
-        return matrices, tuple(frame_shape), (0.0, 0.0)
-    corners = _footprints(matrices, frame_shape)
+        return matrices, tuple(shapes[reference]), (0.0, 0.0)
+    corners = _footprints(matrices, shapes)
     if framing == "union":
         xs = np.concatenate([c[:, 0] for c in corners])
         ys = np.concatenate([c[:, 1] for c in corners])
@@ -107,7 +119,7 @@ def output_grid(
     else:  # intersection: the pixels every frame covers, found on a grid of 8 px cells
         from matplotlib.path import Path as Polygon
 
-        h, w = frame_shape
+        h, w = shapes[reference]
         gy, gx = np.mgrid[0:h:8, 0:w:8]
         points = np.column_stack([gx.ravel(), gy.ravel()]).astype(float)
         inside = np.ones(len(points), dtype=bool)
@@ -122,10 +134,13 @@ def output_grid(
     return np.einsum("kij,jl->kil", matrices, shift), shape, (float(x0), float(y0))
 
 
-def plan_registration(frames: Any, options: dict[str, Any], spec: Any = None) -> Registration:
+def plan_registration(
+    frames: Any, options: dict[str, Any], spec: Any = None, frame_shapes: Any = None
+) -> Registration:
     """The job's registration from stack()'s options: ``spec`` (default ``register``) is
     "stars" (measured now, pass 1), a table from :func:`stackengine.register`, or
-    (frames, 3, 3) matrices."""
+    (frames, 3, 3) matrices; ``frame_shapes``: each frame's (rows, cols) when they
+    differ."""
     spec = options["register"] if spec is None else spec
     method = options.get("interpolation", "lanczos3")
     if method not in METHODS:
@@ -152,9 +167,11 @@ def plan_registration(frames: Any, options: dict[str, Any], spec: Any = None) ->
             f"register: {matrices.shape[0] if matrices.ndim == 3 else '?'} transforms for {n} "
             "frames (drop the frames the table dropped, or register them all)"
         )
-    frame_shape = (int(frames.shape[1]), int(frames.shape[2]))
+    shapes = None if frame_shapes is None or len(set(frame_shapes)) == 1 else tuple(frame_shapes)
+    frame_shape = shapes[reference] if shapes else (int(frames.shape[1]), int(frames.shape[2]))
     matrices, shape, offset = output_grid(
-        matrices, frame_shape, options.get("framing", "reference")
+        matrices, shapes or frame_shape, options.get("framing", "reference"), reference
     )
     return Registration(matrices, frame_shape, shape, method, True,
-                        bool(options.get("conserve_flux", False)), offset, reference)  # fmt: skip
+                        bool(options.get("conserve_flux", False)), offset, reference,
+                        shapes)  # fmt: skip

@@ -155,9 +155,9 @@ def _per_frame_into(job: StackJob, location: list, out: np.ndarray) -> None:
     (y0, y1), (x0, x1) = location[1], location[2]
     block = thread_buffer("registered", (job.n_frames, y1 - y0, x1 - x0, *job.shape[3:]),
                           np.float32)  # fmt: skip
-    frame_shape = reg.frame_shape if reg is not None else job.shape[1:3]
     with job.source.open_handles() as handles:
         for k in range(job.n_frames):
+            frame_shape = reg.shape_of(k) if reg is not None else job.shape[1:3]
             box = reg.box(k, y0, y1, x0, x1) if reg is not None else (y0, y1, x0, x1)
             if box[1] <= box[0] or box[3] <= box[2]:  # the frame does not reach this tile
                 block[k] = np.nan
