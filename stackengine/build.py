@@ -211,6 +211,13 @@ def build_job(
             measured, calib = _calibrated(frames, options)
     elif options.get("select"):
         raise ParameterError("select: frame selection needs a registration (register=...)")
+    source = source_of(frames.data)
+    reg = None
+    if options.get("register") is not None:
+        if source is None:
+            raise ParameterError("register: the frames must be opened from files (se.open_frames)")
+        shapes = source.frame_shapes if source.padded else None
+        reg = plan_registration(measured, options, table, shapes)
     # the checks above read nothing; normalization and weights="noise" read pixels (pass 1)
     norm = None
     if options["normalize"] is not None:
@@ -220,11 +227,11 @@ def build_job(
             reference=options["reference"],
             smoothness=options["smoothness"],
             star_fallback=options["star_fallback"],
+            transforms=None if reg is None else (reg.matrices, reg.shape),
         )
     # noise weights measure the calibrated frames; header weights read the frames' headers
     noise = isinstance(options["weights"], str) and options["weights"] == "noise"
     weights = _weights(options["weights"], measured if noise else frames, norm)
-    source = source_of(frames.data)
     shape = tuple(int(s) for s in measured.shape)
     deb = plan_debayer(source, options, (0, 0) if calib is None else calib.origin)
     if deb is not None:
@@ -232,12 +239,7 @@ def build_job(
         norm = _per_channel(norm, deb)
     itemsize = np.dtype(frames.dtype).itemsize
     block = source.block if source is not None else (1, 0)
-    reg = None
-    if options.get("register") is not None:
-        if source is None:
-            raise ParameterError("register: the frames must be opened from files (se.open_frames)")
-        shapes = source.frame_shapes if source.padded else None
-        reg = plan_registration(measured, options, table, shapes)
+    if reg is not None:
         shape = (shape[0], *reg.shape, *shape[3:])
     if reg is not None or deb is not None:
         tile = square_tiles(shape, options["memory_limit"])

@@ -12,6 +12,13 @@ channel (:func:`.photometry.fit_scale`), and fits a smooth surface ``G``
 through the per-bin differences ``k B_target - B_reference``
 (:func:`.gradient.fit_gradient`). The normalized frame is ``k x - G(y, x)``;
 the reference keeps its own gradient (k = 1, G = 0).
+
+With a registration (``transforms``: per frame the matrix output pixel -> frame
+pixel, and the output grid's shape) the frames are measured where they are, as
+above, and compared on the output grid: star positions are mapped onto it
+before matching, each frame's background bins are sampled (bilinearly, NaN
+outside the frame) at the reference's bin centres, and ``G`` is a surface over
+the output grid, where the tile kernels apply it after resampling.
 """
 
 from __future__ import annotations
@@ -57,11 +64,13 @@ def plan_photometric(
     smoothness: float = 2.0,
     star_fallback: str | None = None,
     photometry: list[FramePhotometry] | None = None,
+    transforms: tuple[np.ndarray, tuple[int, int]] | None = None,
 ) -> Normalization:
     """Scales and gradient models of every frame (see the module notes).
 
     ``photometry`` is pass 1's per-frame photometry if already measured
-    (:func:`.framephot.measure_pass1`), else it is measured here.
+    (:func:`.framephot.measure_pass1`), else it is measured here; ``transforms``
+    is a registration's (matrices output -> frame, output shape).
     """
     phot = measure_photometry(frames) if photometry is None else photometry
     n = len(phot)
@@ -69,6 +78,7 @@ def plan_photometric(
     n_detected = np.array([len(p.x) for p in phot])
     ref = choose_reference(reference, frames, table["location"], n_detected)
     pr = phot[ref]
+    on_grid = [_on_grid(p, transforms, i) for i, p in enumerate(phot)]
     scale = np.ones((n, channels))
     offset = np.zeros((n, channels))
     k_err = np.zeros((n, channels))
@@ -80,7 +90,8 @@ def plan_photometric(
         if i == ref:
             continue
         radius = max(2.0, 0.5 * max(pr.fwhm, phot[i].fwhm))
-        ir, it = match_stars(pr.x, pr.y, phot[i].x, phot[i].y, radius=radius)
+        (rx, ry), (tx, ty) = on_grid[ref], on_grid[i]
+        ir, it = match_stars(rx, ry, tx, ty, radius=radius)
         n_matched[i] = ir.size
         try:
             for c in range(channels):
@@ -109,7 +120,8 @@ def plan_photometric(
             )
             a, b = linear_map("additive+scale", table["location"], table["spread"], ref, frames)
             scale[i], offset[i] = a[i], b[i]
-    grad, step, amplitude = _gradients(frames, phot, ref, scale, fallback, smoothness)
+    grad, step, amplitude = _gradients(frames, phot, ref, scale, fallback, smoothness,
+                                       transforms)  # fmt: skip
     table = dict(table)
     table.update(
         n_stars=n_matched,
@@ -129,7 +141,30 @@ def _fit_or_error(*args: Any, **kwargs: Any) -> Any:
         return exc
 
 
-def _gradients(frames, phot, ref, scale, fallback, smoothness):
+def _apply(matrix: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = matrix @ np.vstack([np.ravel(x), np.ravel(y), np.ones(np.size(x))])
+    return (p[0] / p[2]).reshape(np.shape(x)), (p[1] / p[2]).reshape(np.shape(y))
+
+
+def _on_grid(p: FramePhotometry, transforms: Any, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``i``'s star positions on the output grid (x, y)."""
+    if transforms is None:
+        return p.x, p.y
+    return _apply(np.linalg.inv(transforms[0][i]), p.x, p.y)
+
+
+def _sampled_bins(p: FramePhotometry, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Frame background bins (gy, gx, c) sampled bilinearly at frame positions (x, y);
+    NaN outside the bins' centres or next to an unusable bin."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    b = p.bins
+    value = b.value if b.value.ndim == 3 else b.value[..., None]
+    interp = RegularGridInterpolator((b.yc, b.xc), value, bounds_error=False, fill_value=np.nan)
+    return interp(np.column_stack([np.ravel(y), np.ravel(x)])).reshape(*np.shape(x), -1)
+
+
+def _gradients(frames, phot, ref, scale, fallback, smoothness, transforms=None):
     """Fit G_i through k_i B_i - B_r per channel; zero for the reference and fallbacks.
 
     The fits are independent small tasks (tens of ms each), computed together on
@@ -138,12 +173,22 @@ def _gradients(frames, phot, ref, scale, fallback, smoothness):
     n, channels = scale.shape
     shape = (frames.sizes["y"], frames.sizes["x"])
     yy, xx = phot[ref].bins.mesh()
+    ref_bins = phot[ref].bins.value
+    ref_bins = ref_bins if ref_bins.ndim == 3 else ref_bins[..., None]
+    if transforms is not None:  # on the output grid; each frame sampled there
+        matrices, shape = transforms
+        xx, yy = _apply(np.linalg.inv(matrices[ref]), xx, yy)
     tasks: dict[tuple[int, int], Any] = {}
     for i in range(n):
         if i == ref or fallback[i]:
             continue
+        if transforms is None:
+            values = phot[i].bins.value
+            values = values if values.ndim == 3 else values[..., None]
+        else:
+            values = _sampled_bins(phot[i], *_apply(matrices[i], xx, yy))
         for c in range(channels):
-            diff = scale[i, c] * phot[i].bins.value[..., c] - phot[ref].bins.value[..., c]
+            diff = scale[i, c] * values[..., c] - ref_bins[..., c]
             tasks[i, c] = dask.delayed(_fit_or_error)(
                 yy.ravel(),
                 xx.ravel(),

@@ -36,8 +36,13 @@ def plan_normalization(
     reference: Any = None,
     smoothness: float = 2.0,
     star_fallback: str | None = None,
+    transforms: Any = None,
 ) -> Normalization:
     """Measure the frames (pass 1) and derive each frame's normalization.
+
+    ``transforms`` (a registration's matrices output pixel -> frame pixel and the
+    output shape): the photometric mode matches stars and fits gradients on the
+    output grid.
 
     Reads every frame once (or a documented subsample, see
     :mod:`stackengine.normalize.measure`); results are cached per file.
@@ -70,4 +75,5 @@ def plan_normalization(
         smoothness=smoothness,
         star_fallback=star_fallback,
         photometry=photometry,
+        transforms=transforms,
     )
