@@ -49,6 +49,8 @@ MIN_MATCHES = {"shift": 3, "similarity": 4, "affine": 5, "homography": 6}
 #: brightest stars of each list astroalign builds its triangles from
 CONTROL_POINTS = 50
 _FLIP = np.diag([-1.0, 1.0, 1.0])
+_VOTE_STARS = 40  # brightest stars of each list whose offsets vote for a shift
+_SURE_MIN, _SURE_FRACTION = 8, 0.3  # a quick guess stands with this many stars matched
 
 
 class RegistrationError(StackEngineError, ValueError):
@@ -136,6 +138,7 @@ def match_stars(
     *,
     fwhm: float = math.nan,
     tolerance: float | None = None,
+    hint: np.ndarray | None = None,
 ) -> Match:
     """Match a frame's stars to the reference's and fit ``model`` (module notes).
 
@@ -150,6 +153,9 @@ def match_stars(
     tolerance : float or None
         Inlier distance for the robust fit (frame pixels); None: half the pairing
         radius.
+    hint : ndarray or None
+        A 3 x 3 transform likely close to the frame's (a neighbouring frame's),
+        tried first.
 
     Returns
     -------
@@ -159,12 +165,42 @@ def match_stars(
     ref = np.asarray(ref_xy, dtype=np.float64).reshape(-1, 2)
     frm = np.asarray(frame_xy, dtype=np.float64).reshape(-1, 2)
     empty = np.empty(0, np.intp)
+    radius = match_radius(fwhm)
+    tol = 0.5 * radius if tolerance is None else float(tolerance)
+    for guess in _guesses(ref, frm, radius, hint):
+        found = _refine(ref, frm, guess, model, radius, tol)
+        if found.matrix is not None and found.n_matched >= _sure(len(ref), len(frm)):
+            return found
     approx = asterism_transform(ref, frm)
     if approx is None:
         return Match(None, empty, empty, math.nan)
+    return _refine(ref, frm, approx, model, radius, tol)
+
+
+def _sure(n_ref: int, n_frame: int) -> int:
+    """Matched stars that make a quick guess certain (else the asterisms decide)."""
+    return max(_SURE_MIN, math.ceil(_SURE_FRACTION * min(n_ref, n_frame)))
+
+
+def _guesses(ref: np.ndarray, frm: np.ndarray, radius: float, hint) -> list[np.ndarray]:
+    """Quick first transforms to try before the asterisms: ``hint`` (e.g. a
+    neighbouring frame's transform) if given, then the shift on which most
+    offsets between the brightest stars of the two lists agree (no rotation)."""
+    out = [np.asarray(hint, dtype=np.float64)] if hint is not None else []
+    a, b = ref[:_VOTE_STARS], frm[:_VOTE_STARS]
+    if len(a) and len(b):
+        offsets = (b[None, :, :] - a[:, None, :]).reshape(-1, 2)
+        votes = cKDTree(offsets).query_ball_point(offsets, radius, return_length=True)
+        shift = np.eye(3)
+        shift[:2, 2] = offsets[int(np.argmax(votes))]
+        out.append(shift)
+    return out
+
+
+def _refine(ref, frm, approx, model, radius, tol) -> Match:
+    """Pairs under ``approx``, robust fit, repeated until the pairs do not change."""
+    empty = np.empty(0, np.intp)
     mirrored = bool(np.linalg.det(approx[:2, :2]) < 0)
-    radius = match_radius(fwhm)
-    tol = 0.5 * radius if tolerance is None else float(tolerance)
     matrix, pairs, inl = approx, None, np.zeros(0, bool)
     for _ in range(5):
         new = _pairs(matrix, ref, frm, radius)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import dask
@@ -29,13 +30,17 @@ import xarray as xr
 
 from ..errors import ParameterError
 from ..frames import source_of
+from ..io.rawbytes import open_exact, read_exact
+from ..io.remote import is_url
+from ..kernels.byteorder import to_native_inplace
 from ..normalize.measure import frame_key
 from ..tasks.cluster import compute
-from .stars import FrameStars, binning_for, detect, luminance_strip
+from .stars import FrameStars, Tiles, base_binning, bin_into, binning_for, detect, luminance_strip
 
 __all__ = ["as_frames", "clear_cache", "detect_frames"]
 
 _STRIP_ROWS = 256
+_STRIP_BYTES = 1 << 20  # raw rows read and converted at a time (inside the L2 cache)
 _BAYER = re.compile(r"[RGBCMYW]{4}")
 
 _CACHE: dict[tuple, FrameStars] = {}
@@ -81,27 +86,148 @@ def _is_bayer(setting: Any, ndim: int, from_header: Any) -> bool:
     return True if setting is not None else bool(from_header())
 
 
-def _detect_rows(read, shape, bayer, threshold, max_stars) -> FrameStars:
+def _tiles_by_gather(gather: Callable, shape: tuple[int, ...], b0: int) -> Tiles:
+    """Base-luminance cutouts gathered at once by fancy indexing (memory maps, arrays):
+    ``gather(rows, cols)`` returns the frame's values at those full-resolution pixels."""
+    hb, wb = shape[0] // b0 * b0, shape[1] // b0 * b0
+
+    def tiles(cy: np.ndarray, cx: np.ndarray, half: int) -> np.ndarray:
+        n, t = len(cy), 2 * half + 1
+        step = np.arange(t * b0)
+        yy = (np.asarray(cy, np.intp)[:, None] - half) * b0 + step
+        xx = (np.asarray(cx, np.intp)[:, None] - half) * b0 + step
+        rows, cols = np.clip(yy, 0, hb - 1)[:, :, None], np.clip(xx, 0, wb - 1)[:, None, :]
+        values = np.asarray(gather(rows, cols)).astype(np.float32)
+        if values.ndim == 4:  # channels
+            values = values.sum(axis=3, dtype=np.float32)
+        if b0 > 1:
+            values = values.reshape(n, t, b0, t, b0).sum(axis=(2, 4), dtype=np.float32)
+        inside_y = (yy[:, ::b0] >= 0) & (yy[:, ::b0] < hb)
+        inside_x = (xx[:, ::b0] >= 0) & (xx[:, ::b0] < wb)
+        values[~(inside_y[:, :, None] & inside_x[:, None, :])] = np.nan
+        return values
+
+    return tiles
+
+
+def _tiles_by_band(read: Callable, shape: tuple[int, ...], b0: int) -> Tiles:
+    """Base-luminance cutouts from bands of full-width rows, each band read once
+    (sources that read whole rows anyway)."""
+    hb, wb = shape[0] // b0, shape[1] // b0
+
+    def tiles(cy: np.ndarray, cx: np.ndarray, half: int) -> np.ndarray:
+        t = 2 * half + 1
+        out = np.full((len(cy), t, t), np.nan, np.float32)
+        order = np.argsort(cy, kind="stable")
+        rows = max(_STRIP_ROWS // b0, 2 * t)
+        i = 0
+        while i < order.size:
+            r0 = int(cy[order[i]]) - half
+            j = i + 1
+            while j < order.size and int(cy[order[j]]) + half + 1 - r0 <= rows:
+                j += 1
+            r1 = int(cy[order[j - 1]]) + half + 1
+            ya, yb = max(r0, 0), min(r1, hb)
+            band = np.full((r1 - r0, wb + 2 * t), np.nan, np.float32)
+            if ya < yb:
+                lum = luminance_strip(read(slice(ya * b0, yb * b0), slice(0, wb * b0)), b0)
+                band[ya - r0 : yb - r0, t : t + wb] = lum
+            for k in order[i:j]:
+                y, x = int(cy[k]) - half - r0, int(cx[k]) - half + t
+                out[k] = band[y : y + t, x : x + t]
+            i = j
+        return out
+
+    return tiles
+
+
+def _raw_layout(view: Any) -> tuple[int, np.dtype, bool] | None:
+    """``(offset, stored dtype, flip)`` of a local grey frame whose rows are stored raw."""
+    src = getattr(view, "source", None)
+    raw_rows = getattr(src, "raw_rows", None)
+    if raw_rows is None or view.alpha is not None or len(view.shape) != 2:
+        return None
+    if getattr(src, "storage_options", None) or is_url(src.path):
+        return None
+    if tuple(src.shape) != tuple(view.shape) or np.dtype(src.dtype) != np.dtype(view.dtype):
+        return None
+    return raw_rows()
+
+
+def _raw_luminance(view: Any, layout: tuple, b: int) -> np.ndarray:
+    """The ``b x b`` binned luminance of a raw local frame: its rows read in strips of
+    about :data:`_STRIP_BYTES` into one buffer, swapped in place and binned there."""
+    offset, stored, flip = layout
+    h, w = view.shape
+    dtype = np.dtype(view.dtype)
+    rows = max(b, _STRIP_BYTES // (w * stored.itemsize) // b * b)
+    lum = np.zeros((h // b, w // b), np.float32)
+    buf = np.empty((min(rows, h), w), dtype)
+    path = view.source.path
+    with open_exact(path, None) as fh:
+        for y in range(0, h // b * b, rows):
+            n = min(rows, h // b * b - y)
+            raw = buf[:n].view(stored)
+            read_exact(path, None, offset + y * w * stored.itemsize, raw, f"rows {y}:{y + n}", fh)
+            to_native_inplace(raw, not stored.isnative, flip)
+            bin_into(buf[:n], b, lum, y // b)
+    return lum
+
+
+def _raw_gather(view: Any, layout: tuple) -> Callable:
+    """Pixels of a raw local frame gathered through a memory map (no full rows read)."""
+    offset, stored, flip = layout
+    dtype = np.dtype(view.dtype)
+    mm = np.memmap(view.source.path, dtype=stored, mode="r", offset=offset, shape=view.shape)
+
+    def gather(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        values = mm[rows, cols].astype(stored.newbyteorder("="))
+        if flip:  # FITS signed bytes, BZERO-shifted unsigned values: the sign bit
+            values ^= values.dtype.type(1 << (8 * values.dtype.itemsize - 1))
+        return values.view(dtype)
+
+    return gather
+
+
+def _detect_rows(read, shape, bayer, threshold, max_stars, *, lum=None, tiles=None) -> FrameStars:
     """Read a frame in strips, reduce to binned luminance, detect (task body)."""
     h, w = shape[0], shape[1]
-    b = binning_for((h, w), bayer)
-    step = max(b, _STRIP_ROWS // b * b)
-    strips = [luminance_strip(read(slice(y, min(y + step, h)), slice(0, w)), b)
-              for y in range(0, h // b * b, step)]  # fmt: skip
-    lum = np.concatenate(strips) if strips else np.zeros((0, w // b), np.float32)
+    b, b0 = binning_for((h, w), bayer), base_binning(bayer)
+    if lum is None:
+        step = max(b, _STRIP_ROWS // b * b)
+        lum = np.zeros((h // b, w // b), np.float32)
+        for y in range(0, h // b * b, step):
+            lum[y // b : (y + step) // b] = luminance_strip(
+                read(slice(y, min(y + step, h // b * b)), slice(0, w)), b
+            )
     channels = shape[2] if len(shape) == 3 else 1
-    return detect(lum, binning=b, shape=(h, w), per_pixel=b * b * channels,
-                  threshold=threshold, max_stars=max_stars)  # fmt: skip
+    return detect(lum, binning=b, shape=(h, w), per_pixel=b * b * channels, threshold=threshold,
+                  max_stars=max_stars, base=b0, tiles=tiles)  # fmt: skip
 
 
 def _detect_view(view: Any, bayer: Any, threshold: float, max_stars: int) -> FrameStars:
     is_bayer = _is_bayer(bayer, len(view.shape), lambda: _header_bayer(view))
-    return _detect_rows(view.read, tuple(view.shape), is_bayer, threshold, max_stars)
+    shape = tuple(view.shape)
+    layout = _raw_layout(view)
+    if layout is None:
+        tiles = _tiles_by_band(view.read, shape, base_binning(is_bayer))
+        return _detect_rows(view.read, shape, is_bayer, threshold, max_stars, tiles=tiles)
+    lum = _raw_luminance(view, layout, binning_for(shape[:2], is_bayer))
+    tiles = _tiles_by_gather(_raw_gather(view, layout), shape, base_binning(is_bayer))
+    return _detect_rows(None, shape, is_bayer, threshold, max_stars, lum=lum, tiles=tiles)
 
 
 def _detect_array(frame: np.ndarray, is_bayer: bool, threshold: float, max_stars: int):
     frame = np.asarray(frame)
-    return _detect_rows(lambda ys, xs: frame[ys, xs], frame.shape, is_bayer, threshold, max_stars)
+
+    def read(ys: slice, xs: slice) -> np.ndarray:
+        return frame[ys, xs]
+
+    def gather(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return frame[rows, cols]
+
+    tiles = _tiles_by_gather(gather, frame.shape, base_binning(is_bayer))
+    return _detect_rows(read, frame.shape, is_bayer, threshold, max_stars, tiles=tiles)
 
 
 def _key(view: Any, options: tuple) -> tuple | None:

@@ -167,19 +167,11 @@ def robust_fit(
     if n < k:
         return None, none
     rng = np.random.default_rng(seed)
-    best, best_score = none, (-1, -math.inf)
-    for sample in _samples(n, k, rng):
-        try:
-            m = fit_transform(src[sample], dst[sample], model, mirrored=mirrored)
-        except (np.linalg.LinAlgError, ValueError):
-            continue
-        if not np.all(np.isfinite(m)):
-            continue
-        d = distances(m, src, dst)
-        inl = d < tolerance
-        score = (int(inl.sum()), -float(np.sum(np.minimum(d, tolerance) ** 2)))
-        if score > best_score:
-            best, best_score = inl, score
+    samples = _samples(n, k, rng)
+    if model != "homography":
+        best = _ransac_batch(src, dst, model, tolerance, mirrored, np.array(samples, np.intp))
+    else:
+        best = _ransac_loop(src, dst, model, tolerance, mirrored, samples)
     if best.sum() < k:
         return None, none
     keep, matrix = best, None
@@ -192,3 +184,67 @@ def robust_fit(
             break
         keep = new
     return matrix, keep
+
+
+def _batch_models(src, dst, model: str, mirrored: bool, samples: np.ndarray) -> np.ndarray:
+    """The exact models of all minimal samples at once: ``(s, 2, 3)`` affine rows
+    (NaN for degenerate samples)."""
+    s = samples.shape[0]
+    out = np.zeros((s, 2, 3))
+    p, q = src[samples], dst[samples]  # (s, k, 2)
+    if model == "shift":
+        out[:, 0, 0] = out[:, 1, 1] = 1.0
+        out[:, :, 2] = q[:, 0] - p[:, 0]
+        return out
+    if model == "similarity":
+        z = p[..., 0] + 1j * (-p[..., 1] if mirrored else p[..., 1])
+        w = q[..., 0] + 1j * q[..., 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = (w[:, 1] - w[:, 0]) / (z[:, 1] - z[:, 0])
+        t = w[:, 0] - a * z[:, 0]
+        f = -1.0 if mirrored else 1.0  # x' = re(a) x - im(a) f y + tx, y' = im(a) x + re(a) f y
+        out[:, 0] = np.column_stack([a.real, -f * a.imag, t.real])
+        out[:, 1] = np.column_stack([a.imag, f * a.real, t.imag])
+        return out
+    lhs = np.concatenate([p, np.ones((s, 3, 1))], axis=2)  # affine: (s, 3, 3) @ (s, 3, 2)
+    det = np.linalg.det(lhs)
+    ok = np.abs(det) > 1e-12 * np.max(np.abs(lhs), axis=(1, 2)) ** 2
+    out[:] = np.nan
+    if ok.any():
+        out[ok] = np.transpose(np.linalg.solve(lhs[ok], q[ok]), (0, 2, 1))
+    return out
+
+
+def _ransac_batch(src, dst, model, tolerance, mirrored, samples) -> np.ndarray:
+    """RANSAC's best inliers over all samples at once (shift, similarity, affine):
+    the most inliers, then the least clipped squared distance, then the first sample."""
+    rows = _batch_models(src, dst, model, mirrored, samples)
+    with np.errstate(invalid="ignore", over="ignore"):
+        pred = np.einsum("sij,nj->sni", rows[:, :, :2], src) + rows[:, None, :, 2]
+        d = np.hypot(*np.moveaxis(pred - dst, 2, 0))
+    d = np.where(np.isfinite(d), d, np.inf)
+    finite = np.all(np.isfinite(rows), axis=(1, 2))
+    inl = d < tolerance
+    count = np.where(finite, inl.sum(axis=1), -1)
+    cost = np.sum(np.minimum(d, tolerance) ** 2, axis=1)
+    top = np.flatnonzero(count == count.max())
+    best = top[np.argmin(cost[top])]
+    return inl[best] if finite[best] else np.zeros(len(src), bool)
+
+
+def _ransac_loop(src, dst, model, tolerance, mirrored, samples) -> np.ndarray:
+    """RANSAC's best inliers, one sample at a time (homographies)."""
+    best, best_score = np.zeros(len(src), bool), (-1, -math.inf)
+    for sample in samples:
+        try:
+            m = fit_transform(src[sample], dst[sample], model, mirrored=mirrored)
+        except (np.linalg.LinAlgError, ValueError):
+            continue
+        if not np.all(np.isfinite(m)):
+            continue
+        d = distances(m, src, dst)
+        inl = d < tolerance
+        score = (int(inl.sum()), -float(np.sum(np.minimum(d, tolerance) ** 2)))
+        if score > best_score:
+            best, best_score = inl, score
+    return best
