@@ -20,6 +20,7 @@ import stackengine as se
 from stackengine.errors import ParameterError, StackEngineError
 from stackengine.register import TRANSFORMS, RegistrationError, register
 from stackengine.register import pass1 as pass1_module
+from stackengine.register import stars as stars_module
 
 SEESTAR_10S = "seestar_ngc7023/Light_NGC_7023_10.0s_*.fit"
 SEESTAR_ALL = "seestar_ngc7023/Light_NGC_7023_*.fit"
@@ -356,3 +357,57 @@ def test_bad_parameters_are_named(kwargs, text):
 
 def test_transform_names():
     assert TRANSFORMS == ("shift", "similarity", "affine", "homography")
+
+
+# --- detection binned beyond the base luminance (large frames) --------------------------
+
+
+def _grid_difference(a: np.ndarray, b: np.ndarray, shape: tuple[int, int]) -> float:
+    grid = _grid(*shape, 32)
+    return float(np.hypot(*(_map(a, grid) - _map(b, grid)).T).max())
+
+
+@pytest.mark.parametrize(("pattern", "reference", "shape"), [
+    (UAM_B, 3, (1024, 1024)), (SEESTAR_10S, 0, (1920, 1080)),
+])  # fmt: skip
+def test_binned_detection_measures_stars_at_full_resolution(
+    real_dir, monkeypatch, pattern, reference, shape
+):
+    """Frames over MAX_DETECT_PIXELS are searched on a binned image and their stars
+    measured on full-resolution cutouts: transforms, seeing and roundness as unbinned."""
+    frames = se.open_frames(str(real_dir / pattern))
+    pass1_module.clear_cache()
+    plain = register(frames, reference=reference)
+    monkeypatch.setattr(stars_module, "MAX_DETECT_PIXELS", 300_000)
+    pass1_module.clear_cache()
+    stars = pass1_module.detect_frames(frames)
+    base = 2 if "seestar" in pattern else 1  # Bayer frames: 2 x 2 cells
+    assert all(s.binning == 2 * base for s in stars)
+    binned = register(frames, reference=reference)
+    for k in range(frames.sizes["frame"]):
+        assert _grid_difference(binned.matrix.values[k], plain.matrix.values[k], shape) < 0.2
+        assert binned.n_matched.values[k] >= 0.6 * plain.n_matched.values[k]
+    np.testing.assert_allclose(binned.fwhm.values, plain.fwhm.values, rtol=0.04)
+    np.testing.assert_allclose(binned.roundness.values, plain.roundness.values, atol=0.05)
+    np.testing.assert_allclose(binned.background.values, plain.background.values, rtol=0.01)
+    # in memory (cutouts by indexing) as from the files (cutouts through a memory map)
+    data = np.asarray(frames.values)
+    bayer = "GRBG" if base == 2 else False
+    mem = register(data, reference=reference, bayer=bayer)
+    np.testing.assert_allclose(mem.matrix.values, binned.matrix.values, atol=1e-6)
+    np.testing.assert_allclose(mem.fwhm.values, binned.fwhm.values, rtol=1e-6)
+
+
+def test_binned_detection_ignores_single_pixel_spikes(star_field, monkeypatch):
+    """Cosmic rays are bright bins of the binned image; at full resolution they are single
+    pixels and are not taken for stars."""
+    truth, noise = star_field
+    rng = np.random.default_rng(11)
+    frame = truth + rng.normal(0.0, noise, truth.shape)
+    ys, xs = rng.integers(8, 1016, 400), rng.integers(8, 1016, 400)
+    frame[ys, xs] += rng.uniform(2000, 20000, 400)
+    monkeypatch.setattr(stars_module, "MAX_DETECT_PIXELS", 100_000)
+    found = pass1_module.detect_frames(frame[None].astype(np.float32))[0]
+    assert found.binning == 4 and len(found) > 100
+    d = np.hypot(found.x[:, None] - xs[None, :], found.y[:, None] - ys[None, :]).min(axis=1)
+    assert np.mean(d < 1.0) < 0.02

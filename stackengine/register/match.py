@@ -2,6 +2,10 @@
 
 Three steps, all on star lists (no images, no dask, no files):
 
+0. **A quick guess.** The shift on which most offsets between the two lists'
+   brightest stars agree (and a caller's ``hint``) is tried first, through steps
+   2 and 3; it stands when it pairs at least 30 % of the stars (8 at least), as
+   for frames that drift without rotating. Otherwise the asterisms decide.
 1. **Asterisms.** :func:`asterism_transform` matches triangles of neighbouring
    stars by their invariant side ratios with astroalign (Beroiz et al. 2020),
    which fits a similarity transform to the matched triangles with its own

@@ -2,10 +2,16 @@
 
 Each task reads its frame only (frames opened with :func:`stackengine.open_frames`
 from their files, in strips of full-width rows; in-memory frames by slicing),
-reduces it strip by strip to its luminance (2 x 2 binned for Bayer mosaics;
-:func:`.stars.luminance_strip`) and returns its star list, seeing, roundness and
-background (:func:`.stars.detect`), never an image. Tasks run on dask's current
-scheduler (:func:`stackengine.tasks.cluster.compute`).
+reduces it strip by strip to its detection luminance (2 x 2 binned for Bayer
+mosaics, binned further for large frames; :func:`.stars.luminance_strip`), and
+returns its star list, seeing, roundness and background (:func:`.stars.detect`,
+which measures the stars of a frame binned beyond its base luminance on cutouts
+of it), never an image. Local FITS frames stored raw (uncompressed, unscaled)
+are read in strips of about 1 MiB into one buffer, swapped to native order and
+binned there; their cutouts are gathered through a memory map. Other sources
+are read through their ``read`` in strips, and their cutouts from bands of
+full-width rows. Tasks run on dask's current scheduler
+(:func:`stackengine.tasks.cluster.compute`).
 
 Bayer mosaics: a 2-D frame is a mosaic when ``bayer`` names a pattern (or is
 True), or, with ``bayer=None``, when its FITS header has a BAYERPAT (or

@@ -141,7 +141,13 @@ def distances(matrix: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarra
 def _samples(n: int, k: int, rng: np.random.Generator) -> list[np.ndarray]:
     if math.comb(n, k) <= _RANSAC_SAMPLES:
         return [np.array(c) for c in combinations(range(n), k)]
-    return [rng.choice(n, k, replace=False) for _ in range(_RANSAC_SAMPLES)]
+    out = rng.integers(0, n, (_RANSAC_SAMPLES, k))
+    while True:  # draw again the samples that repeat a point
+        s = np.sort(out, axis=1)
+        again = np.flatnonzero(np.any(s[:, 1:] == s[:, :-1], axis=1))
+        if not again.size:
+            return list(out)
+        out[again] = rng.integers(0, n, (again.size, k))
 
 
 def robust_fit(
@@ -220,8 +226,8 @@ def _ransac_batch(src, dst, model, tolerance, mirrored, samples) -> np.ndarray:
     the most inliers, then the least clipped squared distance, then the first sample."""
     rows = _batch_models(src, dst, model, mirrored, samples)
     with np.errstate(invalid="ignore", over="ignore"):
-        pred = np.einsum("sij,nj->sni", rows[:, :, :2], src) + rows[:, None, :, 2]
-        d = np.hypot(*np.moveaxis(pred - dst, 2, 0))
+        pred = rows[:, :, :2] @ src.T + rows[:, :, 2:]  # (s, 2, n)
+        d = np.hypot(pred[:, 0] - dst[:, 0], pred[:, 1] - dst[:, 1])
     d = np.where(np.isfinite(d), d, np.inf)
     finite = np.all(np.isfinite(rows), axis=(1, 2))
     inl = d < tolerance
