@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from stackengine.kernels import resample as rs_module
 from stackengine.kernels.resample import (
     BICUBIC,
     BILINEAR,
@@ -578,3 +579,166 @@ def test_speed_note():
         notes.append(f"{name} {best / out.size * 1e9:.1f} ns/px")
         assert best / out.size < 2e-6  # generous: shared machines
     print("\nresample 2048x2048 similarity:", ", ".join(notes))
+
+
+# ------------------------------------------------------------------- the formula, bit for bit
+
+
+def formula(frame, m, out_shape, method, *, clamp=True, area=False, y0=0, x0=0):
+    """The kernel's formula written out pixel by pixel in plain Python: float64
+    arithmetic in the order of the module notes (positions ``(m00 x + m01 y) + m02``,
+    ``1 / w``; the weights of ``t = p - floor(p)``, row sums ``sum_b wx[b] v`` then
+    ``sum_a wy[a] rs`` from 0; clamp; times the area factor; rounded to float32). The
+    kernel's fast paths (vectorized runs, reversed rows, the region copy) must give
+    these bits exactly."""
+    code = METHODS[method]
+    weights = {
+        BILINEAR: rs_module._bilinear_weights.py_func,
+        BICUBIC: rs_module._keys_weights.py_func,
+        LANCZOS3: rs_module._lanczos3_weights.py_func,
+    }.get(code)
+    h, w = frame.shape
+    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = np.asarray(m, np.float64).tolist()
+    det = (
+        m00 * (m11 * m22 - m12 * m21)
+        - m01 * (m10 * m22 - m12 * m20)
+        + m02 * (m10 * m21 - m11 * m20)
+    )
+    affine = m20 == 0.0 and m21 == 0.0 and m22 == 1.0
+
+    def axis(p, n):  # (first tap, weights) or None where not covered
+        if not (p >= 0.0 and p <= n - 1.0):
+            return None
+        f = math.floor(p)
+        t = p - f
+        if t == 0.0:
+            return f, [1.0]
+        if f - code + 1 < 0 or f + code > n - 1:
+            return None
+        return f - code + 1, list(weights(t))
+
+    out = np.full(out_shape, np.nan, np.float32)
+    for i in range(out_shape[0]):
+        y = float(y0 + i)
+        for j in range(out_shape[1]):
+            x = float(x0 + j)
+            u = m00 * x + m01 * y + m02
+            v = m10 * x + m11 * y + m12
+            r = 1.0
+            if not affine:
+                ww = m20 * x + m21 * y + m22
+                r = 1.0 / ww if ww != 0.0 else math.copysign(math.inf, ww)
+            fx, fy = u * r, v * r
+            scale = abs(det * (r * r * r)) if area else 1.0
+            if code == NEAREST:
+                if fx >= -0.5 and fx < w - 0.5 and fy >= -0.5 and fy < h - 0.5:
+                    value = float(frame[math.floor(fy + 0.5), math.floor(fx + 0.5)])
+                    if math.isfinite(value):
+                        out[i, j] = np.float32(value * scale)
+                continue
+            ax, ay = axis(fx, w), axis(fy, h)
+            if ax is None or ay is None:
+                continue
+            (cx, wx), (cy, wy) = ax, ay
+            acc = 0.0
+            for a in range(len(wy)):
+                rs = 0.0
+                for b in range(len(wx)):
+                    rs += wx[b] * float(frame[cy + a, cx + b])
+                acc += wy[a] * rs
+            if not math.isfinite(acc):
+                continue
+            if clamp and code >= BICUBIC:
+                qy = cy + (code - 1 if len(wy) > 1 else 0)
+                qx = cx + (code - 1 if len(wx) > 1 else 0)
+                qy1, qx1 = qy + (len(wy) > 1), qx + (len(wx) > 1)
+                q0, q1 = float(frame[qy, qx]), float(frame[qy, qx1])
+                q2, q3 = float(frame[qy1, qx]), float(frame[qy1, qx1])
+                lo = min(min(q0, q1), min(q2, q3))
+                hi = max(max(q0, q1), max(q2, q3))
+                acc = lo if acc < lo else (hi if acc > hi else acc)
+            out[i, j] = np.float32(acc * scale)
+    return out
+
+
+def _frame_with_holes(rng, shape):
+    frame = rng.normal(100, 30, shape).astype(np.float32)
+    frame[rng.random(shape) < 0.01] = np.nan  # scattered
+    y, x = rng.integers(5, shape[0] - 12), rng.integers(5, shape[1] - 12)
+    frame[y : y + 6, x : x + 9] = np.nan  # a patch
+    frame[rng.integers(shape[0]), rng.integers(shape[1])] = np.inf
+    return frame
+
+
+def _maps(rng, frame_shape, out_shape):
+    """Matrices that take each of the kernel's paths: small rotations (vectorized runs
+    with a scalar or repeated tail), about 180 degrees (rows computed from the right),
+    other angles, scales, pure shifts, homographies."""
+    h, w = frame_shape
+    centre = ((w - 1) / 2, (h - 1) / 2)
+    maps = [
+        similarity(2.0, 1.0, 0.37, -0.61, centre=centre),
+        similarity(-0.3, 1.0, 3.21, 1.6, centre=centre),
+        similarity(178.5, 1.0, -0.4, 0.27, centre=centre),
+        similarity(180.0, 1.0, 0.5, 0.25, centre=centre),
+        similarity(90.7, 1.0, 0.13, 0.3, centre=centre),
+        similarity(33.0, 0.8, 1.1, -2.3, centre=centre),
+        similarity(0.0, 0.5, 0.3, 0.2, centre=centre),
+        similarity(1.0, 1.7, -0.2, 0.1, centre=centre),
+        np.array([[1.0, 0, 5.3], [0, 1, -4.75], [0, 0, 1]]),
+        np.array([[1.0, 0, 2.0], [0, 1, -0.125], [0, 0, 1]]),  # on centres along x
+        random_affine(rng, frame_shape, out_shape),
+    ]
+    for angle in (1.5, 179.0):
+        hom = similarity(angle, 1.02, 0.7, -0.3, centre=centre)
+        hom[2, :2] = rng.uniform(-1.5e-3, 1.5e-3, 2)
+        maps.append(hom)
+    return maps
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_the_kernel_gives_the_bits_of_the_formula(method):
+    """Random affine maps and homographies, NaN holes and an inf, output regions over the
+    frame's edges: the same float32 bits as the plain formula, clamped or not, with the
+    area factor or not, from the whole frame or its inverse_box region."""
+    rng = np.random.default_rng(201)
+    frame = _frame_with_holes(rng, (47, 83))
+    out_shape = (33, 70)
+    clamps = [True, False] if METHODS[method] >= BICUBIC else [True]
+    cases = 0
+    for k, m in enumerate(_maps(rng, frame.shape, out_shape)):
+        y0, x0 = [(0, 0), (-9, 21), (14, -30)][k % 3]  # over the edges too
+        for clamp in clamps:
+            area = k % 2 == 1
+            want = formula(frame, m, out_shape, method, clamp=clamp, area=area, y0=y0, x0=x0)
+            got = run(frame, m, out_shape, method, clamp=clamp, area=area, y0=y0, x0=x0)
+            np.testing.assert_array_equal(bits(got), bits(want), err_msg=f"{method} map {k}")
+            box = inverse_box(m, y0, y0 + out_shape[0], x0, x0 + out_shape[1],
+                              MARGINS[METHODS[method]], frame.shape)  # fmt: skip
+            part = frame[box[0] : box[1], box[2] : box[3]]  # a strided view
+            got = np.empty(out_shape, np.float32)
+            resample(part, box[0], box[2], m, got, y0, x0, method, clamp, area,
+                     frame_shape=frame.shape)  # fmt: skip
+            np.testing.assert_array_equal(bits(got), bits(want), err_msg=f"{method} box {k}")
+            cases += np.isfinite(want).sum() > 100
+    assert cases >= 8
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_a_pure_shift_gives_the_bits_of_the_formula(method):
+    """Translations (the same weights at every pixel of a row), fractional and not, at
+    offsets where the positions cross powers of two (their fractions change by ulps),
+    with channels."""
+    rng = np.random.default_rng(202)
+    frame = _frame_with_holes(rng, (60, 140))
+    rgb = np.stack([frame, frame[::-1] * 0.5, frame[:, ::-1] + 3], axis=-1)
+    for dx, dy in [(0.37, -0.61), (-3.9, 2.25), (0.5, 0.5), (1e-9, 7.0), (12.0, -3.0)]:
+        m = np.array([[1.0, 0, dx], [0, 1, dy], [0, 0, 1]])
+        want = formula(frame, m, (52, 131), method, y0=1, x0=2)
+        got = run(frame, m, (52, 131), method, y0=1, x0=2)
+        np.testing.assert_array_equal(bits(got), bits(want), err_msg=f"shift {dx}, {dy}")
+        out = np.empty((52, 131, 3), np.float32)
+        resample(rgb, 0, 0, m, out, 1, 2, method)
+        for c in range(3):
+            plane = formula(np.ascontiguousarray(rgb[..., c]), m, (52, 131), method, y0=1, x0=2)
+            np.testing.assert_array_equal(bits(out[..., c]), bits(plane))

@@ -64,6 +64,22 @@ pixel ``(src_y0, src_x0)``. :func:`inverse_box` gives the region that holds
 every tap of an output region. A covered pixel whose support lies outside
 ``src`` is a caller's bug: the kernel leaves it NaN and counts it, and
 :func:`resample` raises.
+
+How it runs
+-----------
+The values are the formula above, pixel by pixel, to the bit (the tests compare
+them with a plain-Python transcription); only the order of the work changes. Each
+channel of ``src`` is first copied to a flat plane; each output row then gets its
+frame positions in one pass, and pixels whose support lies off pixel centres and
+inside the frame and ``src`` take the fast path: a *run* of them whose first taps
+sit at consecutive columns of one plane row (a whole row for a translation, some
+``1 / sin(angle)`` pixels for a rotation) goes through one loop with unsigned
+indices, which LLVM vectorizes across pixels (8 doubles a vector with AVX-512),
+each lane doing the arithmetic of its one pixel; a run's tail is computed again as
+its last 8 pixels rather than one at a time. A row whose positions run right to
+left (a rotation near 180 degrees, a meridian flip) is computed from its last pixel
+on. The other pixels (on a pixel centre along an axis, near an edge, outside, or
+runs of fewer than 8, as for rotations by tens of degrees) go one at a time.
 """
 
 from __future__ import annotations
@@ -185,78 +201,192 @@ def _lanczos3_weights(t):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def _taps(method, p, n, wts):  # pragma: no cover - compiled
-    """First tap and tap count of position ``p`` on an axis of ``n`` pixels (not
-    NEAREST), the weights in ``wts``; count 0 where the support is not inside."""
+def _axis(method, p, n):  # pragma: no cover - compiled
+    """First tap, tap count and weights (a 6-tuple, zero-padded) of position ``p`` on
+    an axis of ``n`` pixels (not NEAREST); count 0 where the support is not inside."""
     if not (p >= 0.0 and p <= n - 1.0):  # also false for NaN
-        return 0, 0
+        return 0, 0, (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     f = math.floor(p)
     i0 = int(f)
     t = p - f
     if t == 0.0:
-        wts[0] = 1.0
-        return i0, 1
+        return i0, 1, (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     first = i0 - method + 1
     if first < 0 or i0 + method > n - 1:
-        return 0, 0
+        return 0, 0, (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     if method == BILINEAR:
         w2 = _bilinear_weights(t)
-        for k in range(2):
-            wts[k] = w2[k]
-    elif method == BICUBIC:
+        return first, 2, (w2[0], w2[1], 0.0, 0.0, 0.0, 0.0)
+    if method == BICUBIC:
         w4 = _keys_weights(t)
-        for k in range(4):
-            wts[k] = w4[k]
-    else:
-        w6 = _lanczos3_weights(t)
-        for k in range(6):
-            wts[k] = w6[k]
-    return first, 2 * method
+        return first, 4, (w4[0], w4[1], w4[2], w4[3], 0.0, 0.0)
+    return first, 6, _lanczos3_weights(t)
 
 
 @njit(inline="always")
-def _store(acc, src, ay, ax, by, bx, c, do_clamp, scale, out, i, j):  # pragma: no cover
-    """Store the interpolated ``acc`` of channel ``c``: NaN if not finite (a NaN or
-    inf in the support: no weight is 0), else clamped to the 2x2 pixels
-    ``(ay|by, ax|bx)`` of ``src`` if ``do_clamp``, times ``scale``."""
-    if not math.isfinite(acc):
-        out[i, j, c] = np.float32(np.nan)
-        return
-    if do_clamp:
-        q0 = np.float64(src[ay, ax, c])
-        q1 = np.float64(src[ay, bx, c])
-        q2 = np.float64(src[by, ax, c])
-        q3 = np.float64(src[by, bx, c])
-        lo = min(min(q0, q1), min(q2, q3))
-        hi = max(max(q0, q1), max(q2, q3))
-        if acc < lo:
-            acc = lo
-        elif acc > hi:
-            acc = hi
-    out[i, j, c] = np.float32(acc * scale)
+def _clamp(acc, q0, q1, q2, q3):  # pragma: no cover - compiled
+    """``acc`` clamped to [min, max] of the q (acc finite)."""
+    lo = min(min(q0, q1), min(q2, q3))
+    hi = max(max(q0, q1), max(q2, q3))
+    if acc < lo:
+        return lo
+    if acc > hi:
+        return hi
+    return acc
 
 
-@njit(inline="always")
-def _fixed(src, ly, lx, wx, wy, inner, do_clamp, scale, out, i, j):  # pragma: no cover
-    """All channels of one output pixel from the full n x n support at local
-    ``(ly, lx)`` (n = len(wx), a constant of each compiled version)."""
-    n = len(wx)
-    for c in range(out.shape[2]):
-        acc = 0.0
-        for a in range(n):
-            rs = 0.0
-            for b in range(n):
-                rs += wx[b] * np.float64(src[ly + a, lx + b, c])
-            acc += wy[a] * rs
-        ay = ly + inner
-        ax = lx + inner
-        _store(acc, src, ay, ax, ay + 1, ax + 1, c, do_clamp, scale, out, i, j)
+def _make_row(method, weights):
+    """The compiled function that computes one output row of one channel for
+    ``method`` (not NEAREST), the ``weights`` of its taps a function of the fraction."""
+    n = 2 * method  # taps per axis
+    inner = method - 1  # the tap floor(p) among them
+    lo = np.float64(method - 1)
+    wclamp = method >= BICUBIC
+    uinner = np.uint64(inner)
+    one = np.uint64(1)
+
+    @njit(nogil=True, error_model="numpy")
+    def row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, clamp, fxs, fys, scl, res):
+        """Values (float64, NaN where missing) at frame positions ``fxs``, ``fys`` of
+        ``plane`` (a region ``sh`` x ``sw`` of the frame, flat, at ``src_y0, src_x0``),
+        times ``scl``, into ``res``; returns the number of covered pixels whose support
+        is not inside the plane.
+
+        Positions off every pixel centre and inside the frame and plane take the fast
+        path: runs of them whose taps start at the same row and at a column that
+        advances with the pixel go through a loop that the compiler vectorizes (each
+        pixel computed alone, with the arithmetic of one); the others (on a pixel
+        centre along an axis, near the frame's edges, outside) the general path, with
+        the same weights."""
+        do_clamp = clamp and wclamp
+        # off pixel centres, the support is inside the frame for m - 1 < p < n - m
+        hi_x = np.float64(frame_w - method)
+        hi_y = np.float64(frame_h - method)
+        cols = res.shape[0]
+        usw = np.uint64(sw)
+        short = 0
+        j = 0
+        while j < cols:
+            fx = fxs[j]
+            fy = fys[j]
+            if fx > lo and fx < hi_x and fy > lo and fy < hi_y:
+                flx = math.floor(fx)
+                fly = math.floor(fy)
+                if fx != flx and fy != fly:  # off pixel centres along both axes
+                    lx = flx - inner - src_x0
+                    ly = fly - inner - src_y0
+                    if lx < 0 or ly < 0 or lx + n > sw or ly + n > sh:
+                        short += 1
+                        res[j] = np.nan
+                        j += 1
+                        continue
+                    # the run: taps from row ly and column lx + (j1 - j)
+                    j1 = j + 1
+                    while j1 < cols:
+                        gx = fxs[j1]
+                        gy = fys[j1]
+                        if not (gx > lo and gx < hi_x and gy > lo and gy < hi_y):
+                            break
+                        glx = math.floor(gx)
+                        gly = math.floor(gy)
+                        if gx == glx or gy == gly:
+                            break
+                        if gly - inner - src_y0 != ly or glx - inner - src_x0 != lx + (j1 - j):
+                            break
+                        j1 += 1
+                    # (unsigned indices: no wraparound tests, the loop vectorizes)
+                    base = np.uint64(ly) * usw + np.uint64(lx) - np.uint64(j)
+                    # a run of 8 or more: whole vectors (8 doubles), then the last 8
+                    # pixels again rather than a scalar remainder (the same values)
+                    ja = j
+                    jb = j1 - (j1 - j) % 8 if j1 - j >= 8 else j1
+                    while True:
+                        for jj in range(ja, jb):
+                            uj = np.uint64(jj)
+                            gx = fxs[uj]
+                            gy = fys[uj]
+                            wx = weights(gx - np.floor(gx))
+                            wy = weights(gy - np.floor(gy))
+                            p = base + uj
+                            acc = 0.0
+                            for a in range(n):
+                                pa = p + np.uint64(a) * usw
+                                rs = 0.0
+                                for b in range(n):
+                                    rs += wx[b] * np.float64(plane[pa + np.uint64(b)])
+                                acc += wy[a] * rs
+                            finite = math.isfinite(acc)  # else a NaN or inf in the support
+                            if do_clamp:  # to the nearest 2x2 pixels
+                                q = p + uinner * usw + uinner
+                                acc = _clamp(acc, np.float64(plane[q]), np.float64(plane[q + one]),
+                                             np.float64(plane[q + usw]),
+                                             np.float64(plane[q + usw + one]))  # fmt: skip
+                            res[uj] = acc * scl[uj] if finite else np.nan
+                        if jb == j1:
+                            break
+                        ja = j1 - 8
+                        jb = j1
+                    j = j1
+                    continue
+            # on a pixel centre along an axis, near the frame's edges, or outside
+            cx, nx, gx6 = _axis(method, fx, frame_w)
+            cy, ny, gy6 = _axis(method, fy, frame_h)
+            lx = cx - src_x0
+            ly = cy - src_y0
+            res[j] = np.nan
+            if nx == 0 or ny == 0:
+                j += 1
+                continue
+            if lx < 0 or ly < 0 or lx + nx > sw or ly + ny > sh:
+                short += 1
+                j += 1
+                continue
+            acc = 0.0
+            for a in range(ny):
+                rs = 0.0
+                for b in range(nx):
+                    rs += gx6[b] * np.float64(plane[(ly + a) * sw + lx + b])
+                acc += gy6[a] * rs
+            if math.isfinite(acc):
+                if do_clamp:  # the nearest 2x2 pixels (one row or column on a centre)
+                    ay = ly + (inner if ny > 1 else 0)
+                    ax = lx + (inner if nx > 1 else 0)
+                    by = ay + (1 if ny > 1 else 0)
+                    bx = ax + (1 if nx > 1 else 0)
+                    acc = _clamp(acc, np.float64(plane[ay * sw + ax]),
+                                 np.float64(plane[ay * sw + bx]), np.float64(plane[by * sw + ax]),
+                                 np.float64(plane[by * sw + bx]))  # fmt: skip
+                res[j] = acc * scl[j]
+            j += 1
+        return short
+
+    return row
 
 
-@njit(inline="always")
-def _nan_pixel(out, i, j):  # pragma: no cover - compiled
-    for c in range(out.shape[2]):
-        out[i, j, c] = np.float32(np.nan)
+_row_bilinear = _make_row(BILINEAR, _bilinear_weights)
+_row_bicubic = _make_row(BICUBIC, _keys_weights)
+_row_lanczos3 = _make_row(LANCZOS3, _lanczos3_weights)
+
+
+@njit(nogil=True, error_model="numpy")
+def _row_nearest(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, fxs, fys, scl, res):
+    """The NEAREST row (see ``_make_row``)."""
+    short = 0
+    for j in range(res.shape[0]):
+        fx = fxs[j]
+        fy = fys[j]
+        res[j] = np.nan
+        if not (fx >= -0.5 and fx < frame_w - 0.5 and fy >= -0.5 and fy < frame_h - 0.5):
+            continue
+        lx = math.floor(fx + 0.5) - src_x0
+        ly = math.floor(fy + 0.5) - src_y0
+        if lx < 0 or ly < 0 or lx >= sw or ly >= sh:
+            short += 1
+            continue
+        v = np.float64(plane[ly * sw + lx])
+        if math.isfinite(v):
+            res[j] = v * scl[j]
+    return short
 
 
 @njit(nogil=True, cache=True, error_model="numpy")  # x / 0: inf or NaN, no exception
@@ -269,8 +399,8 @@ def resample_kernel(
 
     Each output pixel is computed from its own position alone (no running sums
     along a row), so the values do not depend on how the output is cut in tiles.
-    Positions off every pixel centre take a fixed-size path; those on a centre
-    along an axis (and the uncovered ones) the general one, with the same weights.
+    Each channel is copied to a flat plane first (unit steps for the vectorized
+    loops).
     """
     rows, cols, nch = out.shape
     sh = src.shape[0]
@@ -289,90 +419,55 @@ def resample_kernel(
         - m01 * (m10 * m22 - m12 * m20)
         + m02 * (m10 * m21 - m11 * m20)
     )
-    do_clamp = clamp and method >= BICUBIC
-    inner = method - 1 if method >= BILINEAR else 0  # the tap floor(p) among 2m taps
-    # off pixel centres, the support is inside the frame for m - 1 < p < n - m
-    lo_x = np.float64(method - 1)
-    lo_y = lo_x
-    hi_x = np.float64(frame_w - method)
-    hi_y = np.float64(frame_h - method)
-    size = 2 * method
     affine = m20 == 0.0 and m21 == 0.0 and m22 == 1.0  # w = 1: no division (same values)
-    wx = np.empty(6)
-    wy = np.empty(6)
+    fxs = np.empty(cols)
+    fys = np.empty(cols)
+    scl = np.empty(cols)
+    res = np.empty(cols)
+    plane = np.empty(sh * sw, np.float32)
+    if affine:
+        scl[:] = abs(det) if area else 1.0
+    # rows whose frame positions run right to left (a rotation by about 180 degrees) are
+    # computed from their last pixel on, so that the fast path's runs advance along the
+    # frame's rows: pixel j of a row is output column out_x0 + rev_a + rev_b j
+    rev_a = cols - 1 if m00 < 0.0 else 0
+    rev_b = -1 if m00 < 0.0 else 1
     short = 0
-    for i in range(rows):
-        y = np.float64(out_y0 + i)
-        for j in range(cols):
-            x = np.float64(out_x0 + j)
-            u = m00 * x + m01 * y + m02
-            v = m10 * x + m11 * y + m12
-            r = 1.0
-            if not affine:
-                r = 1.0 / (m20 * x + m21 * y + m22)  # w == 0: inf, no position covered
-            fx = u * r
-            fy = v * r
-            scale = abs(det * (r * r * r)) if area else 1.0
+    for c in range(nch):
+        for y in range(sh):
+            for x in range(sw):
+                plane[y * sw + x] = src[y, x, c]
+        for i in range(rows):
+            y = np.float64(out_y0 + i)
+            m01y = m01 * y
+            m11y = m11 * y
+            m21y = m21 * y
+            # the frame positions of the row: (m00 x + m01 y) + m02 as ever
+            if affine:
+                for j in range(cols):
+                    x = np.float64(out_x0 + rev_a + rev_b * j)
+                    fxs[j] = m00 * x + m01y + m02
+                    fys[j] = m10 * x + m11y + m12
+            else:
+                for j in range(cols):
+                    x = np.float64(out_x0 + rev_a + rev_b * j)
+                    r = 1.0 / (m20 * x + m21y + m22)  # w == 0: inf, no position covered
+                    fxs[j] = (m00 * x + m01y + m02) * r
+                    fys[j] = (m10 * x + m11y + m12) * r
+                    scl[j] = abs(det * (r * r * r)) if area else 1.0
+            args = (plane, sh, sw, src_y0, src_x0, frame_h, frame_w)
             if method == NEAREST:
-                if not (fx >= -0.5 and fx < frame_w - 0.5 and fy >= -0.5 and fy < frame_h - 0.5):
-                    _nan_pixel(out, i, j)
-                    continue
-                lx = int(math.floor(fx + 0.5)) - src_x0
-                ly = int(math.floor(fy + 0.5)) - src_y0
-                if lx < 0 or ly < 0 or lx >= sw or ly >= sh:
-                    short += 1
-                    _nan_pixel(out, i, j)
-                    continue
-                for c in range(nch):
-                    _store(np.float64(src[ly, lx, c]), src, ly, lx, ly, lx, c, False, scale,
-                           out, i, j)  # fmt: skip
-                continue
-            if fx > lo_x and fx < hi_x and fy > lo_y and fy < hi_y:
-                flx = math.floor(fx)
-                fly = math.floor(fy)
-                tx = fx - flx
-                ty = fy - fly
-                if tx != 0.0 and ty != 0.0:
-                    lx = int(flx) - inner - src_x0
-                    ly = int(fly) - inner - src_y0
-                    if lx < 0 or ly < 0 or lx + size > sw or ly + size > sh:
-                        short += 1
-                        _nan_pixel(out, i, j)
-                    elif method == LANCZOS3:
-                        _fixed(src, ly, lx, _lanczos3_weights(tx), _lanczos3_weights(ty), inner,
-                               do_clamp, scale, out, i, j)  # fmt: skip
-                    elif method == BICUBIC:
-                        _fixed(src, ly, lx, _keys_weights(tx), _keys_weights(ty), inner,
-                               do_clamp, scale, out, i, j)  # fmt: skip
-                    else:
-                        _fixed(src, ly, lx, _bilinear_weights(tx), _bilinear_weights(ty), inner,
-                               do_clamp, scale, out, i, j)  # fmt: skip
-                    continue
-            # on a pixel centre along an axis, near the frame's edges, or outside
-            cx, nx = _taps(method, fx, frame_w, wx)
-            cy, ny = _taps(method, fy, frame_h, wy)
-            if nx == 0 or ny == 0:
-                _nan_pixel(out, i, j)
-                continue
-            lx = cx - src_x0
-            ly = cy - src_y0
-            if lx < 0 or ly < 0 or lx + nx > sw or ly + ny > sh:
-                short += 1
-                _nan_pixel(out, i, j)
-                continue
-            # the nearest 2x2 pixels (one row or column on a pixel centre)
-            ay = ly + (inner if ny > 1 else 0)
-            ax = lx + (inner if nx > 1 else 0)
-            by = ay + (1 if ny > 1 else 0)
-            bx = ax + (1 if nx > 1 else 0)
-            for c in range(nch):
-                acc = 0.0
-                for a in range(ny):
-                    rs = 0.0
-                    for b in range(nx):
-                        rs += wx[b] * np.float64(src[ly + a, lx + b, c])
-                    acc += wy[a] * rs
-                _store(acc, src, ay, ax, by, bx, c, do_clamp, scale, out, i, j)
+                n_short = _row_nearest(*args, fxs, fys, scl, res)
+            elif method == BILINEAR:
+                n_short = _row_bilinear(*args, clamp, fxs, fys, scl, res)
+            elif method == BICUBIC:
+                n_short = _row_bicubic(*args, clamp, fxs, fys, scl, res)
+            else:
+                n_short = _row_lanczos3(*args, clamp, fxs, fys, scl, res)
+            if c == 0:
+                short += n_short
+            for j in range(cols):
+                out[i, rev_a + rev_b * j, c] = np.float32(res[j])
     return short
 
 
