@@ -10,6 +10,9 @@ workload, every method); ``--scaling [--scaling-frames 10,20,50,100,200,500
 ``--compare-formats [fits:float32,tiff:uint16]`` (one workload stored several
 ways); ``--calibrate [--calibration-frames 5]`` (issue 15: the stack with
 master bias, dark and flat against the plain stack, :mod:`benchmarks.calibration`);
+``--register [--max-shift 20 --max-rotation 2] [--no-siril]`` (issue 16: registered
+stacks of shifted and rotated frames against the plain stack, with Siril as a
+peer, :mod:`benchmarks.registration`);
 ``--algorithms all`` and ``--normalize photometric`` (stackengine's rejection
 algorithms and normalizations, standard mode).
 
@@ -54,6 +57,7 @@ _PRESETS = ", ".join(f"{k} = {n} x {s}^2" for k, (n, s) in PRESETS.items())
 def _parser() -> argparse.ArgumentParser:
     from .calibration import DEFAULT_RAW_FRAMES
     from .formats import DEFAULT_VARIANTS
+    from .registration import MAX_ROTATION_DEG, MAX_SHIFT_PX
     from .scaling import DEFAULT_FRAMES, DEFAULT_SIZE
 
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
@@ -146,6 +150,26 @@ def _parser() -> argparse.ArgumentParser:
         help="--calibrate: skip the untimed runs checking that the calibrated image is "
         "bit-identical with smaller tiles and with --workers 2",
     )
+    m.add_argument(
+        "--register",
+        action="store_true",
+        help="issue 16: make a registered workload (the frames shifted and rotated, from a "
+        "larger star field) and time 'stackengine stack --register stars' (lanczos3, bilinear) "
+        "against the plain stack, alternating, with Siril (siril-cli) as a peer",
+    )
+    m.add_argument(
+        "--max-shift",
+        type=float,
+        default=MAX_SHIFT_PX,
+        help="--register: largest shift of a frame along x and y, px (default %(default)s)",
+    )
+    m.add_argument(
+        "--max-rotation",
+        type=float,
+        default=MAX_ROTATION_DEG,
+        help="--register: largest rotation of a frame, degrees (default %(default)s)",
+    )
+    m.add_argument("--no-siril", action="store_true", help="--register: leave Siril out")
     o = p.add_argument_group("output")
     o.add_argument("--json", type=Path, help="also write the full report as JSON here")
     o.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
@@ -189,7 +213,7 @@ def _child(args: argparse.Namespace) -> int:
 
 
 def _methods(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
-    single = args.compare_formats or args.calibrate
+    single = args.compare_formats or args.calibrate or args.register
     text = (args.methods or ("stackengine" if single else "all")).strip()
     if text == "none":
         return []
@@ -235,11 +259,11 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]
         warm_cache=not args.no_warm_cache,
         cold_cache=args.cold_cache,
     )
-    special = args.scaling or args.compare_formats or args.calibrate
+    special = args.scaling or args.compare_formats or args.calibrate or args.register
     if special and (algorithms or modes):
         p.error("--algorithms and --normalize run in the standard mode only")
-    if sum(map(bool, (args.scaling, args.compare_formats, args.calibrate))) > 1:
-        p.error("choose one of --scaling, --compare-formats and --calibrate")
+    if sum(map(bool, (args.scaling, args.compare_formats, args.calibrate, args.register))) > 1:
+        p.error("choose one of --scaling, --compare-formats, --calibrate and --register")
     if special and not methods:
         p.error("nothing to run: give --methods")
     if args.scaling:
@@ -267,6 +291,18 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]
         return run_calibration(
             wl, methods, args.dir, raw_frames=args.calibration_frames,
             identity=not args.no_identity, **common,
+        )  # fmt: skip
+    if args.register:
+        from .registration import run_registration
+
+        if methods != ["stackengine"]:
+            p.error("--register times stackengine (and Siril: --no-siril leaves it out); "
+                    "--methods takes only stackengine")  # fmt: skip
+        if not (args.max_shift >= 0 and 0 <= args.max_rotation <= 45):
+            p.error("need --max-shift >= 0 and 0 <= --max-rotation <= 45")
+        return run_registration(
+            wl, args.dir, max_shift=args.max_shift, max_rotation=args.max_rotation,
+            siril=not args.no_siril, **common,
         )  # fmt: skip
     if args.compare_formats:
         from .formats import parse_variants, run_formats

@@ -211,9 +211,13 @@ def _formats(report: dict[str, Any]) -> list[str]:
 def to_markdown(report: dict[str, Any]) -> str:
     """The report as markdown: its tables, the notes that define the columns, the targets."""
     from .calibration import calibration_markdown
+    from .registration import registration_markdown
 
-    make = {"scaling": _scaling, "formats": _formats, "calibration": calibration_markdown}.get(
-        report.get("benchmark"), _sigma
-    )
+    make = {
+        "scaling": _scaling,
+        "formats": _formats,
+        "calibration": calibration_markdown,
+        "registration": registration_markdown,
+    }.get(report.get("benchmark"), _sigma)
     lines = make(report)
     return "\n".join(lines) + "\n"

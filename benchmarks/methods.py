@@ -194,6 +194,8 @@ def get_method(name: str) -> Method:
 
     ``norm:MODE`` times a normalization's measure pass and stack pass
     (:mod:`benchmarks.normalization`); its ``run`` returns what it found.
+    ``siril`` is the registration mode's peer (Siril's register + stack,
+    :mod:`benchmarks.registration`).
 
     Raises
     ------
@@ -213,6 +215,10 @@ def get_method(name: str) -> Method:
         from .normalization import normalization_method
 
         return Method(name, *normalization_method(name[len("norm:") :]))
+    if name == "siril":  # the registration mode's peer (not in METHODS: it registers first)
+        from .registration import siril_method
+
+        return Method(name, *siril_method())
     raise KeyError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
 
 

@@ -35,7 +35,6 @@ Imports only the standard library at module level.
 
 from __future__ import annotations
 
-import resource
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -87,8 +86,9 @@ def parse_modes(text: str) -> list[str]:
 
 
 def _peak_rss() -> int:
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    return me.ru_maxrss * 1024  # Linux: KiB
+    from .runner import peak_rss_self  # VmHWM: not the parent's peak inherited at exec
+
+    return peak_rss_self()
 
 
 def _found(norm: Any) -> dict[str, Any]:

@@ -131,8 +131,12 @@ def write_plots(report: dict[str, Any], folder: Path) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     from .calibration import calibration_plot
+    from .registration import registration_plot
 
-    make = {"scaling": _scaling, "formats": _formats, "calibration": calibration_plot}.get(
-        report.get("benchmark"), _standard
-    )
+    make = {
+        "scaling": _scaling,
+        "formats": _formats,
+        "calibration": calibration_plot,
+        "registration": registration_plot,
+    }.get(report.get("benchmark"), _standard)
     return make(report, folder)

@@ -182,6 +182,10 @@ def format_report(report: dict[str, Any]) -> str:
         from .calibration import format_calibration
 
         return format_calibration(report)
+    if report.get("benchmark") == "registration":
+        from .registration import format_registration
+
+        return format_registration(report)
     wl = Workload(**report["workload"])
     ranges = report.get("repeat", 1) > 1
     subject = report["subject"]

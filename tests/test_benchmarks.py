@@ -978,6 +978,138 @@ def test_calibration_checks_by_hand():
     assert len(calibration_checks(res, {"se": {}}, "se", "512MiB")) == 1  # RSS only
 
 
+def test_register_mode_end_to_end(tmp_path, capsys, monkeypatch):
+    """--register: a shifted and rotated workload from a larger star field, plain and
+    registered stacks (and Siril, when installed) alternating, the transforms against the
+    truth, the images against the truth and each other, the issue-16 targets."""
+    import shutil
+
+    from benchmarks import registration as reg
+
+    out, md, plots = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "plots"
+    argv = ["--register", "--frames", "4", "--size", "320", "--stars-per-mpix", "1500"]
+    argv += ["--dir", str(tmp_path), *TINY, "--json", str(out)]
+    assert main([*argv, "--repeat", "2", "--markdown", str(md), "--plots", str(plots)]) == 0
+    table = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "registration" and report["generated"]
+    siril = shutil.which("siril-cli") is not None
+    labels = ["plain", "lanczos3", "bilinear", *(["siril"] if siril else [])]
+    assert [(r["repeat"], r["label"]) for r in report["runs"]] == [
+        (k, lb) for k in range(2) for lb in labels
+    ]
+    res = report["results"]
+    for label in ("plain", "lanczos3", "bilinear"):
+        assert res[label]["ok"] and res[label]["n_ok"] == 2, res[label]
+    assert "--register stars -o" in report["params"]["lanczos3"]
+    assert "--register stars --interpolation bilinear -o" in report["params"]["bilinear"]
+    assert "--register" not in report["params"]["plain"]
+
+    # the frames: float32 and their uint16 copies (the same noise, rounded), the truth kept
+    wl = Workload(n_frames=4, height=320, width=320, stars_per_mpix=1500.0)
+    manifest = tmp_path / f"{wl.key()}_registered" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    truth = data["truth"]
+    assert len(truth["transforms"]) == 4 and truth["pad"] == reg.margin(wl, 20.0, 2.0)
+    for t in truth["transforms"]:
+        assert abs(t["dx"]) <= 20 and abs(t["dy"]) <= 20 and abs(t["angle_deg"]) <= 2
+    u16 = json.loads(manifest.with_name("manifest_uint16.json").read_text())["files"]
+    f32 = fits.getdata(_frames(manifest)[1]).astype(np.float64)
+    with fits.open(manifest.parent / u16[1]) as hdul:
+        assert hdul[0].header["BITPIX"] == 16
+        assert np.all(np.abs(hdul[0].data.astype(np.float64) - f32) <= 0.5)
+    # a frame holds the canvas's stars where its true transform puts them
+    stars = reg._star_field(wl, truth["pad"])
+    bright = int(np.argmax(stars["peak"] * (stars["x"] > 80) * (stars["x"] < 320)
+                           * (stars["y"] > 80) * (stars["y"] < 320)))  # fmt: skip
+    inv = np.linalg.inv(np.asarray(truth["frame_to_canvas"][1]))
+    x, y, _ = inv @ [stars["x"][bright], stars["y"][bright], 1.0]
+    iy, ix = int(round(y)), int(round(x))
+    assert f32[iy, ix] > 1000 + 0.5 * stars["peak"][bright]
+
+    # the transforms: se.register against the truth
+    t = report["transforms"]
+    assert t["n_frames"] == 4 and t["rms_px"] < 0.1 and t["max_px"] < 0.3, t
+    assert 0 <= t["reference"] < 4
+
+    # the images against the truth: registered stacks close to it, the plain one smeared
+    lz, bl, plain = res["lanczos3"]["truth"], res["bilinear"]["truth"], res["plain"]["truth"]
+    assert lz["n_residual"] < plain["n_residual"] / 5 and abs(lz["median_bias_adu"]) < 1.0
+    assert 0.6 < lz["noise_ratio"] < 1.3 and 0.5 < bl["noise_ratio"] < 1.3
+    fwhm = report["images"]["fwhm"]["fwhm_px"]
+    assert abs(fwhm["lanczos3"] / fwhm["truth"] - 1) < 0.2, fwhm
+
+    # the ratios and the checks made of them
+    for label in ("lanczos3", "bilinear"):
+        ratio = report["ratios"][label]
+        assert ratio["wall"] == pytest.approx(res[label]["wall_s"] / res["plain"]["wall_s"])
+        assert len(ratio["per_round"]) == 2
+    checks = {c["name"]: c for c in report["checks"]}
+    speed = checks["stackengine registered stack (lanczos3) wall / plain stack wall"]
+    assert speed["target"] == 2.0 and speed["ok"] == (report["ratios"]["lanczos3"]["wall"] <= 2)
+    rss = checks["stackengine registered stack (bilinear) peak RSS"]
+    assert rss["target"] == pytest.approx((64 + 256) / 1024) and rss["issue"] == 16
+    assert len(checks) == 4
+    assert "stackengine registered stack (lanczos3) wall / plain stack wall:" in table
+    assert "| lanczos3 |" in md.read_text()
+    assert [p.name for p in plots.iterdir()] == ["registration.png"]
+    _assert_png(plots / "registration.png")
+
+    # Siril, when installed: registered and stacked all frames, agreeing with stackengine
+    if siril:
+        s = res["siril"]
+        assert s["ok"] and s["siril_stacked_frames"] == 4 and s["siril_failed_frames"] == 0, s
+        assert s["siril_peak_rss_bytes"] > 0 and "register" in s["siril_steps_s"]
+        agree = report["images"]["siril_vs_stackengine"]
+        assert agree["correlation"] > 0.98 and abs(agree["median_offset_adu"]) < 2.0, agree
+        assert report["images"]["fwhm"]["shift_px"]["siril"] < 0.5
+
+    # reused frames; without siril-cli only that peer is left out
+    monkeypatch.setattr(reg, "siril_available", lambda: None)
+    assert main([*argv, "--repeat", "1"]) == 0
+    report = json.loads(out.read_text())
+    assert not report["generated"]
+    assert report["results"]["siril"]["skipped"] == "siril-cli is not installed"
+    assert [r["label"] for r in report["runs"]] == ["plain", "lanczos3", "bilinear"]
+    assert all(report["results"][k]["ok"] for k in ("plain", "lanczos3", "bilinear"))
+    assert "siril_vs_stackengine" not in report["images"]
+    capsys.readouterr()
+
+
+def test_registration_truth_matrices_and_checks_by_hand():
+    from benchmarks import registration as reg
+
+    wl = Workload(n_frames=3, height=100, width=200)
+    ts = [{"dx": 0.0, "dy": 0.0, "angle_deg": 0.0}, {"dx": 3.0, "dy": -2.0, "angle_deg": 0.0},
+          {"dx": 0.0, "dy": 0.0, "angle_deg": 90.0}]  # fmt: skip
+    truth = {"frame_to_canvas": [reg.frame_to_canvas(wl, t, 10).tolist() for t in ts]}
+    m = reg.truth_matrices(truth, 0)
+    np.testing.assert_allclose(m[0], np.eye(3), atol=1e-12)
+    # frame 1 sits 3 px right and 2 px up on the canvas: reference pixel (x, y) is its (x-3, y+2)
+    np.testing.assert_allclose(m[1] @ [50.0, 40.0, 1.0], [47.0, 42.0, 1.0])
+    # frame 2 is turned 90 degrees about the centre (99.5, 49.5)
+    np.testing.assert_allclose(m[2] @ [99.5 + 10, 49.5, 1.0], [99.5, 49.5 - 10, 1.0], atol=1e-9)
+    assert reg.margin(wl, 0.0, 0.0) == 16
+
+    gib = 2**30
+
+    def row(wall, rss):
+        return {"ok": True, "wall_s": wall, "peak_rss_bytes": rss}
+
+    res = {"plain": row(4.0, gib // 2), "lanczos3": row(7.9, int(0.7 * gib)),
+           "bilinear": row(8.4, int(0.8 * gib))}  # fmt: skip
+    ratios = {"lanczos3": {"wall": 7.9 / 4, "cpu": 2.0, "per_round": [1.9, 2.1]},
+              "bilinear": {"wall": 8.4 / 4, "cpu": 2.0}}  # fmt: skip
+    l_speed, l_rss, b_speed, b_rss = reg.registration_checks(res, ratios, "512MiB")
+    assert l_speed["ok"] and "per round 1.90 .. 2.10" in l_speed["note"]
+    assert l_rss["ok"] and l_rss["target"] == 0.75
+    assert not b_speed["ok"] and not b_rss["ok"]
+    assert reg._siril_steps(
+        "log: Running command: register\nlog: Execution time: 1.50 s.\n"
+        "log: Running command: stack\nlog: Execution time: 250.00 ms.\n"
+    ) == {"register": 1.5, "stack": 0.25}
+
+
 def test_command_line_presets_and_errors(capsys):
     p = _parser()
     assert _workload(p, p.parse_args([])) == Workload()  # the standard workload
@@ -1013,6 +1145,9 @@ def test_command_line_presets_and_errors(capsys):
         ["--calibrate", "--methods", "astropy"],
         ["--calibrate", "--scaling"],
         ["--calibrate", "--calibration-frames", "0"],
+        ["--register", "--methods", "astropy"],
+        ["--register", "--calibrate"],
+        ["--register", "--max-rotation", "90"],
     ):
         with pytest.raises(SystemExit):
             main(argv)
