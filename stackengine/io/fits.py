@@ -172,6 +172,32 @@ class FitsFrame:
             return None
         return self._offset, np.dtype(self._raw), self._mode == "flip"
 
+    def float32_map(self) -> tuple[np.ndarray, float] | None:
+        """A read-only memory map of the image's stored values and the offset that
+        makes them the frame's values, when both convert to float32 exactly (local,
+        uncompressed, unscaled 8/16-bit integers or 32-bit floats); else None.
+
+        ``float32(map[ys, xs]) + offset`` is then the frame's region: a tile task
+        reads just the pages of its box, converted in one pass (no full-width rows,
+        no byte-swapped copy).
+        """
+        if self.compressed or remote.is_url(self.path) or self._mode not in ("plain", "flip"):
+            return None
+        stored = np.dtype(self._raw)
+        if self._mode == "plain" and stored.str[1:] not in ("f4", "i2", "u1"):
+            return None
+        offset = 0.0
+        if self._mode == "flip":
+            if stored.itemsize == 2:
+                stored, offset = np.dtype(">i2"), 32768.0
+            elif stored.itemsize == 1:
+                offset = -128.0  # int8 stored as uint8 + 128
+            else:
+                return None
+        mapped = np.memmap(self.path, dtype=stored, mode="r", offset=self._offset,
+                           shape=tuple(self.shape))  # fmt: skip
+        return mapped, offset
+
     def read_into(self, ys: slice, xs: slice, out: np.ndarray, fh: Any = None) -> bool:
         """Read rows ``ys`` (all columns) straight into ``out``, without a copy.
 

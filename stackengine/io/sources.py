@@ -302,13 +302,37 @@ class FrameStack:
             out[i] = self.view(k).read(ys, xs)
         return out
 
+    def read_float32(self, k: int, ys: slice, xs: slice, out: np.ndarray, handles: Any) -> bool:
+        """Rows ``ys`` and columns ``xs`` of frame ``k`` into the float32 ``out`` (rows,
+        cols) straight from a memory map of the file, when the frame's values are
+        exactly float32 (see ``FitsFrame.float32_map``); False (nothing read) else."""
+        if self.alpha is not None or self.padded or handles is None:
+            return False
+        found = handles.float32_map(k)
+        if found is None:
+            return False
+        mapped, offset = found
+        np.copyto(out, mapped[ys, xs], casting="unsafe")
+        if offset:
+            out += np.float32(offset)
+        return True
+
 
 class _Handles(dict):
-    """Frame index -> open file for exact reads, opened when first asked for."""
+    """Frame index -> open file for exact reads, opened when first asked for; and
+    the frames' float32 memory maps (:meth:`float32_map`)."""
 
     def __init__(self, frames: list[Any], stack: contextlib.ExitStack) -> None:
         super().__init__()
         self.frames, self.stack = frames, stack
+        self.maps: dict[int, Any] = {}
+
+    def float32_map(self, k: int) -> Any:
+        """Frame ``k``'s ``(memmap, offset)`` or None (see ``FitsFrame.float32_map``)."""
+        if k not in self.maps:
+            frame = self.frames[k]
+            self.maps[k] = frame.float32_map() if hasattr(frame, "float32_map") else None
+        return self.maps[k]
 
     def views(self, raw: np.ndarray) -> list[memoryview]:
         """Byte views of the frames of ``raw``, kept for the buffer this task reuses."""

@@ -137,7 +137,14 @@ def _frame_region(job: StackJob, k: int, box: tuple, handles: dict) -> np.ndarra
     stack, calib = job.source, job.calibration
     ys, xs = slice(box[0], box[1]), slice(box[2], box[3])
     rows, cols = calib.raw_region(ys, xs) if calib is not None else (ys, xs)
-    raw = stack.read_tile(rows, cols, frames=slice(k, k + 1), handles=handles)
+    shape = (1, rows.stop - rows.start, cols.stop - cols.start, *stack.shape[3:])
+    direct = thread_buffer("direct", shape, np.float32)
+    if stack.read_float32(k, rows, cols, direct[0], handles):
+        if calib is None:
+            return direct[0]
+        raw = direct  # exact float32 values of the raw frame (ints of <= 16 bits)
+    else:
+        raw = stack.read_tile(rows, cols, frames=slice(k, k + 1), handles=handles)
     region = thread_buffer("region", raw.shape, np.float32)
     if calib is not None:
         apply_calibration(calib.for_frames(k, k + 1), raw, ys, xs, region)
