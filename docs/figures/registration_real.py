@@ -99,8 +99,14 @@ def save_png(fig: plt.Figure, path: Path, dpi: int = 80, colors: int = 128) -> N
 def box(ax: plt.Axes, crop: tuple[int, int, int], step: int = 1) -> None:
     x0, y0, size = crop
     ax.add_patch(
-        Rectangle((x0 / step - 0.5, y0 / step - 0.5), size / step, size / step,
-                  fill=False, ec="tab:orange", lw=1.0)  # fmt: skip
+        Rectangle(
+            (x0 / step - 0.5, y0 / step - 0.5),
+            size / step,
+            size / step,
+            fill=False,
+            ec="tab:orange",
+            lw=1.0,
+        )  # fmt: skip
     )
 
 
@@ -168,7 +174,9 @@ def seestar() -> None:
     print(f"  se.register: reference frame {ref} ({Path(paths[ref]).name}), "
           f"transform {table.attrs['transform']}")  # fmt: skip
     rows = transform_rows(table)
-    print("  frame | exptime | dx | dy | rotation (deg) | scale | n_stars | n_matched | rms_px | fwhm")
+    print(
+        "  frame | exptime | dx | dy | rotation (deg) | scale | n_stars | n_matched | rms_px | fwhm"
+    )
     for r in rows:
         print(
             f"  {r['frame']} | {r['exptime']:g} | {r['dx']:.2f} | {r['dy']:.2f} | "
@@ -181,13 +189,19 @@ def seestar() -> None:
     rgb = [debayer(raw[k].astype(np.float32), "GRBG", "bilinear") for k in (0, ref)]
     for k, image in zip((0, ref), rgb, strict=True):
         med = [float(np.median(image[..., c])) for c in range(3)]
-        print(f"  raw frame {k} debayered: median R {med[0]:.0f}, G {med[1]:.0f}, "
-              f"B {med[2]:.0f} ADU; zero pixels in the mosaic {100 * np.mean(raw[k] == 0):.1f} %")  # fmt: skip
+        zeros = 100 * np.mean(raw[k] == 0)
+        print(
+            f"  raw frame {k} debayered: median R {med[0]:.0f}, G {med[1]:.0f}, "
+            f"B {med[2]:.0f} ADU; zero pixels in the mosaic {zeros:.1f} %"
+        )
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 7.4), layout="constrained")
     for ax, k, image in zip(axes, (0, ref), rgb, strict=True):
         ax.imshow(shown(image, 2), origin="lower", interpolation="antialiased")
-        ax.set_title(f"{Path(paths[k]).name}\n{rows[k]['exptime']:g} s, "
-                     f"rotation {rows[k]['angle']:.1f} deg against frame {ref}", fontsize=8)  # fmt: skip
+        ax.set_title(
+            f"{Path(paths[k]).name}\n{rows[k]['exptime']:g} s, "
+            f"rotation {rows[k]['angle']:.1f} deg against frame {ref}",
+            fontsize=8,
+        )
         no_ticks(ax)
     fig.suptitle("Seestar S50 raw frames (GRBG mosaic, bilinear debayer, 1080 x 1920)", fontsize=10)
     save_png(fig, OUT / "registration_raw_frame.png")
@@ -247,9 +261,9 @@ def seestar() -> None:
     cmap = plt.get_cmap("viridis", 6)
     for ax, (result, title) in zip(axes, stacks[1:], strict=True):
         kept = result["count"].values[..., 1]
-        covered = kept + result["rejected_low"].values[..., 1] + result[
-            "rejected_high"
-        ].values[..., 1]
+        covered = (
+            kept + result["rejected_low"].values[..., 1] + result["rejected_high"].values[..., 1]
+        )
         hist = {int(k): int(n) for k, n in zip(*np.unique(kept, return_counts=True), strict=True)}
         cover = {int(k): int(n) for k, n in zip(*np.unique(covered, return_counts=True),
                                                  strict=True)}  # fmt: skip
