@@ -200,11 +200,19 @@ def _lock_path(path: Path) -> Path:
 
 
 def _holder_text(lock: Path) -> str:
-    try:
-        pid, _, host = lock.read_text().strip().partition(" ")
-    except OSError:
-        return "unknown"
-    return f"pid {pid} on {host}" if pid else "unknown"
+    """The lock holder's "pid N on HOST"; the holder writes it just after taking the
+    lock, so an empty file is read again for up to a second."""
+    import time
+
+    for _ in range(100):
+        try:
+            pid, _, host = lock.read_text().strip().partition(" ")
+        except OSError:
+            return "unknown"
+        if pid:
+            return f"pid {pid} on {host}"
+        time.sleep(0.01)
+    return "unknown"
 
 
 def _busy(path: Path, lock: Path) -> OutputError:
