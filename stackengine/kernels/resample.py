@@ -75,11 +75,15 @@ inside the frame and ``src`` take the fast path: a *run* of them whose first tap
 sit at consecutive columns of one plane row (a whole row for a translation, some
 ``1 / sin(angle)`` pixels for a rotation) goes through one loop with unsigned
 indices, which LLVM vectorizes across pixels (8 doubles a vector with AVX-512),
-each lane doing the arithmetic of its one pixel; a run's tail is computed again as
-its last 8 pixels rather than one at a time. A row whose positions run right to
-left (a rotation near 180 degrees, a meridian flip) is computed from its last pixel
-on. The other pixels (on a pixel centre along an axis, near an edge, outside, or
-runs of fewer than 8, as for rotations by tens of degrees) go one at a time.
+each lane doing the arithmetic of its one pixel, into a buffer on the stack (which
+spares the loop run-time tests of overlap with the arrays it reads); a run's tail
+is computed again as its last 8 pixels rather than one at a time. The lanczos3
+weights are computed beforehand for the whole row (vectorized too; for a map
+without rotation, once per call along x and once per row along y). A row whose
+positions run right to left (a rotation near 180 degrees, a meridian flip) is
+computed from its last pixel on. The other pixels (on a pixel centre along an
+axis, near an edge, outside, or runs of fewer than 8, as for rotations by tens of
+degrees) go one at a time.
 """
 
 from __future__ import annotations
@@ -87,7 +91,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import carray, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .._numba_cache import check_caches
 
@@ -200,6 +207,20 @@ def _lanczos3_weights(t):  # pragma: no cover - compiled
     return (w0 * inv, w1 * inv, w2 * inv, w3 * inv, w4 * inv, w5 * inv)
 
 
+#: pixels of a run computed into the stack buffer at a time (a multiple of 8)
+RUN_CHUNK = 64
+
+
+@intrinsic
+def _stack_buffer(typingctx):
+    """A pointer to RUN_CHUNK float64 on the stack of the calling function."""
+
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, ir.DoubleType(), size=RUN_CHUNK)
+
+    return types.CPointer(types.float64)(), codegen
+
+
 @njit(inline="always")
 def _axis(method, p, n):  # pragma: no cover - compiled
     """First tap, tap count and weights (a 6-tuple, zero-padded) of position ``p`` on
@@ -244,9 +265,14 @@ def _make_row(method, weights):
     wclamp = method >= BICUBIC
     uinner = np.uint64(inner)
     one = np.uint64(1)
+    # lanczos3 weights cost more than storing and loading them: computed beforehand in
+    # loops of their own (once per tile along x for a map without rotation); the others
+    # in the pixel loop
+    pre = method == LANCZOS3
 
     @njit(nogil=True, error_model="numpy")
-    def row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, clamp, fxs, fys, scl, res):
+    def row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, clamp, fxs, fys, scl, res, wxs, wys,
+            new_x, new_y):  # fmt: skip
         """Values (float64, NaN where missing) at frame positions ``fxs``, ``fys`` of
         ``plane`` (a region ``sh`` x ``sw`` of the frame, flat, at ``src_y0, src_x0``),
         times ``scl``, into ``res``; returns the number of covered pixels whose support
@@ -257,13 +283,38 @@ def _make_row(method, weights):
         advances with the pixel go through a loop that the compiler vectorizes (each
         pixel computed alone, with the arithmetic of one); the others (on a pixel
         centre along an axis, near the frame's edges, outside) the general path, with
-        the same weights."""
+        the same weights. ``wxs``, ``wys`` (6 x cols) are scratch for the lanczos3
+        weights; ``new_x`` false: ``wxs`` holds those of this row already (the x
+        positions repeat from row to row), ``new_y`` false: the y fraction is the
+        same along the row."""
         do_clamp = clamp and wclamp
         # off pixel centres, the support is inside the frame for m - 1 < p < n - m
         hi_x = np.float64(frame_w - method)
         hi_y = np.float64(frame_h - method)
         cols = res.shape[0]
         usw = np.uint64(sw)
+        buf = carray(_stack_buffer(), (RUN_CHUNK,))
+        # the weights of every pixel (garbage off the fast path), in loops that vectorize;
+        # ``new_x`` false: those of the previous row (the same fractions)
+        if pre and new_x:
+            for jj in range(cols):
+                uj = np.uint64(jj)
+                g = fxs[uj]
+                w = weights(g - np.floor(g))
+                for k in range(n):
+                    wxs[np.uint64(k), uj] = w[k]
+        if pre and new_y:
+            for jj in range(cols):
+                uj = np.uint64(jj)
+                g = fys[uj]
+                w = weights(g - np.floor(g))
+                for k in range(n):
+                    wys[np.uint64(k), uj] = w[k]
+        elif pre and cols > 0:  # the same fraction along the row
+            g = fys[0]
+            w = weights(g - np.floor(g))
+            for k in range(n):
+                wys[k, :cols] = w[k]
         short = 0
         j = 0
         while j < cols:
@@ -296,36 +347,44 @@ def _make_row(method, weights):
                         j1 += 1
                     # (unsigned indices: no wraparound tests, the loop vectorizes)
                     base = np.uint64(ly) * usw + np.uint64(lx) - np.uint64(j)
-                    # a run of 8 or more: whole vectors (8 doubles), then the last 8
-                    # pixels again rather than a scalar remainder (the same values)
-                    ja = j
-                    jb = j1 - (j1 - j) % 8 if j1 - j >= 8 else j1
-                    while True:
-                        for jj in range(ja, jb):
+                    # chunks of at most RUN_CHUNK pixels into a stack buffer, which
+                    # cannot overlap the arrays read (no run-time overlap tests at each
+                    # chunk); in a run of 8 or more, chunks of whole vectors (8
+                    # doubles), the tail computed again as the last 8 pixels
+                    s = j
+                    while s < j1:
+                        e = min(s + RUN_CHUNK, j1)
+                        if j1 - j >= 8:
+                            if e - s < 8:
+                                s = j1 - 8
+                            else:
+                                e -= (e - s) % 8
+                        us = np.uint64(s)
+                        for jj in range(s, e):
                             uj = np.uint64(jj)
-                            gx = fxs[uj]
-                            gy = fys[uj]
+                            p = base + uj
+                            gx = 0.5 if pre else fxs[uj]
+                            gy = 0.5 if pre else fys[uj]
                             wx = weights(gx - np.floor(gx))
                             wy = weights(gy - np.floor(gy))
-                            p = base + uj
                             acc = 0.0
                             for a in range(n):
                                 pa = p + np.uint64(a) * usw
                                 rs = 0.0
                                 for b in range(n):
-                                    rs += wx[b] * np.float64(plane[pa + np.uint64(b)])
-                                acc += wy[a] * rs
+                                    w = wxs[np.uint64(b), uj] if pre else wx[b]
+                                    rs += w * np.float64(plane[pa + np.uint64(b)])
+                                acc += (wys[np.uint64(a), uj] if pre else wy[a]) * rs
                             finite = math.isfinite(acc)  # else a NaN or inf in the support
                             if do_clamp:  # to the nearest 2x2 pixels
                                 q = p + uinner * usw + uinner
                                 acc = _clamp(acc, np.float64(plane[q]), np.float64(plane[q + one]),
                                              np.float64(plane[q + usw]),
                                              np.float64(plane[q + usw + one]))  # fmt: skip
-                            res[uj] = acc * scl[uj] if finite else np.nan
-                        if jb == j1:
-                            break
-                        ja = j1 - 8
-                        jb = j1
+                            buf[uj - us] = acc * scl[uj] if finite else np.nan
+                        for jj in range(s, e):
+                            res[jj] = buf[jj - s]
+                        s = e
                     j = j1
                     continue
             # on a pixel centre along an axis, near the frame's edges, or outside
@@ -421,6 +480,11 @@ def resample_kernel(
     )
     affine = m20 == 0.0 and m21 == 0.0 and m22 == 1.0  # w = 1: no division (same values)
     fxs = np.empty(cols)
+    wxs = np.empty((6, cols))
+    wys = np.empty((6, cols))
+    # a map without rotation: x positions the same in every row, y along a row
+    same_x = affine and m01 == 0.0
+    same_y = affine and m10 == 0.0
     fys = np.empty(cols)
     scl = np.empty(cols)
     res = np.empty(cols)
@@ -455,15 +519,22 @@ def resample_kernel(
                     fxs[j] = (m00 * x + m01y + m02) * r
                     fys[j] = (m10 * x + m11y + m12) * r
                     scl[j] = abs(det * (r * r * r)) if area else 1.0
+            new_x = not (same_x and i > 0)
             args = (plane, sh, sw, src_y0, src_x0, frame_h, frame_w)
             if method == NEAREST:
                 n_short = _row_nearest(*args, fxs, fys, scl, res)
             elif method == BILINEAR:
-                n_short = _row_bilinear(*args, clamp, fxs, fys, scl, res)
+                n_short = _row_bilinear(
+                    *args, clamp, fxs, fys, scl, res, wxs, wys, new_x, not same_y
+                )
             elif method == BICUBIC:
-                n_short = _row_bicubic(*args, clamp, fxs, fys, scl, res)
+                n_short = _row_bicubic(
+                    *args, clamp, fxs, fys, scl, res, wxs, wys, new_x, not same_y
+                )
             else:
-                n_short = _row_lanczos3(*args, clamp, fxs, fys, scl, res)
+                n_short = _row_lanczos3(
+                    *args, clamp, fxs, fys, scl, res, wxs, wys, new_x, not same_y
+                )
             if c == 0:
                 short += n_short
             for j in range(cols):
