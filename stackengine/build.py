@@ -15,7 +15,14 @@ import xarray as xr
 
 from .calibrate.api import calibration_plan
 from .calibrate.plan import calibration_options
-from .colour import CHANNELS, Debayer, plan_debayer
+from .colour import (
+    CHANNELS,
+    Debayer,
+    full_resolution,
+    plan_debayer,
+    superpixel_frames,
+    superpixel_transforms,
+)
 from .errors import ParameterError
 from .frames import source_of, subset_frames
 from .kernels.combine import COMBINE_CODES
@@ -174,17 +181,25 @@ def _registered_frames(measured: xr.DataArray, options: dict[str, Any]) -> tuple
     return keep, spec, lines
 
 
-def _per_channel(norm: Normalization | None, deb: Debayer | None) -> Normalization | None:
-    """A normalization measured on the mosaics, applied alike to the R, G and B of the
-    debayered frames."""
-    if norm is None or deb is None or norm.scale.shape[1] == len(CHANNELS):
-        return norm
-    import dataclasses
-
-    k = len(CHANNELS)
-    grad = None if norm.grad is None else np.repeat(norm.grad, k, axis=1)
-    return dataclasses.replace(norm, scale=np.repeat(norm.scale, k, axis=1),
-                               offset=np.repeat(norm.offset, k, axis=1), grad=grad)  # fmt: skip
+def _normalization(
+    measured: xr.DataArray, options: dict[str, Any], reg: Any, deb: Debayer | None
+) -> Normalization:
+    """The normalization pass 1 measures: for Bayer mosaics, per channel on their
+    superpixels (:func:`~stackengine.colour.superpixel_frames`), on the output grid
+    with a registration."""
+    transforms = None if reg is None else (reg.matrices, reg.shape)
+    if deb is not None:
+        measured = superpixel_frames(measured, deb.pattern)
+        transforms = superpixel_transforms(transforms)
+    norm = plan_normalization(
+        measured,
+        options["normalize"],
+        reference=options["reference"],
+        smoothness=options["smoothness"],
+        star_fallback=options["star_fallback"],
+        transforms=transforms,
+    )
+    return norm if deb is None else full_resolution(norm)
 
 
 def build_job(
@@ -201,6 +216,7 @@ def build_job(
         raise ParameterError("calibration: the frames differ in shape; calibrate each "
                              "shape's frames with their own masters")  # fmt: skip
     measured, calib = _calibrated(frames, options)
+    deb = plan_debayer(source_of(frames.data), options, (0, 0) if calib is None else calib.origin)
     decisions: list[str] = []
     table = None
     if options.get("register") is not None:  # the transforms, and the frames they keep
@@ -221,22 +237,13 @@ def build_job(
     # the checks above read nothing; normalization and weights="noise" read pixels (pass 1)
     norm = None
     if options["normalize"] is not None:
-        norm = plan_normalization(
-            measured,
-            options["normalize"],
-            reference=options["reference"],
-            smoothness=options["smoothness"],
-            star_fallback=options["star_fallback"],
-            transforms=None if reg is None else (reg.matrices, reg.shape),
-        )
+        norm = _normalization(measured, options, reg, deb)
     # noise weights measure the calibrated frames; header weights read the frames' headers
     noise = isinstance(options["weights"], str) and options["weights"] == "noise"
     weights = _weights(options["weights"], measured if noise else frames, norm)
     shape = tuple(int(s) for s in measured.shape)
-    deb = plan_debayer(source, options, (0, 0) if calib is None else calib.origin)
     if deb is not None:
         shape = (*shape, len(CHANNELS))
-        norm = _per_channel(norm, deb)
     itemsize = np.dtype(frames.dtype).itemsize
     block = source.block if source is not None else (1, 0)
     if reg is not None:

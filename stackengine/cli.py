@@ -162,6 +162,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
         hdu=_hdu(args.hdu),
         storage_options=storage,
         allow_duplicates=args.allow_duplicates,
+        pad=args.register is not None,  # registered frames may differ in shape
     )
     with ExitStack() as stack_ctx:
         client = stack_ctx.enter_context(

@@ -64,7 +64,8 @@ def _result(job: StackJob, arr: xr.DataArray, data: Any) -> xr.Dataset:
     coords = {k: v for k, v in arr.coords.items() if "frame" not in v.dims}
     frame_variables: dict[str, Any] = {}
     if job.normalization is not None:
-        frame_variables.update(job.normalization.variables(arr.ndim == 4))
+        colour = arr.ndim == 4 or job.debayer is not None
+        frame_variables.update(job.normalization.variables(colour))
     if job.weights is not None:
         frame_variables["weight"] = (("frame",), job.weights)
     if frame_variables and "path" in arr.coords:

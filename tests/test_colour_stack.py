@@ -191,3 +191,32 @@ def test_real_seestar_frames_register_and_stack_in_colour(real_dir):
     assert _fwhm(image[..., 1]) <= 1.15 * float(np.median(singles))
     count = ds["count"].values[..., 1]
     assert count.max() == 6 and count.min() >= 1  # the rotated frames cover a part
+
+
+def test_colour_frames_are_normalized_per_channel(tmp_path):
+    """Two frames of another sky colour (as the Seestar's 2024 and 2025 nights): a
+    normalization measured per channel on the superpixels brings each channel to the
+    reference's; one scale for all three would leave a colour cast."""
+    rng = np.random.default_rng(7)
+    sky = {"R": 700.0, "G": 800.0, "B": 650.0}
+    other = {"R": 120.0, "G": 110.0, "B": 90.0}
+    paths = []
+    for k, level in enumerate([sky, sky, sky, other, other]):
+        mosaic = np.empty((80, 100))
+        for colour, (dy, dx) in (("R", (0, 0)), ("G", (0, 1)), ("G", (1, 0)), ("B", (1, 1))):
+            mosaic[dy::2, dx::2] = level[colour]
+        mosaic = rng.normal(mosaic, 5.0)
+        paths.append(_write(tmp_path / f"s{k}.fits", mosaic.astype(np.float32), "RGGB"))
+    ds = se.stack(se.open_frames(paths), normalize="additive", reference=0)
+    assert ds["offset"].dims == ("frame", "channel")
+    offsets = ds["offset"].values[3]
+    np.testing.assert_allclose(offsets, [580, 690, 560], atol=2.0)  # reference - frame
+    image = np.median(ds["image"].values.reshape(-1, 3), axis=0)
+    np.testing.assert_allclose(image, [700, 800, 650], atol=2.0)
+
+
+def test_a_mosaic_is_not_resampled_raw(mosaics):
+    paths, _ = mosaics
+    eye = np.repeat(np.eye(3)[None], len(paths), axis=0)
+    with pytest.raises(ParameterError, match="m0.fits is a Bayer mosaic, and resampling"):
+        se.stack(se.open_frames(paths), register=eye, bayer=False)
