@@ -498,9 +498,13 @@ def resample_kernel(
     rev_b = -1 if m00 < 0.0 else 1
     short = 0
     for c in range(nch):
+        uc = np.uint64(c)
         for y in range(sh):
+            uy = np.uint64(y)
+            row0 = uy * np.uint64(sw)
             for x in range(sw):
-                plane[y * sw + x] = src[y, x, c]
+                ux = np.uint64(x)  # (unsigned: no wraparound tests)
+                plane[row0 + ux] = src[uy, ux, uc]
         for i in range(rows):
             y = np.float64(out_y0 + i)
             m01y = m01 * y
@@ -537,8 +541,16 @@ def resample_kernel(
                 )
             if c == 0:
                 short += n_short
-            for j in range(cols):
-                out[i, rev_a + rev_b * j, c] = np.float32(res[j])
+            ui = np.uint64(i)
+            uc = np.uint64(c)
+            if rev_b == 1:
+                for j in range(cols):
+                    uj = np.uint64(j)
+                    out[ui, uj, uc] = np.float32(res[uj])
+            else:
+                for j in range(cols):
+                    uj = np.uint64(j)
+                    out[ui, np.uint64(cols - 1 - j), uc] = np.float32(res[uj])
     return short
 
 
