@@ -220,3 +220,20 @@ def test_a_mosaic_is_not_resampled_raw(mosaics):
     eye = np.repeat(np.eye(3)[None], len(paths), axis=0)
     with pytest.raises(ParameterError, match="m0.fits is a Bayer mosaic, and resampling"):
         se.stack(se.open_frames(paths), register=eye, bayer=False)
+
+
+def test_registered_colour_stack_same_bits_on_a_local_cluster(mosaics):
+    """The job (debayer, registration, memory maps opened in the worker) travels to
+    worker processes and gives the same bits as the threads."""
+    from stackengine.tasks.cluster import scheduler_context
+
+    paths, _ = mosaics
+    a = np.radians(3.0)
+    mats = np.repeat(np.eye(3)[None], len(paths), axis=0)
+    mats[1:, :2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+    mats[1:, 0, 2] = 1.3
+    local = se.stack(se.open_frames(paths), register=mats, normalize="additive").compute()
+    with scheduler_context(workers=2, memory_limit="300MiB"):
+        remote = se.stack(se.open_frames(paths), register=mats, normalize="additive").compute()
+    for name in ("image", "count", "rejected_low", "rejected_high", "noise"):
+        np.testing.assert_array_equal(remote[name].values, local[name].values)
