@@ -44,6 +44,10 @@ __all__ = [
 #: Bytes of output per pixel and channel a tile task holds: 5 float64 planes + casts.
 PER_PIXEL_OUTPUT_BYTES = 5 * 8 + 4 * 4
 SAFETY = 2
+#: bytes per output tile pixel of a registered tile task's per-frame buffers: the box
+#: (up to 2x the tile's area, rotated 45 deg) as read (float32), calibrated (float32)
+#: and debayered (3 x float32)
+REGION_BYTES = 2 * (4 + 4 + 12)
 #: bytes of frame data a streamed tile task reads and reduces at a time
 STRIP_BYTES = 8 * 2**20
 #: tiles per thread at least: the last tiles to finish leave a thread idle for less
@@ -165,14 +169,17 @@ def n_tiles(shape: tuple[int, ...], tile: tuple[int, int]) -> int:
 
 def square_tiles(shape: tuple[int, ...], memory_limit: int | str) -> tuple[int, int]:
     """Square tiles (a multiple of 64 pixels a side) for registered stacks: a tile task
-    holds every frame's resampled tile (float32) and the outputs, and reads each frame
-    only where the tile maps into it, so a rotated tile reads a box little larger than
-    itself; at least :data:`MIN_TILES_PER_THREAD` tiles per thread where the image allows."""
+    holds every frame's resampled tile (float32) and the outputs, and reads one frame at
+    a time where the tile maps into it: a box up to twice the tile's area for a tile
+    turned 45 degrees, read, calibrated and debayered in buffers of
+    :data:`REGION_BYTES` per tile pixel; at least :data:`MIN_TILES_PER_THREAD` tiles per
+    thread where the image allows."""
     n, height, width = shape[0], shape[1], shape[2]
     channels = math.prod(shape[3:])
     threads = threads_per_worker()
     budget = parse_memory(memory_limit) // (threads * SAFETY)
-    pixels = max(1, budget // ((n * 4 + PER_PIXEL_OUTPUT_BYTES) * channels))
+    per_pixel = (n * 4 + PER_PIXEL_OUTPUT_BYTES) * channels + REGION_BYTES
+    pixels = max(1, budget // per_pixel)
     side = max(64, min(1024, int(math.sqrt(pixels)) // 64 * 64))
     while side > 64 and math.ceil(height / side) * math.ceil(width / side) < (
         MIN_TILES_PER_THREAD * threads
