@@ -1162,3 +1162,20 @@ def test_the_installed_command_has_no_bench(capsys):
         cli_main(["bench", "--help"])
     assert exc.value.code == 2
     assert "invalid choice: 'bench'" in capsys.readouterr().err
+
+
+def test_bayer_scaling_smoke(tmp_path):
+    """benchmarks.bayer_scaling on 3 Seestar-like GRBG frames: RGB stack, count, sharp stars."""
+    from benchmarks.bayer_scaling import format_bayer_scaling, prepare_bayer, run_bayer_scaling
+
+    report = run_bayer_scaling([3], tmp_path, warmup=False, log=lambda _: None)
+    (point,) = report["points"]
+    assert point["ok"], point.get("error")
+    assert point["rss_ok"] and point["image"]["rgb"] and point["image"]["count_max"] == 3
+    assert abs(report["truth"]["fwhm_px"] - 3.0) < 0.3
+    assert point["image"]["green_fwhm_px"] < 1.25 * report["truth"]["fwhm_px"]
+    manifest, generated = prepare_bayer(3, tmp_path)  # reused
+    assert not generated
+    header = fits.getheader(manifest.parent / "frame_0000.fits")
+    assert header["BAYERPAT"] == "GRBG" and header["EXPTIME"] == 10 and header["BITPIX"] == 16
+    assert "N" in format_bayer_scaling(report)
