@@ -286,3 +286,30 @@ def test_every_pixel_type_reads_the_same_through_the_tile_boxes(tmp_path, dtype,
                                        atol=float(hi) * 2**-22)  # fmt: skip
         else:
             np.testing.assert_array_equal(reg["image"].values, plain["image"].values)
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float64"])  # memory-mapped, read by the reader
+def test_more_frames_than_open_files_allowed(tmp_path, dtype):
+    """A registered stack keeps one frame's file (and memory map) open per thread at a
+    time: 80 frames stack under a limit of 48 open files."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(9)
+    for k in range(80):
+        fits.PrimaryHDU(rng.uniform(0, 1000, (40, 50)).astype(dtype)).writeto(
+            tmp_path / f"f{k:02d}.fits"
+        )
+    script = (
+        "import resource, glob, numpy as np, stackengine as se\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))\n"
+        f"paths = sorted(glob.glob({str(tmp_path)!r} + '/f*.fits'))\n"
+        "mats = np.repeat(np.eye(3)[None], len(paths), axis=0)\n"
+        "mats[:, 0, 2] = np.linspace(0, 3.5, len(paths))\n"
+        "ds = se.stack(se.open_frames(paths), register=mats, memory_limit='2MiB').compute()\n"
+        "print(int(ds['count'].values.max()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "80"

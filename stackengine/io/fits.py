@@ -172,31 +172,32 @@ class FitsFrame:
             return None
         return self._offset, np.dtype(self._raw), self._mode == "flip"
 
-    def float32_map(self) -> tuple[np.ndarray, float] | None:
-        """A read-only memory map of the image's stored values and the offset that
-        makes them the frame's values, when both convert to float32 exactly (local,
-        uncompressed, unscaled 8/16-bit integers or 32-bit floats); else None.
-
-        ``float32(map[ys, xs]) + offset`` is then the frame's region: a tile task
-        reads just the pages of its box, converted in one pass (no full-width rows,
-        no byte-swapped copy).
-        """
+    def float32_layout(self) -> tuple[np.dtype, float] | None:
+        """``(stored dtype, offset)`` when the image's stored values plus ``offset`` are
+        the frame's values and both convert to float32 exactly (local, uncompressed,
+        unscaled 8/16-bit integers or 32-bit floats); else None."""
         if self.compressed or remote.is_url(self.path) or self._mode not in ("plain", "flip"):
             return None
         stored = np.dtype(self._raw)
-        if self._mode == "plain" and stored.str[1:] not in ("f4", "i2", "u1"):
+        if self._mode == "plain":
+            return (stored, 0.0) if stored.str[1:] in ("f4", "i2", "u1") else None
+        if stored.itemsize == 2:
+            return np.dtype(">i2"), 32768.0
+        if stored.itemsize == 1:
+            return stored, -128.0  # int8 stored as uint8 + 128
+        return None
+
+    def float32_map(self) -> tuple[np.ndarray, float] | None:
+        """A read-only memory map of the stored values and their offset (see
+        :meth:`float32_layout`), or None: ``float32(map[ys, xs]) + offset`` is the
+        frame's region, so a tile task reads just the pages of its box, converted in
+        one pass (no full-width rows, no byte-swapped copy)."""
+        layout = self.float32_layout()
+        if layout is None:
             return None
-        offset = 0.0
-        if self._mode == "flip":
-            if stored.itemsize == 2:
-                stored, offset = np.dtype(">i2"), 32768.0
-            elif stored.itemsize == 1:
-                offset = -128.0  # int8 stored as uint8 + 128
-            else:
-                return None
-        mapped = np.memmap(self.path, dtype=stored, mode="r", offset=self._offset,
+        mapped = np.memmap(self.path, dtype=layout[0], mode="r", offset=self._offset,
                            shape=tuple(self.shape))  # fmt: skip
-        return mapped, offset
+        return mapped, layout[1]
 
     def read_into(self, ys: slice, xs: slice, out: np.ndarray, fh: Any = None) -> bool:
         """Read rows ``ys`` (all columns) straight into ``out``, without a copy.

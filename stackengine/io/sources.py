@@ -308,13 +308,16 @@ class FrameStack:
         exactly float32 (see ``FitsFrame.float32_map``); False (nothing read) else."""
         if self.alpha is not None or self.padded or handles is None:
             return False
-        found = handles.float32_map(k)
+        if not handles.mappable(k):
+            return False
+        found = self.frames[k].float32_map()
         if found is None:
             return False
         mapped, offset = found
         np.copyto(out, mapped[ys, xs], casting="unsafe")
         if offset:
             out += np.float32(offset)
+        del mapped  # unmapped now: a task holds one frame's pages and file at a time
         return True
 
 
@@ -325,14 +328,25 @@ class _Handles(dict):
     def __init__(self, frames: list[Any], stack: contextlib.ExitStack) -> None:
         super().__init__()
         self.frames, self.stack = frames, stack
-        self.maps: dict[int, Any] = {}
+        self.unmappable: set[int] = set()
 
-    def float32_map(self, k: int) -> Any:
-        """Frame ``k``'s ``(memmap, offset)`` or None (see ``FitsFrame.float32_map``)."""
-        if k not in self.maps:
-            frame = self.frames[k]
-            self.maps[k] = frame.float32_map() if hasattr(frame, "float32_map") else None
-        return self.maps[k]
+    def mappable(self, k: int) -> bool:
+        """Whether frame ``k`` may be read through a memory map (see
+        ``FitsFrame.float32_map``); a frame found not to be is not asked again."""
+        if k in self.unmappable:
+            return False
+        frame = self.frames[k]
+        if not hasattr(frame, "float32_layout") or frame.float32_layout() is None:
+            self.unmappable.add(k)
+            return False
+        return True
+
+    def release(self, k: int) -> None:
+        """Close frame ``k``'s file if open (a task that reads each frame once keeps one
+        file open at a time, not one per frame)."""
+        fh = self.pop(k, None)
+        if fh is not None:
+            fh.close()
 
     def views(self, raw: np.ndarray) -> list[memoryview]:
         """Byte views of the frames of ``raw``, kept for the buffer this task reuses."""

@@ -145,6 +145,7 @@ def _frame_region(job: StackJob, k: int, box: tuple, handles: dict) -> np.ndarra
         raw = direct  # exact float32 values of the raw frame (ints of <= 16 bits)
     else:
         raw = stack.read_tile(rows, cols, frames=slice(k, k + 1), handles=handles)
+        handles.release(k)  # one open file at a time, whatever the number of frames
     region = thread_buffer("region", raw.shape, np.float32)
     if calib is not None:
         apply_calibration(calib.for_frames(k, k + 1), raw, ys, xs, region)
