@@ -106,6 +106,168 @@ def test_region_with_margin_gives_the_whole_frames_bits(method, border):
         np.testing.assert_array_equal(bare[m:-m, m:-m], whole[y0 + m : y1 - m, x0 + m : x1 - m])
 
 
+# The kernels before their fast rewrite, tap by tap, in numpy: the reference for the
+# bits. Output pixel (r, c), channel ch: float32 of the float64 sum, from 0.0, of
+# weight * float64(tap) over the filter's taps in reading order, skipping the zero
+# weights and (bilinear) the taps of other colours; MHC's own colour is the value.
+_REF_BILINEAR = (
+    np.stack(
+        [
+            np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]),  # red, blue
+            np.array([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]),  # green
+        ]
+    )
+    / 4.0
+)
+_RG_ROW = np.array(
+    [
+        [0.0, 0.0, 0.5, 0.0, 0.0],
+        [0.0, -1.0, 0.0, -1.0, 0.0],
+        [-1.0, 4.0, 5.0, 4.0, -1.0],
+        [0.0, -1.0, 0.0, -1.0, 0.0],
+        [0.0, 0.0, 0.5, 0.0, 0.0],
+    ]
+)
+_REF_MHC = (
+    np.stack(
+        [
+            np.array(  # green at red / blue
+                [
+                    [0.0, 0.0, -1.0, 0.0, 0.0],
+                    [0.0, 0.0, 2.0, 0.0, 0.0],
+                    [-1.0, 2.0, 4.0, 2.0, -1.0],
+                    [0.0, 0.0, 2.0, 0.0, 0.0],
+                    [0.0, 0.0, -1.0, 0.0, 0.0],
+                ]
+            ),
+            _RG_ROW,  # red (blue) at green in a red (blue) row
+            _RG_ROW.T,  # ... in a red (blue) column
+            np.array(  # red at blue, blue at red
+                [
+                    [0.0, 0.0, -1.5, 0.0, 0.0],
+                    [0.0, 2.0, 0.0, 2.0, 0.0],
+                    [-1.5, 0.0, 6.0, 0.0, -1.5],
+                    [0.0, 2.0, 0.0, 2.0, 0.0],
+                    [0.0, 0.0, -1.5, 0.0, 0.0],
+                ]
+            ),
+        ]
+    )
+    / 8.0
+)
+
+
+def _ref_padded_index(n, pad, mirror):
+    """Source index of padded positions -pad .. n + pad - 1 (the module's borders)."""
+    if n == 1:
+        return np.zeros(n + 2 * pad, dtype=np.int64)
+    period = 2 * n - 2 if mirror else 2 * n
+    j = np.arange(-pad, n + pad) % period
+    return np.where(j < n, j, period - j if mirror else period - 1 - j)
+
+
+def _slow_debayer(mosaic, pattern, method, border):
+    """The tap-by-tap reference (every pixel's sum in the same order as the kernel's)."""
+    a = np.asarray(mosaic).astype(np.float64)
+    h, w = a.shape
+    m = margin(method)
+    mirror = border == "mirror"
+    ri, ci = _ref_padded_index(h, m, mirror), _ref_padded_index(w, m, mirror)
+    padded = a[np.ix_(ri, ci)]
+    colours = np.array(["RGB".index(ch) for ch in pattern])
+    tap_colour = colours[(ri[:, None] & 1) * 2 + (ci[None, :] & 1)]  # of the source pixel
+    yy, xx = np.mgrid[:h, :w]
+    own = colours[(yy & 1) * 2 + (xx & 1)]
+    row_colour = np.where(
+        colours[(yy & 1) * 2] != 1, colours[(yy & 1) * 2], colours[(yy & 1) * 2 + 1]
+    )
+    out = np.empty((h, w, 3), np.float32)
+    k = 2 * m + 1
+    for ch in range(3):
+        acc = np.zeros((h, w))
+        if method == "bilinear":
+            weights = np.broadcast_to(_REF_BILINEAR[1 if ch == 1 else 0], (h, w, k, k))
+        else:
+            f = np.where(ch == 1, 0, np.where(own != 1, 3, np.where(row_colour == ch, 1, 2)))
+            weights = _REF_MHC[f]
+        for dy in range(k):
+            for dx in range(k):
+                wt = weights[:, :, dy, dx]
+                sel = wt != 0.0
+                if method == "bilinear":
+                    sel &= tap_colour[dy : dy + h, dx : dx + w] == ch
+                tap = padded[dy : dy + h, dx : dx + w]
+                with np.errstate(invalid="ignore"):  # inf - inf: NaN
+                    acc[sel] += wt[sel] * tap[sel]
+        out[..., ch] = acc
+        if method == "mhc":
+            out[..., ch][own == ch] = a[own == ch]
+    return out
+
+
+def _assert_same_bits(out, ref):
+    """Same bits, NaN for NaN (a NaN's sign and payload bits are left unspecified)."""
+    assert out.dtype == ref.dtype == np.float32 and out.shape == ref.shape
+    nan = np.isnan(ref)
+    np.testing.assert_array_equal(np.isnan(out), nan)
+    np.testing.assert_array_equal(out.view(np.uint32)[~nan], ref.view(np.uint32)[~nan])
+
+
+def _random_mosaic(rng, shape, dtype):
+    if np.dtype(dtype).kind == "u":
+        return rng.integers(0, 65536, shape).astype(dtype)
+    a = rng.standard_normal(shape) * 1000 + 100  # not integers
+    # and spikes of +-2**60 that cancel each other: terms added next to one are lost
+    # (float64 sums of float32 values are exact otherwise, or round below float32's
+    # precision), so that the order of the sums shows in the bits
+    spikes = rng.random(shape) < 0.3
+    a[spikes] = rng.choice([-(2.0**60), 2.0**60], spikes.sum())
+    a = a.astype(dtype)
+    if rng.random() < 0.7:  # a NaN patch, and scattered non-finite values and zeros
+        y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+        a[y : y + rng.integers(1, 4), x : x + rng.integers(1, 4)] = np.nan
+        spots = rng.random(shape) < 0.05
+        a[spots] = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0], spots.sum())
+    return a
+
+
+@pytest.mark.parametrize("border", ["mirror", "reflect"])
+@pytest.mark.parametrize("method", METHODS)
+def test_same_bits_as_the_tap_by_tap_kernel(method, border):
+    """The fast kernels (direct formulas per 2x2 cell position, the general code along
+    the border) give the bits of the tap-by-tap sums: every size, pattern and dtype."""
+    rng = np.random.default_rng(11 + 2 * METHODS.index(method) + (border == "reflect"))
+    shapes = [(1, 1), (1, 6), (7, 1), (2, 2), (2, 5), (3, 3), (4, 4), (4, 7), (5, 5)]
+    shapes += [(6, 9), (9, 6), (11, 12), (37, 29), (40, 52)]
+    for shape in shapes:
+        for dtype in (np.float32, np.uint16, np.float64):
+            for pattern in PATTERNS:
+                a = _random_mosaic(rng, shape, dtype)
+                _assert_same_bits(
+                    debayer(a, pattern, method, border=border),
+                    _slow_debayer(a, pattern, method, border),
+                )
+    # regions (views) of a frame, a non-contiguous out
+    a = _random_mosaic(rng, (64, 70), np.float32)
+    for y0, y1, x0, x1 in [(3, 40, 5, 61), (0, 64, 1, 70), (10, 13, 20, 22)]:
+        region = a[y0:y1, x0:x1]
+        pattern = pattern_for("RGGB", y0, x0)
+        out = np.full((y1 - y0, 2 * (x1 - x0), 3), np.nan, np.float32)[:, ::2]
+        assert debayer(region, pattern, method, out, border=border) is out
+        _assert_same_bits(out, _slow_debayer(region, pattern, method, border))
+
+
+def test_slow_reference_agrees_with_colour_demosaicing():
+    """The reference itself: colour-demosaicing's results, rounded to float32."""
+    rng = np.random.default_rng(5)
+    for method in METHODS:
+        for border in ("mirror", "reflect"):
+            for pattern in PATTERNS:
+                a = rng.integers(0, 4096, (13, 18)).astype(np.uint16)  # exact sums
+                ref = _reference(a, pattern, method, border).astype(np.float32)
+                np.testing.assert_array_equal(_slow_debayer(a, pattern, method, border), ref)
+
+
 def test_pattern_for_and_margin():
     assert pattern_for("RGGB", 0, 0) == "RGGB"
     assert pattern_for("RGGB", 0, 1) == "GRBG"
