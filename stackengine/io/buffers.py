@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -24,7 +25,7 @@ def thread_buffer(slot: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     again and again. A buffer grows when a task needs more and stays with its
     thread; a task never hands it on, and never uses it across the tasks.
     """
-    need = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    need = math.prod(shape) * np.dtype(dtype).itemsize  # (np.prod: 10x the time)
     buffers = _THREAD.__dict__.setdefault("buffers", {})
     mem = buffers.get(slot)
     if mem is None or mem.nbytes < need:

@@ -17,6 +17,7 @@ rows (no read-ahead), as a local read does.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import warnings
 from collections.abc import Iterator
@@ -187,17 +188,38 @@ class FitsFrame:
             return stored, -128.0  # int8 stored as uint8 + 128
         return None
 
-    def float32_map(self) -> tuple[np.ndarray, float] | None:
-        """A read-only memory map of the stored values and their offset (see
-        :meth:`float32_layout`), or None: ``float32(map[ys, xs]) + offset`` is the
-        frame's region, so a tile task reads just the pages of its box, converted in
-        one pass (no full-width rows, no byte-swapped copy)."""
+    def read_float32(self, ys: slice, xs: slice, out: np.ndarray) -> bool:
+        """Rows ``ys`` and columns ``xs`` into the float32 ``out`` straight from a memory
+        map of just those rows' pages, when the values are exactly float32 (see
+        :meth:`float32_layout`); False (nothing read) otherwise. A tile task reads
+        only its box's pages, converted in one pass (no full-width copy, no byte
+        swap), and keeps no file or map open afterwards."""
         layout = self.float32_layout()
         if layout is None:
-            return None
-        mapped = np.memmap(self.path, dtype=layout[0], mode="r", offset=self._offset,
-                           shape=tuple(self.shape))  # fmt: skip
-        return mapped, layout[1]
+            return False
+        stored, offset = layout
+        h, w = self.shape
+        row_bytes = w * stored.itemsize
+        start = self._offset + ys.start * row_bytes
+        aligned = start - start % mmap.ALLOCATIONGRANULARITY
+        length = start - aligned + (ys.stop - ys.start) * row_bytes
+        if length <= 0:
+            return True
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            mapped = mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=aligned)
+        finally:
+            os.close(fd)
+        try:
+            rows = np.frombuffer(mapped, dtype=stored, count=(ys.stop - ys.start) * w,
+                                 offset=start - aligned).reshape(-1, w)  # fmt: skip
+            np.copyto(out, rows[:, xs], casting="unsafe")
+            del rows
+        finally:
+            mapped.close()
+        if offset:
+            out += np.float32(offset)
+        return True
 
     def read_into(self, ys: slice, xs: slice, out: np.ndarray, fh: Any = None) -> bool:
         """Read rows ``ys`` (all columns) straight into ``out``, without a copy.

@@ -305,25 +305,17 @@ class FrameStack:
     def read_float32(self, k: int, ys: slice, xs: slice, out: np.ndarray, handles: Any) -> bool:
         """Rows ``ys`` and columns ``xs`` of frame ``k`` into the float32 ``out`` (rows,
         cols) straight from a memory map of the file, when the frame's values are
-        exactly float32 (see ``FitsFrame.float32_map``); False (nothing read) else."""
+        exactly float32 (see ``FitsFrame.read_float32``); False (nothing read) else."""
         if self.alpha is not None or self.padded or handles is None:
             return False
         if not handles.mappable(k):
             return False
-        found = self.frames[k].float32_map()
-        if found is None:
-            return False
-        mapped, offset = found
-        np.copyto(out, mapped[ys, xs], casting="unsafe")
-        if offset:
-            out += np.float32(offset)
-        del mapped  # unmapped now: a task holds one frame's pages and file at a time
-        return True
+        return bool(self.frames[k].read_float32(ys, xs, out))
 
 
 class _Handles(dict):
     """Frame index -> open file for exact reads, opened when first asked for; and
-    the frames' float32 memory maps (:meth:`float32_map`)."""
+    which frames are read through memory maps (:meth:`mappable`)."""
 
     def __init__(self, frames: list[Any], stack: contextlib.ExitStack) -> None:
         super().__init__()
@@ -332,7 +324,7 @@ class _Handles(dict):
 
     def mappable(self, k: int) -> bool:
         """Whether frame ``k`` may be read through a memory map (see
-        ``FitsFrame.float32_map``); a frame found not to be is not asked again."""
+        ``FitsFrame.read_float32``); a frame found not to be is not asked again."""
         if k in self.unmappable:
             return False
         frame = self.frames[k]
