@@ -411,3 +411,41 @@ def test_binned_detection_ignores_single_pixel_spikes(star_field, monkeypatch):
     assert found.binning == 4 and len(found) > 100
     d = np.hypot(found.x[:, None] - xs[None, :], found.y[:, None] - ys[None, :]).min(axis=1)
     assert np.mean(d < 1.0) < 0.02
+
+
+def test_a_rotating_dithered_sequence_is_matched_from_its_neighbours(monkeypatch):
+    """A field turning 1 deg a frame with random dithers of up to 8 px: every frame
+    but the first of each chain is matched from its neighbour's transform (rotation
+    kept, the dither voted) without the asterisms, to the true transform."""
+    from stackengine.register import api, match
+    from stackengine.register.stars import FrameStars
+
+    rng = np.random.default_rng(3)
+    ref_xy = rng.uniform(20, 980, (150, 2))
+    flux = np.sort(rng.uniform(1e3, 1e5, 150))[::-1]
+
+    def stars(m):
+        p = m @ np.vstack([ref_xy.T, np.ones(150)])
+        xy = (p[:2] / p[2]).T + rng.normal(0, 0.02, (150, 2))
+        return FrameStars(xy[:, 0], xy[:, 1], flux, 3.0, 0.9, 100.0, 5.0, (1000, 1000), 1)
+
+    truths, frames = [], []
+    for k in range(1, 41):
+        a = np.radians(1.0 * k)
+        m = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
+        m[:2, 2] = rng.uniform(-8, 8, 2) + [500 - 500 * m[0, 0] + 500 * m[0, 1],
+                                            500 - 500 * m[1, 0] - 500 * m[1, 1]]  # fmt: skip
+        truths.append(m)
+        frames.append(stars(m))
+    calls = []
+    real = match.asterism_transform
+    monkeypatch.setattr(match, "asterism_transform", lambda *a: calls.append(1) or real(*a))
+    ref = stars(np.eye(3))
+    for f in frames:  # alone, the turned frames need the asterisms
+        match.match_stars(ref.xy, f.xy, "similarity", fwhm=3.0)
+    assert len(calls) >= 5
+    calls.clear()
+    found = api._match_chain(ref, frames, "similarity", 4)
+    assert len(calls) <= 1  # from its neighbour's transform
+    for m, f in zip(truths, found, strict=True):
+        np.testing.assert_allclose(f.matrix, m, atol=2e-3)

@@ -81,11 +81,32 @@ def _message(path: str, n_stars: int, needed: int, n_matched: int, ref_path: str
     )
 
 
-def _match(ref: FrameStars, frame: FrameStars, transform: str, needed: int) -> Match | None:
-    """Task body: None when the frame has too few stars to try."""
-    if len(frame) < needed:
-        return None
-    return match_stars(ref.xy, frame.xy, transform, fwhm=frame.fwhm)
+def _match_chain(
+    ref: FrameStars, frames: list[FrameStars], transform: str, needed: int
+) -> list[Match | None]:
+    """Task body: match consecutive frames in order, each tried first with the previous
+    frame's transform (a sequence drifts and turns slowly: the asterisms run only when
+    that guess fails, e.g. at a meridian flip); None for a frame with too few stars."""
+    out: list[Match | None] = []
+    hint = None
+    for frame in frames:
+        if len(frame) < needed:
+            out.append(None)
+            continue
+        found = match_stars(ref.xy, frame.xy, transform, fwhm=frame.fwhm, hint=hint)
+        if found.matrix is not None:
+            hint = found.matrix
+        out.append(found)
+    return out
+
+
+def _chains(others: list[int]) -> list[list[int]]:
+    """The frames to match cut into consecutive runs, a few per thread."""
+    from ..tasks.plan import threads_per_worker
+
+    n = max(1, min(len(others) // 16, 4 * threads_per_worker()))
+    size = -(-len(others) // n) if others else 1
+    return [others[i : i + size] for i in range(0, len(others), size)]
 
 
 def register(
@@ -181,9 +202,13 @@ def register(
             "the reference frame itself; choose another reference"
         )
     others = [k for k in range(len(paths)) if k != ref]
-    tasks = [dask.delayed(_match, pure=True)(stars[ref], stars[k], transform, needed)
-             for k in others]  # fmt: skip
-    found: dict[int, Match | None] = dict(zip(others, compute(*tasks), strict=True))
+    chains = _chains(others)
+    tasks = [dask.delayed(_match_chain, pure=True)(stars[ref], [stars[k] for k in chain],
+                                                   transform, needed)
+             for chain in chains]  # fmt: skip
+    found: dict[int, Match | None] = {}
+    for chain, matches in zip(chains, compute(*tasks), strict=True):
+        found.update(zip(chain, matches, strict=True))
     matched = {k: 0 if m is None or m.matrix is None else m.n_matched for k, m in found.items()}
     failed = [k for k in others if matched[k] < min_matches]
     messages = [_message(paths[k], len(stars[k]), needed, matched[k], paths[ref]) for k in failed]

@@ -190,15 +190,26 @@ def _guesses(ref: np.ndarray, frm: np.ndarray, radius: float, hint) -> list[np.n
     """Quick first transforms to try before the asterisms: ``hint`` (e.g. a
     neighbouring frame's transform) if given, then the shift on which most
     offsets between the brightest stars of the two lists agree (no rotation)."""
-    out = [np.asarray(hint, dtype=np.float64)] if hint is not None else []
+    out = []
     a, b = ref[:_VOTE_STARS], frm[:_VOTE_STARS]
+    if hint is not None:
+        hint = np.asarray(hint, dtype=np.float64)
+        out.append(hint)
+        if len(a) and len(b):  # the hint's rotation and scale, a dither's shift on top
+            p = hint @ np.vstack([a.T, np.ones(len(a))])
+            out.append(_voted_shift((p[:2] / p[2]).T, b, radius) @ hint)
     if len(a) and len(b):
-        offsets = (b[None, :, :] - a[:, None, :]).reshape(-1, 2)
-        votes = cKDTree(offsets).query_ball_point(offsets, radius, return_length=True)
-        shift = np.eye(3)
-        shift[:2, 2] = offsets[int(np.argmax(votes))]
-        out.append(shift)
+        out.append(_voted_shift(a, b, radius))
     return out
+
+
+def _voted_shift(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
+    """The shift from ``a`` to ``b`` on which most offsets between their stars agree."""
+    offsets = (b[None, :, :] - a[:, None, :]).reshape(-1, 2)
+    votes = cKDTree(offsets).query_ball_point(offsets, radius, return_length=True)
+    shift = np.eye(3)
+    shift[:2, 2] = offsets[int(np.argmax(votes))]
+    return shift
 
 
 def _refine(ref, frm, approx, model, radius, tol) -> Match:
