@@ -25,7 +25,7 @@ def _number(value: Any) -> bool:
 
 def _input_array(frames: Any, pad: bool = False) -> xr.DataArray:
     if isinstance(frames, str | os.PathLike):
-        arr = open_frames(frames)
+        arr = open_frames(frames, pad=pad)
     elif isinstance(frames, list | tuple) and frames and not _number(frames[0]):
         arr = combine_inputs(frames, pad)
     elif isinstance(frames, xr.DataArray):

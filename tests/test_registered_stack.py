@@ -220,10 +220,13 @@ def test_frames_of_different_shapes_stack_where_they_cover(shifted, tmp_path, me
         inner &= (fx >= x0 + 3) & (fx < x1 - 3) & (fy >= y0 + 3) & (fy < y1 - 3)
     np.testing.assert_array_equal(mixed["count"].values, count)
     np.testing.assert_array_equal(mixed["image"].values[inner], full["image"].values[inner])
-    # a list of DataArrays from open_frames gives the same job
+    # a list of DataArrays from open_frames, or a glob, gives the same job
     arrays = [se.open_frames([p]) for p in cpaths]
     again = se.stack(arrays, register=cmats, reject=None, interpolation=method)
     assert again.attrs["job_token"] == mixed.attrs["job_token"]
+    globbed = se.stack(str(tmp_path / "crop*.fits"), register=cmats, reject=None,
+                       interpolation=method)  # fmt: skip
+    assert globbed.attrs["job_token"] == mixed.attrs["job_token"]
 
 
 def test_frames_of_different_shapes_need_a_registration(shifted, tmp_path):
