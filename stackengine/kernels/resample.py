@@ -734,12 +734,18 @@ def resample(
             f"resample: src {src.shape[:2]} at ({src_y0}, {src_x0}) is not inside the frame "
             f"{(fh, fw)}"
         )
-    s3 = src if src.ndim == 3 else src[:, :, None]
+    # C-contiguous arrays only: one compiled specialization. (numba numbers a kernel's
+    # cache files by its specializations: processes that compile different ones at the
+    # same time can overwrite each other's files and load another layout's code.)
+    s3 = np.ascontiguousarray(src if src.ndim == 3 else src[:, :, None])
     o3 = out if out.ndim == 3 else out[:, :, None]
+    o3c = o3 if o3.flags.c_contiguous else np.empty(o3.shape, dtype=np.float32)
     short = resample_kernel(
-        s3, int(src_y0), int(src_x0), fh, fw, m, o3, int(out_y0), int(out_x0), code,
-        bool(clamp), bool(area),
+        s3, int(src_y0), int(src_x0), fh, fw, np.ascontiguousarray(m), o3c, int(out_y0),
+        int(out_x0), code, bool(clamp), bool(area),
     )  # fmt: skip
+    if o3c is not o3:
+        o3[...] = o3c
     if short:
         raise ValueError(
             f"resample: src (rows {src_y0}:{src_y0 + src.shape[0]}, columns "
