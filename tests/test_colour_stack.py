@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 from astropy.io import fits
+from reference import star_fwhm
 
 import stackengine as se
 from stackengine.errors import ParameterError
@@ -165,17 +166,6 @@ def test_fits_output_of_a_colour_stack_has_no_bayer_card(mosaics, tmp_path):
         assert "BAYERPAT" not in hdul[0].header
 
 
-def _fwhm(img: np.ndarray) -> float:
-    sep = pytest.importorskip("sep")
-    img = np.nan_to_num(img.astype(np.float64)).copy(order="C")
-    bkg = sep.Background(img)
-    data = img - bkg
-    obj = sep.extract(data, 10, err=bkg.globalrms)
-    obj = obj[(obj["flag"] == 0) & (obj["peak"] < 30000)]
-    r, _ = sep.flux_radius(data, obj["x"], obj["y"], 6.0 * obj["a"], 0.5, subpix=5)
-    return 2 * float(np.median(r))
-
-
 @pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyWarning")
 def test_real_seestar_frames_register_and_stack_in_colour(real_dir):
     """All six Seestar frames (two turned by 121.5 deg): an RGB stack whose stars are
@@ -183,12 +173,12 @@ def test_real_seestar_frames_register_and_stack_in_colour(real_dir):
     paths = sorted(str(p) for p in (real_dir / "seestar_ngc7023").glob("*.fit"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        singles = [_fwhm(_debayer_ref(fits.getdata(p), "GRBG", "bilinear")[..., 1])
+        singles = [star_fwhm(_debayer_ref(fits.getdata(p), "GRBG", "bilinear")[..., 1])
                    for p in paths]  # fmt: skip
     ds = se.stack(se.open_frames(paths), register="stars")
     image = ds["image"].values
     assert image.shape == (1920, 1080, 3)
-    assert _fwhm(image[..., 1]) <= 1.15 * float(np.median(singles))
+    assert star_fwhm(image[..., 1]) <= 1.15 * float(np.median(singles))
     count = ds["count"].values[..., 1]
     assert count.max() == 6 and count.min() >= 1  # the rotated frames cover a part
 
