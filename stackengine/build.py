@@ -29,6 +29,7 @@ from .kernels.combine import COMBINE_CODES
 from .normalize.plan import Normalization, check_mode, plan_normalization
 from .register.model import plan_registration
 from .register.select import select_frames
+from .register.sky import plan_sky_registration
 from .rejection import StagePlan, plan_stages
 from .tasks.job import StackJob, frame_identity
 from .tasks.plan import parse_memory, plan_tiles, square_tiles
@@ -111,6 +112,17 @@ def _registration_params(options: dict[str, Any]) -> dict[str, Any]:
     spec = options.get("register")
     if spec is None:
         return {}
+    if isinstance(spec, str) and spec == "wcs":
+        out = options.get("output_wcs")
+        return {
+            "register": "wcs",
+            "output_wcs": out if out is None or isinstance(out, str) else "given",
+            "shape_out": None if options.get("shape_out") is None else
+            [int(v) for v in options["shape_out"]],
+            "wcs_accuracy": float(options.get("wcs_accuracy", 1e-3)),
+            "interpolation": options.get("interpolation"),
+            "conserve_flux": bool(options.get("conserve_flux")),
+        }  # fmt: skip
     return {
         "register": spec if isinstance(spec, str) else "table",
         "select": list(options.get("select") or []),
@@ -162,6 +174,10 @@ def _registered_frames(measured: xr.DataArray, options: dict[str, Any]) -> tuple
     """The registration table (measured now for "stars"), the frames it keeps (a table
     without a failed frame, ``select`` rules) and the decisions, one line per frame."""
     spec = options["register"]
+    if isinstance(spec, str) and spec == "wcs":
+        if options.get("select"):
+            raise ParameterError("select: frame selection needs a registration by stars")
+        return list(range(measured.sizes["frame"])), spec, []
     if isinstance(spec, str) and spec == "stars":
         from .register.api import register
 
@@ -232,8 +248,16 @@ def build_job(
     if options.get("register") is not None:
         if source is None:
             raise ParameterError("register: the frames must be opened from files (se.open_frames)")
-        shapes = source.frame_shapes if source.padded else None
-        reg = plan_registration(measured, options, table, shapes)
+        if isinstance(table, str) and table == "wcs":
+            reg = plan_sky_registration(
+                source, options, (0, 0) if calib is None else calib.origin,
+                None if calib is None else tuple(int(v) for v in measured.shape[1:3]),
+            )  # fmt: skip
+        else:
+            shapes = source.frame_shapes if source.padded else None
+            reg = plan_registration(measured, options, table, shapes)
+    elif options.get("output_wcs") is not None or options.get("shape_out") is not None:
+        raise ParameterError("output_wcs, shape_out: they apply to register='wcs' only")
     # the checks above read nothing; normalization and weights="noise" read pixels (pass 1)
     norm = None
     if options["normalize"] is not None:
@@ -249,7 +273,7 @@ def build_job(
     if reg is not None:
         shape = (shape[0], *reg.shape, *shape[3:])
     if reg is not None or deb is not None:
-        tile = square_tiles(shape, options["memory_limit"])
+        tile = _registered_tiles(reg, shape, options["memory_limit"])
     else:
         tile = plan_tiles(
             shape, itemsize, options["memory_limit"], block=block, streamed=source is not None
@@ -275,6 +299,22 @@ def build_job(
         debayer=deb,
     )
     return job, data, frames
+
+
+def _registered_tiles(reg: Any, shape: tuple, memory_limit: Any) -> tuple[int, int]:
+    """Square tiles for a registered stack; for a mosaic, sized by the most frames any
+    one tile reads (:meth:`~stackengine.register.sky.SkyRegistration.depth`), not by
+    all the frames."""
+    depth_of = getattr(reg, "depth", None)
+    if depth_of is None:
+        return square_tiles(shape, memory_limit)
+    depth = depth_of((64, 64))
+    while True:
+        tile = square_tiles((max(depth, 1), *shape[1:]), memory_limit)
+        more = depth_of(tile)
+        if more <= depth:
+            return tile
+        depth = more
 
 
 def _chunked(data: Any, tile: tuple[int, int]) -> da.Array:

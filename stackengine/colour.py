@@ -153,7 +153,12 @@ def plan_debayer(
     if method not in METHODS:
         raise ParameterError(f"debayer={method!r}: choose from {', '.join(METHODS)}")
     if setting is False:
-        if options.get("register") is not None and frames is not None:
+        # register="wcs" may resample the raw mosaics, as SWarp and reproject do (a
+        # luminance co-add, or to compare with them); a frame-to-frame registration
+        # would mix the colours of what is meant to be a colour stack
+        spec = options.get("register")
+        by_wcs = isinstance(spec, str) and spec == "wcs"
+        if spec is not None and not by_wcs and frames is not None:
             mosaic = next((f for f in frames.frames if _frame_pattern(f)), None)
             if mosaic is not None:
                 raise ParameterError(

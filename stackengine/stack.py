@@ -12,6 +12,7 @@ from .build import COMBINES, build_job
 from .colour import CHANNELS
 from .errors import ParameterError
 from .frames import _from_memory, combine_inputs, open_frames, source_of
+from .register.sky import SkyRegistration, output_header, wcs_attrs
 from .rejection import REJECTIONS
 from .tasks.graph import job_dataset
 from .tasks.job import StackJob, count_dtype
@@ -51,6 +52,8 @@ def _fits_header(arr: xr.DataArray, job: StackJob) -> str | None:
     if full_header is None:
         return None
     header = full_header()
+    if isinstance(reg, SkyRegistration):  # the output grid's WCS, the rest the frame's
+        return output_header(header, reg.out_header).tostring()
     shift_x = (reg.offset[0] if reg is not None else 0.0) + (calib.origin[1] if calib else 0)
     shift_y = (reg.offset[1] if reg is not None else 0.0) + (calib.origin[0] if calib else 0)
     if (shift_x or shift_y) and "CRPIX1" in header and "CRPIX2" in header:
@@ -78,6 +81,9 @@ def _result(job: StackJob, arr: xr.DataArray, data: Any) -> xr.Dataset:
     header = _fits_header(arr, job)
     if header is not None:
         ds.attrs["fits_header"] = header
+        wcs = wcs_attrs(header)
+        if wcs:  # the output grid's WCS for zarr readers: astropy.wcs.WCS(attrs["wcs"])
+            ds.attrs["wcs"] = wcs
     cards: dict[str, Any] = {}
     if job.calibration is not None and job.calibration.settings.get("trim"):
         # the frames' section cards describe the raw frames, not the trimmed result
@@ -123,6 +129,9 @@ def stack(
     select: list[str] | None = None,
     bayer: str | bool | None = None,
     debayer: str = "bilinear",
+    output_wcs: Any = None,
+    shape_out: tuple[int, int] | None = None,
+    wcs_accuracy: float = 1e-3,
 ) -> xr.Dataset:
     """Reject outliers pixel by pixel along the frame axis and combine the frames.
 
@@ -195,11 +204,14 @@ def stack(
         keywords of :func:`stackengine.calibrate` (``bias``, ``dark``, ``flat``,
         ``dark_scale``, ``overscan``, ``trim``, ``bad_pixels``, ``min_value``).
         No calibrated copy is written; the output grid is the trimmed frames'.
-    register : None, "stars", Dataset or array
+    register : None, "stars", "wcs", Dataset or array
         Align the frames before normalization and rejection: "stars" registers
         them now (:func:`stackengine.register` with ``reference`` and
-        ``transform``), a table from :func:`stackengine.register`, or one 3x3
-        matrix per frame (output pixel -> frame pixel). Each tile task reads each
+        ``transform``), "wcs" maps them through each frame's celestial WCS
+        (TAN, TPV, SIP) onto the grid of ``output_wcs`` (a survey co-add or a
+        mosaic; each tile reads only the frames whose footprint reaches it), a
+        table from :func:`stackengine.register`, or one 3x3 matrix per frame
+        (output pixel -> frame pixel). Each tile task reads each
         frame only where the tile maps into it and resamples it; output pixels a
         frame does not cover are missing for it (``count`` is the coverage).
     transform : {"similarity", "shift", "affine", "homography"}
@@ -225,6 +237,18 @@ def stack(
         the mosaic first (see :mod:`stackengine.colour`).
     debayer : {"bilinear", "mhc"}
         The demosaicing method: bilinear, or Malvar-He-Cutler (edge-aware).
+    output_wcs : None, astropy.wcs.WCS, astropy.io.fits.Header or "optimal"
+        ``register="wcs"``: the output grid: the reference frame's (None; the
+        first frame unless ``reference`` is an index), a given WCS or header
+        (its NAXIS1/NAXIS2 or ``array_shape`` give the shape unless
+        ``shape_out``), or "optimal": north-up TAN covering every frame at the
+        finest input pixel scale (as reproject's ``find_optimal_celestial_wcs``).
+    shape_out : (int, int), optional
+        ``register="wcs"``: the output grid's rows and columns.
+    wcs_accuracy : float
+        ``register="wcs"``: the largest error, in frame pixels, of the mapping
+        interpolated between exactly evaluated nodes (default 1e-3 px, as
+        SWarp); 0 evaluates every output pixel exactly.
 
     Returns
     -------

@@ -121,7 +121,7 @@ def _parameter_cards(header: fits.Header, attrs: dict[str, Any]) -> None:
     if attrs.get("n_frames") is not None:
         header["NCOMBINE"] = (int(attrs["n_frames"]), "number of frames combined")
     for name, value in attrs.items():
-        if name in ("fits_header", "fits_cards"):
+        if name in ("fits_header", "fits_cards", "wcs"):  # the header holds the WCS
             continue
         card = None
         scalar = value is None or isinstance(value, str | int | float | np.number)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError
-from ..kernels.resample import MARGINS, METHODS, inverse_box
+from ..kernels.resample import MARGINS, METHODS, inverse_box, resample
 
 __all__ = ["FRAMINGS", "Registration", "output_grid", "plan_registration"]
 
@@ -85,6 +85,22 @@ class Registration:
     def box(self, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple[int, int, int, int]:
         """The frame-``k`` region that output rows y0:y1, columns x0:x1 read."""
         return inverse_box(self.matrices[k], y0, y1, x0, x1, self.margin, self.shape_of(k))
+
+    def frames_for(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """The frames that the output region reads (every frame: each is checked by
+        :meth:`locate`)."""
+        return np.arange(len(self.matrices))
+
+    def locate(self, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple:
+        """Frame ``k``'s region the output region reads, and what resampling needs."""
+        return self.box(k, y0, y1, x0, x1), None
+
+    def resample(self, k: int, src: np.ndarray, box: tuple, state: Any, out: np.ndarray,
+                 y0: int, x0: int) -> None:  # fmt: skip
+        """Resample frame ``k``'s region ``src`` (at ``box``) into ``out`` (output
+        pixels from (y0, x0))."""
+        resample(src, box[0], box[2], self.matrices[k], out, y0, x0, self.code, self.clamp,
+                 self.conserve_flux, frame_shape=self.shape_of(k))  # fmt: skip
 
 
 def _footprints(matrices: np.ndarray, shapes: list[tuple[int, int]]) -> list[np.ndarray]:

@@ -31,7 +31,17 @@ import numpy as np
 
 from ..errors import FrameError
 
-__all__ = ["WCSError", "frame_wcs", "pixel_map"]
+__all__ = [
+    "WCSError",
+    "choose_step",
+    "exact_map",
+    "frame_wcs",
+    "interpolate_nodes",
+    "map_nodes",
+    "mapping_error",
+    "node_axis",
+    "pixel_map",
+]
 
 #: FITSFixedWarning fixes that change nothing a mapping uses
 _HARMLESS = ("'datfix'", "'unitfix'", "'obsfix'", "'celfix'", "'spcfix'", "'cylfix'")
@@ -89,29 +99,120 @@ def frame_wcs(header: Any, path: str = "frame") -> Any:
     return wcs.celestial
 
 
-def _exact(out_wcs: Any, frame_wcs: Any, x: np.ndarray, y: np.ndarray) -> tuple:
-    """Frame pixel (x, y) of output pixels (x, y): through the sky, exactly."""
-    world = out_wcs.pixel_to_world_values(x, y)
-    fx, fy = frame_wcs.world_to_pixel_values(*world)
+#: all_world2pix's tolerance (frame pixels): far below any accuracy asked for
+TOLERANCE = 1e-7
+
+
+def exact_map(out_wcs: Any, frame_wcs: Any, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Frame pixel (x, y) of output pixels (x, y), through the sky, exactly.
+
+    The inverse of a distortion (SIP) is iterated for each point on its own
+    (astropy's adaptive mode), so a point's result does not depend on which other
+    points are mapped with it: the same bits for any tiling. Points whose
+    iteration does not converge keep astropy's best solution.
+    """
+    world = out_wcs.all_pix2world(np.asarray(x, dtype=np.float64),
+                                  np.asarray(y, dtype=np.float64), 0)  # fmt: skip
+    with np.errstate(invalid="ignore", over="ignore"):
+        fx, fy = frame_wcs.all_world2pix(world[0], world[1], 0, tolerance=TOLERANCE,
+                                         adaptive=True, quiet=True)  # fmt: skip
     return np.asarray(fx, dtype=np.float64), np.asarray(fy, dtype=np.float64)
 
 
-def _nodes(start: int, stop: int, step: int) -> np.ndarray:
-    """Grid nodes from ``start`` to ``stop - 1`` inclusive, ``step`` apart (last one
-    at the end)."""
-    nodes = np.arange(start, stop - 1, step, dtype=np.float64)
-    return np.append(nodes, float(stop - 1))
+def node_axis(start: int, stop: int, step: int) -> np.ndarray:
+    """Grid nodes at the multiples of ``step`` around pixels ``start:stop`` (the first
+    at or before ``start``, the last at or after ``stop - 1``; at least two): anchored
+    to the whole grid, so every region sees the same nodes."""
+    a = (start // step) * step
+    b = max(-(-(stop - 1) // step) * step, a + step)
+    return np.arange(a, b + 1, step, dtype=np.float64)
 
 
-def _interpolate(nodes_y, nodes_x, values, y, x) -> np.ndarray:
-    """Bilinear interpolation of ``values`` (on the node grid) at points (y, x)."""
-    iy = np.clip(np.searchsorted(nodes_y, y, side="right") - 1, 0, len(nodes_y) - 2)
-    ix = np.clip(np.searchsorted(nodes_x, x, side="right") - 1, 0, len(nodes_x) - 2)
-    ty = (y - nodes_y[iy]) / (nodes_y[iy + 1] - nodes_y[iy])
-    tx = (x - nodes_x[ix]) / (nodes_x[ix + 1] - nodes_x[ix])
+def interpolate_nodes(
+    values: np.ndarray, ny0: float, nx0: float, step: int, y0: int, y1: int, x0: int, x1: int
+) -> np.ndarray:
+    """Bilinear interpolation at pixels rows ``y0:y1``, columns ``x0:x1`` of ``values``
+    given on the nodes ``(ny0 + i * step, nx0 + j * step)``; each pixel from its own
+    four nodes by one formula, so a pixel's value does not depend on the region."""
+    ys = np.arange(y0, y1, dtype=np.float64)
+    xs = np.arange(x0, x1, dtype=np.float64)
+    iy = np.clip(((ys - ny0) // step).astype(np.int64), 0, values.shape[0] - 2)
+    ix = np.clip(((xs - nx0) // step).astype(np.int64), 0, values.shape[1] - 2)
+    ty = ((ys - (ny0 + iy * step)) / step)[:, None]
+    tx = (xs - (nx0 + ix * step)) / step
+    v00, v01 = values[iy][:, ix], values[iy][:, ix + 1]
+    v10, v11 = values[iy + 1][:, ix], values[iy + 1][:, ix + 1]
+    return (v00 * (1 - tx) + v01 * tx) * (1 - ty) + (v10 * (1 - tx) + v11 * tx) * ty
+
+
+def map_nodes(
+    out_wcs: Any, frame_wcs: Any, region: tuple[int, int, int, int], step: int
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The exact mapping on the anchored nodes around ``region`` (y0, y1, x0, x1):
+    ``(fx, fy, ny0, nx0)`` with the first node's output row and column."""
+    ny, nx = node_axis(region[0], region[1], step), node_axis(region[2], region[3], step)
+    gy, gx = np.meshgrid(ny, nx, indexing="ij")
+    fx, fy = exact_map(out_wcs, frame_wcs, gx, gy)
+    return fx, fy, float(ny[0]), float(nx[0])
+
+
+def mapping_error(
+    out_wcs: Any, frame_wcs: Any, region: tuple[int, int, int, int], step: int
+) -> float:
+    """The largest distance (frame pixels) between the mapping interpolated from the
+    nodes ``step`` apart and the exact one, at every cell's centre and edge midpoints
+    inside ``region``; NaN where neither is finite is ignored, one side NaN is inf."""
+    fx, fy, ny0, nx0 = map_nodes(out_wcs, frame_wcs, region, step)
+    half = step / 2
+    cy = np.arange(ny0, ny0 + (fx.shape[0] - 1) * step + 1, half)
+    cx = np.arange(nx0, nx0 + (fx.shape[1] - 1) * step + 1, half)
+    cy = cy[(cy >= region[0]) & (cy <= region[1] - 1)]
+    cx = cx[(cx >= region[2]) & (cx <= region[3] - 1)]
+    if not len(cy) or not len(cx):
+        return 0.0
+    qy, qx = np.meshgrid(cy, cx, indexing="ij")
+    ex, ey = exact_map(out_wcs, frame_wcs, qx, qy)
+    ix = _at(fx, ny0, nx0, step, qy, qx)
+    iy = _at(fy, ny0, nx0, step, qy, qx)
+    error = np.hypot(ix - ex, iy - ey)
+    both_nan = ~np.isfinite(ex) & ~np.isfinite(ix)
+    error[both_nan] = 0.0
+    error[~np.isfinite(error)] = np.inf
+    return float(error.max())
+
+
+def _at(values: np.ndarray, ny0: float, nx0: float, step: int, qy, qx) -> np.ndarray:
+    """Bilinear interpolation of node ``values`` at scattered points (qy, qx)."""
+    iy = np.clip(((qy - ny0) // step).astype(np.int64), 0, values.shape[0] - 2)
+    ix = np.clip(((qx - nx0) // step).astype(np.int64), 0, values.shape[1] - 2)
+    ty = (qy - (ny0 + iy * step)) / step
+    tx = (qx - (nx0 + ix * step)) / step
     v00, v01 = values[iy, ix], values[iy, ix + 1]
     v10, v11 = values[iy + 1, ix], values[iy + 1, ix + 1]
     return (v00 * (1 - tx) + v01 * tx) * (1 - ty) + (v10 * (1 - tx) + v11 * tx) * ty
+
+
+def choose_step(
+    out_wcs: Any,
+    frame_wcs: Any,
+    region: tuple[int, int, int, int],
+    accuracy: float,
+    start: int = 64,
+) -> int:
+    """The largest node spacing (a power of two up to ``start``) whose interpolated
+    mapping stays within ``accuracy`` frame pixels over ``region``
+    (:func:`mapping_error`); 0 (every pixel exactly) when ``accuracy`` is 0 or no
+    spacing of at least 2 holds it."""
+    if not accuracy >= 0:
+        raise ValueError(f"accuracy={accuracy!r}: must be >= 0 pixels")
+    if accuracy == 0:
+        return 0
+    step = max(2, int(start))
+    while step >= 2:
+        if mapping_error(out_wcs, frame_wcs, region, step) <= accuracy:
+            return step
+        step //= 2
+    return 0
 
 
 def pixel_map(
@@ -122,7 +223,7 @@ def pixel_map(
     x0: int,
     x1: int,
     accuracy: float = 1e-3,
-    step: int = 32,
+    step: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frame pixel positions of the output pixels rows ``y0:y1``, columns ``x0:x1``.
 
@@ -145,24 +246,11 @@ def pixel_map(
         ``(y1 - y0, x1 - x0)`` float64 frame columns and rows (NaN where the sky
         position has no frame pixel, e.g. beyond the frame's projection).
     """
-    if not accuracy >= 0:
-        raise ValueError(f"accuracy={accuracy!r}: must be >= 0 pixels")
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    step = max(1, int(step))
-    while accuracy > 0 and step > 1 and min(y1 - y0, x1 - x0) > 1:
-        ny, nx = _nodes(y0, y1, step), _nodes(x0, x1, step)
-        gy, gx = np.meshgrid(ny, nx, indexing="ij")
-        fx_nodes, fy_nodes = _exact(out_wcs, frame_wcs, gx, gy)
-        # the check points: each cell's centre and the midpoints of its edges
-        cy = np.concatenate([(ny[:-1] + ny[1:]) / 2, ny])
-        cx = np.concatenate([(nx[:-1] + nx[1:]) / 2, nx])
-        qy, qx = np.meshgrid(cy, cx, indexing="ij")
-        ex, ey = _exact(out_wcs, frame_wcs, qx, qy)
-        ix = _interpolate(ny, nx, fx_nodes, qy, qx)
-        iy = _interpolate(ny, nx, fy_nodes, qy, qx)
-        error = np.hypot(ix - ex, iy - ey)
-        if np.all(np.isfinite(error)) and float(error.max()) <= accuracy:
-            return (_interpolate(ny, nx, fx_nodes, yy, xx),
-                    _interpolate(ny, nx, fy_nodes, yy, xx))  # fmt: skip
-        step //= 2
-    return _exact(out_wcs, frame_wcs, xx, yy)
+    region = (y0, y1, x0, x1)
+    chosen = choose_step(out_wcs, frame_wcs, region, accuracy, step)
+    if chosen == 0:
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        return exact_map(out_wcs, frame_wcs, xx, yy)
+    fx, fy, ny0, nx0 = map_nodes(out_wcs, frame_wcs, region, chosen)
+    return (interpolate_nodes(fx, ny0, nx0, chosen, y0, y1, x0, x1),
+            interpolate_nodes(fy, ny0, nx0, chosen, y0, y1, x0, x1))  # fmt: skip

@@ -25,7 +25,7 @@ The steps of a tile task, in order (the data flow of the design):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,7 +34,6 @@ from ..io.buffers import thread_buffer
 from ..kernels.combine import COMBINE_CODES
 from ..kernels.engine import N_OUT, reduce_block
 from ..kernels.normalize import geometry
-from ..kernels.resample import resample
 from .plan import STRIP_BYTES
 
 if TYPE_CHECKING:
@@ -79,18 +78,23 @@ def prepare_strip(job: StackJob, block: np.ndarray, y0: int, x0: int) -> np.ndar
     return block
 
 
-def _reduce(job: StackJob, block: np.ndarray, y0: int, x0: int, out: np.ndarray) -> None:
+def _reduce(
+    job: StackJob, block: np.ndarray, y0: int, x0: int, out: np.ndarray, frames: Any = None
+) -> None:
     """Reduce the in-memory ``block`` (frames, rows, cols[, channels]) at (y0, x0) into
-    ``out`` (N_OUT, rows, cols[, channels]) of :func:`packed_dtype`."""
+    ``out`` (N_OUT, rows, cols[, channels]) of :func:`packed_dtype`; ``frames``: the
+    job's frames the block holds (default all), in the job's order."""
     n = block.shape[0]
     flat = np.ascontiguousarray(block).reshape(n, -1)
     norm = job.normalization
     scale = offset = grad = geom = None
+    pick = slice(None) if frames is None else np.asarray(frames)
     if norm is not None:
-        scale, offset, grad = norm.scale, norm.offset, norm.grad
+        scale, offset = norm.scale[pick], norm.offset[pick]
+        grad = None if norm.grad is None else norm.grad[pick]
         geom = geometry(block.shape, y0, x0, norm.step)
     use_weights = job.weights is not None
-    weights = job.weights if use_weights else np.ones(n, dtype=np.float64)
+    weights = job.weights[pick] if use_weights else np.ones(n, dtype=np.float64)
     flat_out = out.reshape(N_OUT, -1)  # a view when each plane's rows are contiguous
     reduce_block(
         flat,
@@ -155,20 +159,23 @@ def _frame_region(job: StackJob, k: int, box: tuple, handles: dict) -> np.ndarra
 
 
 def _per_frame_into(job: StackJob, location: list, out: np.ndarray) -> None:
-    """The tile of a registered or debayered job: for each frame, read (and calibrate,
+    """The tile of a registered or debayered job: for each frame that reaches the tile
+    (:meth:`~stackengine.register.sky.SkyRegistration.frames_for`), read (and calibrate,
     in the mosaic) only the frame region the tile's pixels need, debayer it, resample
     it onto the tile, then reduce the whole tile (frames that do not cover a pixel are
     missing there)."""
     reg, deb = job.registration, job.debayer
     (y0, y1), (x0, x1) = location[1], location[2]
-    block = thread_buffer("registered", (job.n_frames, y1 - y0, x1 - x0, *job.shape[3:]),
+    frames = np.arange(job.n_frames) if reg is None else reg.frames_for(y0, y1, x0, x1)
+    block = thread_buffer("registered", (len(frames), y1 - y0, x1 - x0, *job.shape[3:]),
                           np.float32)  # fmt: skip
     with job.source.open_handles() as handles:
-        for k in range(job.n_frames):
+        for i, k in enumerate(frames):
             frame_shape = reg.shape_of(k) if reg is not None else job.shape[1:3]
-            box = reg.box(k, y0, y1, x0, x1) if reg is not None else (y0, y1, x0, x1)
+            box, state = reg.locate(k, y0, y1, x0, x1) if reg is not None else (
+                (y0, y1, x0, x1), None)  # fmt: skip
             if box[1] <= box[0] or box[3] <= box[2]:  # the frame does not reach this tile
-                block[k] = np.nan
+                block[i] = np.nan
                 continue
             if deb is None:
                 src = _frame_region(job, k, box, handles)
@@ -177,11 +184,20 @@ def _per_frame_into(job: StackJob, location: list, out: np.ndarray) -> None:
                 rgb = deb.rgb(_frame_region(job, k, (wy0, wy1, wx0, wx1), handles), wy0, wx0)
                 src = rgb[box[0] - wy0 : box[1] - wy0, box[2] - wx0 : box[3] - wx0]
             if reg is None:
-                block[k] = src
+                block[i] = src
                 continue
-            resample(src, box[0], box[2], reg.matrices[k], block[k], y0, x0, reg.code,
-                     reg.clamp, reg.conserve_flux, frame_shape=frame_shape)  # fmt: skip
-    _reduce(job, block, y0, x0, out)
+            reg.resample(k, src, box, state, block[i], y0, x0)
+    if len(frames) == 0:
+        empty_tile(out)
+        return
+    _reduce(job, block, y0, x0, out, None if len(frames) == job.n_frames else frames)
+
+
+def empty_tile(out: np.ndarray) -> None:
+    """The outputs of pixels no frame covers: NaN image and noise, zero counts."""
+    out[...] = 0
+    out[0] = np.nan
+    out[N_OUT - 1] = np.nan
 
 
 def read_reduce_into(job: StackJob, location: list, out: np.ndarray) -> None:

@@ -1,0 +1,453 @@
+"""Registration through the frames' WCS: survey co-adds and mosaics on a sky grid.
+
+:class:`SkyRegistration` is the job's registration for ``register="wcs"``: the
+output grid's WCS and shape, each frame's WCS cards (the frame's own text, so
+the mapping is the frame's exactly), the node spacing at which each frame's
+mapping is interpolated to stay within ``wcs_accuracy``
+(:func:`~stackengine.register.wcs.choose_step`), and each frame's footprint on
+the output grid, from which a tile task knows which frames it reads
+(:meth:`SkyRegistration.frames_for`): the cost of a mosaic grows with its input
+pixels, not with tiles x frames.
+
+In a tile task, a frame's mapping is evaluated exactly on the nodes of its whole
+footprint once per process (cached, one lock: astropy's WCS objects are not
+thread safe) and interpolated at the tile's pixels; nodes are anchored to the
+output grid, so every pixel gets the same positions whatever the tiling.
+
+:func:`optimal_wcs` is the output grid covering every frame at the finest input
+scale (north up, TAN), as reproject's ``find_optimal_celestial_wcs``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..kernels.resample import MARGINS, METHODS
+from ..kernels.resample_map import map_box, resample_map
+from .wcs import (
+    WCSError,
+    choose_step,
+    exact_map,
+    frame_wcs,
+    interpolate_nodes,
+    map_nodes,
+)
+
+__all__ = [
+    "SkyRegistration",
+    "optimal_wcs",
+    "output_header",
+    "plan_sky_registration",
+    "wcs_attrs",
+]
+
+#: the cards that make a celestial WCS (copied from each frame's header, replaced in
+#: the output's)
+WCS_CARD = re.compile(
+    r"WCSAXES|CTYPE[12]|CUNIT[12]|CRVAL[12]|CRPIX[12]|CDELT[12]|CROTA[12]|CD[12]_[12]|"
+    r"PC[12]_[12]|PV[12]_\d+|PS[12]_\d+|LONPOLE|LATPOLE|RADESYS|RADECSYS|EQUINOX|EPOCH|"
+    r"[AB]P?_ORDER|[AB]P?_\d+_\d+|[AB]_DMAX"
+)
+
+_LOCK = threading.Lock()
+
+
+def wcs_cards(header: Any) -> str:
+    """The WCS cards of ``header`` as header text (the frame's own values)."""
+    from astropy.io import fits
+
+    out = fits.Header()
+    for card in header.cards:
+        if WCS_CARD.fullmatch(card.keyword):
+            out.append(card)
+    return out.tostring()
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> Any:
+    from astropy.io import fits
+
+    return frame_wcs(fits.Header.fromstring(text), "WCS")
+
+
+@functools.lru_cache(maxsize=1024)
+def _nodes(out_text: str, frame_text: str, box: tuple, step: int, area: bool) -> tuple:
+    """A frame's exact mapping on the nodes of its footprint ``box`` (see module notes);
+    with ``area`` also the frame-pixel area per output pixel at the nodes."""
+    out_wcs, fwcs = _parsed(out_text), _parsed(frame_text)
+    fx, fy, ny0, nx0 = map_nodes(out_wcs, fwcs, box, step)
+    det = _area(out_wcs, fwcs, ny0, nx0, step, fx.shape) if area else None
+    return fx, fy, ny0, nx0, det
+
+
+def _area(out_wcs: Any, fwcs: Any, ny0: float, nx0: float, step: int, shape: tuple) -> Any:
+    """|det J| of output -> frame at the nodes, by central differences of half a pixel."""
+    gy, gx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    gy, gx = ny0 + gy * max(step, 1), nx0 + gx * max(step, 1)
+    xr, yr = exact_map(out_wcs, fwcs, gx + 0.5, gy)
+    xl, yl = exact_map(out_wcs, fwcs, gx - 0.5, gy)
+    xu, yu = exact_map(out_wcs, fwcs, gx, gy + 0.5)
+    xd, yd = exact_map(out_wcs, fwcs, gx, gy - 0.5)
+    return np.abs((xr - xl) * (yu - yd) - (xu - xd) * (yr - yl))
+
+
+@dataclass(frozen=True, eq=False)
+class SkyRegistration:
+    """Per frame, the output pixel -> frame pixel mapping through the sky.
+
+    Attributes
+    ----------
+    out_header : str
+        The output grid's WCS cards.
+    frame_headers : tuple of str
+        Each frame's WCS cards (the frame's raw pixels).
+    shape : (int, int)
+        The output grid's rows and columns.
+    frame_shapes : tuple of (int, int)
+        Each frame's (calibrated) rows and columns.
+    boxes : numpy.ndarray
+        (frames, 4) int64: each frame's footprint on the output grid (y0, y1, x0,
+        x1), widened by the kernel's margin; empty where the frame misses the grid.
+    steps : tuple of int
+        Each frame's node spacing in output pixels (0: every pixel exactly).
+    matrices : numpy.ndarray
+        (frames, 3, 3): each frame's best affine approximation of its mapping
+        (for measurements that need one, e.g. photometric normalization).
+    method, clamp, conserve_flux, accuracy
+        The interpolation, its clamping, the pixel-area factor, ``wcs_accuracy``.
+    origin : (int, int)
+        Raw frame pixel of the calibrated grid's first pixel (a trim window).
+    reference : int
+        The frame whose header the outputs start from.
+    """
+
+    out_header: str
+    frame_headers: tuple[str, ...]
+    shape: tuple[int, int]
+    frame_shapes: tuple[tuple[int, int], ...]
+    boxes: np.ndarray
+    steps: tuple[int, ...]
+    matrices: np.ndarray
+    method: str = "lanczos3"
+    clamp: bool = True
+    conserve_flux: bool = False
+    accuracy: float = 1e-3
+    origin: tuple[int, int] = (0, 0)
+    reference: int = 0
+
+    offset = (0.0, 0.0)  # the output grid is given by out_header, not moved from a frame
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return self.frame_shapes[self.reference]
+
+    def shape_of(self, k: int) -> tuple[int, int]:
+        """Frame ``k``'s rows and columns."""
+        return self.frame_shapes[k]
+
+    @property
+    def code(self) -> int:
+        return METHODS[self.method]
+
+    @property
+    def margin(self) -> int:
+        return MARGINS[self.code]
+
+    @property
+    def out_wcs(self) -> Any:
+        return _parsed(self.out_header)
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "kind": "wcs", "out_header": self.out_header,
+            "frame_headers": list(self.frame_headers), "shape": list(self.shape),
+            "frame_shapes": [list(s) for s in self.frame_shapes], "boxes": self.boxes,
+            "steps": list(self.steps), "method": self.method, "clamp": self.clamp,
+            "conserve_flux": self.conserve_flux, "accuracy": float(self.accuracy),
+            "origin": list(self.origin), "reference": int(self.reference),
+        }  # fmt: skip
+
+    def frames_for(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """The frames whose footprint touches output rows y0:y1, columns x0:x1."""
+        b = self.boxes
+        return np.flatnonzero((b[:, 0] < y1) & (b[:, 1] > y0) & (b[:, 2] < x1) & (b[:, 3] > x0))
+
+    def depth(self, tile: tuple[int, int]) -> int:
+        """The most frames one tile of ``tile`` (rows, cols) reads."""
+        ty, tx = -(-self.shape[0] // tile[0]), -(-self.shape[1] // tile[1])
+        grid = np.zeros((ty, tx), dtype=np.int64)
+        for y0, y1, x0, x1 in self.boxes:
+            if y1 > y0 and x1 > x0:
+                grid[y0 // tile[0] : -(-y1 // tile[0]), x0 // tile[1] : -(-x1 // tile[1])] += 1
+        return int(grid.max())
+
+    def positions(self, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple:
+        """Frame ``k``'s (calibrated) pixel positions of the output region, and the
+        frame-pixel area per output pixel (None without ``conserve_flux``)."""
+        step = self.steps[k]
+        box = tuple(int(v) for v in self.boxes[k])
+        if step == 0:
+            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+            with _LOCK:
+                out_wcs, fwcs = _parsed(self.out_header), _parsed(self.frame_headers[k])
+                fx, fy = exact_map(out_wcs, fwcs, xx, yy)
+                det = (_area(out_wcs, fwcs, float(y0), float(x0), 1, fx.shape)
+                       if self.conserve_flux else None)  # fmt: skip
+        else:
+            with _LOCK:
+                nfx, nfy, ny0, nx0, ndet = _nodes(self.out_header, self.frame_headers[k], box,
+                                                  step, self.conserve_flux)  # fmt: skip
+            fx = interpolate_nodes(nfx, ny0, nx0, step, y0, y1, x0, x1)
+            fy = interpolate_nodes(nfy, ny0, nx0, step, y0, y1, x0, x1)
+            det = None if ndet is None else interpolate_nodes(ndet, ny0, nx0, step, y0, y1, x0, x1)
+        oy, ox = self.origin
+        if oy or ox:
+            fx, fy = fx - ox, fy - oy
+        # beyond the footprint (and its margin) the frame has no pixel: no extrapolation
+        outside = np.zeros(fx.shape, dtype=bool)
+        outside[: max(box[0] - y0, 0)] = True
+        outside[max(box[1] - y0, 0) :] = True
+        outside[:, : max(box[2] - x0, 0)] = True
+        outside[:, max(box[3] - x0, 0) :] = True
+        if outside.any():
+            fx, fy = np.where(outside, np.nan, fx), np.where(outside, np.nan, fy)
+        return fx, fy, det
+
+    def locate(self, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple:
+        """Frame ``k``'s region the output region reads, and what resampling needs."""
+        fx, fy, det = self.positions(k, y0, y1, x0, x1)
+        return map_box(fx, fy, self.margin, self.shape_of(k)), (fx, fy, det)
+
+    def resample(self, k: int, src: np.ndarray, box: tuple, state: tuple, out: np.ndarray,
+                 y0: int, x0: int) -> None:  # fmt: skip
+        """Resample frame ``k``'s region ``src`` (at ``box``) into ``out``."""
+        fx, fy, det = state
+        resample_map(src, box[0], box[2], fx, fy, out, self.code, self.clamp,
+                     frame_shape=self.shape_of(k))  # fmt: skip
+        if det is not None:
+            out *= (det if out.ndim == 2 else det[:, :, None]).astype(np.float32)
+
+
+def _boundary(h: int, w: int, n: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Points along a frame's pixel edges (x, y)."""
+    xs = np.linspace(-0.5, w - 0.5, n)
+    ys = np.linspace(-0.5, h - 0.5, n)
+    x = np.concatenate([xs, xs, np.full(n, -0.5), np.full(n, w - 0.5)])
+    y = np.concatenate([np.full(n, -0.5), np.full(n, h - 0.5), ys, ys])
+    return x, y
+
+
+def _footprint(out_wcs: Any, fwcs: Any, h: int, w: int, origin: tuple) -> tuple:
+    """A frame's edge points on the output grid (x, y) (raw pixels from ``origin``)."""
+    x, y = _boundary(h, w)
+    ra, dec = fwcs.all_pix2world(x + origin[1], y + origin[0], 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ox, oy = out_wcs.all_world2pix(ra, dec, 0, tolerance=1e-6, adaptive=True, quiet=True)
+    return np.asarray(ox), np.asarray(oy)
+
+
+def _box(ox: np.ndarray, oy: np.ndarray, shape: tuple, margin: int) -> list[int]:
+    ok = np.isfinite(ox) & np.isfinite(oy)
+    if not ok.any():
+        return [0, 0, 0, 0]
+    pad = margin + 2
+    y0 = max(int(np.floor(oy[ok].min())) - pad, 0)
+    y1 = min(int(np.ceil(oy[ok].max())) + pad + 1, shape[0])
+    x0 = max(int(np.floor(ox[ok].min())) - pad, 0)
+    x1 = min(int(np.ceil(ox[ok].max())) + pad + 1, shape[1])
+    if y1 <= y0 or x1 <= x0:
+        return [0, 0, 0, 0]
+    return [y0, y1, x0, x1]
+
+
+def _affine(out_wcs: Any, fwcs: Any, box: list[int], origin: tuple) -> np.ndarray:
+    """The least-squares affine output pixel -> frame pixel over ``box``."""
+    if box[1] <= box[0]:
+        return np.eye(3)
+    gy, gx = np.mgrid[box[0] : box[1] : complex(0, 9), box[2] : box[3] : complex(0, 9)]
+    fx, fy = exact_map(out_wcs, fwcs, gx.ravel(), gy.ravel())
+    ok = np.isfinite(fx) & np.isfinite(fy)
+    a = np.column_stack([gx.ravel()[ok], gy.ravel()[ok], np.ones(ok.sum())])
+    cx = np.linalg.lstsq(a, fx[ok] - origin[1], rcond=None)[0]
+    cy = np.linalg.lstsq(a, fy[ok] - origin[0], rcond=None)[0]
+    return np.array([cx, cy, [0.0, 0.0, 1.0]])
+
+
+def optimal_wcs(headers: list[Any], shapes: list[tuple[int, int]]) -> tuple[Any, tuple]:
+    """A north-up TAN grid covering every frame at the finest input pixel scale.
+
+    Parameters
+    ----------
+    headers : list of astropy.io.fits.Header
+        The frames' headers (their celestial WCS).
+    shapes : list of (int, int)
+        The frames' rows and columns.
+
+    Returns
+    -------
+    (astropy.wcs.WCS, (int, int))
+        The grid's WCS and its (rows, cols).
+    """
+    from astropy.wcs import WCS
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    wcss = [frame_wcs(h, f"frame {k}") for k, h in enumerate(headers)]
+    vectors, points = [], []
+    for w, (h, wd) in zip(wcss, shapes, strict=True):
+        x, y = _boundary(h, wd)
+        ra, dec = w.all_pix2world(x, y, 0)
+        points.append((ra, dec))
+        r, d = np.radians(ra), np.radians(dec)
+        vectors.append(np.column_stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)]))
+    v = np.concatenate(vectors).mean(axis=0)
+    ra0 = float(np.degrees(np.arctan2(v[1], v[0])) % 360)
+    dec0 = float(np.degrees(np.arcsin(v[2] / np.linalg.norm(v))))
+    scale = min(float(np.mean(proj_plane_pixel_scales(w))) for w in wcss)
+    out = WCS(naxis=2)
+    out.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    out.wcs.crval = [ra0, dec0]
+    out.wcs.cdelt = [-scale, scale]
+    out.wcs.crpix = [1.0, 1.0]
+    radesys = str(wcss[0].wcs.radesys or "ICRS")
+    out.wcs.radesys = radesys
+    if radesys in ("FK5", "FK4") and wcss[0].wcs.equinox == wcss[0].wcs.equinox:
+        out.wcs.equinox = wcss[0].wcs.equinox
+    ra = np.concatenate([p[0] for p in points])
+    dec = np.concatenate([p[1] for p in points])
+    px, py = out.wcs_world2pix(ra, dec, 0)
+    x0, y0 = np.floor(px.min() + 0.5), np.floor(py.min() + 0.5)
+    x1, y1 = np.ceil(px.max() - 0.5), np.ceil(py.max() - 0.5)
+    out.wcs.crpix = [1.0 - x0, 1.0 - y0]
+    shape = (int(y1 - y0) + 1, int(x1 - x0) + 1)
+    out.pixel_shape = (shape[1], shape[0])
+    return out, shape
+
+
+def _output_grid(spec: Any, shape_out: Any, headers: list, shapes: list, ref: int) -> tuple:
+    """The output WCS (a celestial astropy WCS) and shape from ``output_wcs``."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    if isinstance(spec, str):
+        if spec != "optimal":
+            raise ParameterError(f"output_wcs={spec!r}: give a WCS, a header, None or 'optimal'")
+        if shape_out is not None:
+            raise ParameterError("shape_out: output_wcs='optimal' chooses its own shape")
+        return optimal_wcs(headers, shapes)
+    if spec is None:
+        w, shape = frame_wcs(headers[ref], f"frame {ref}"), tuple(shapes[ref])
+    elif isinstance(spec, WCS):
+        w = spec.celestial
+        shape = spec.array_shape
+    elif isinstance(spec, fits.Header):
+        w = frame_wcs(spec, "output_wcs")
+        shape = ((spec["NAXIS2"], spec["NAXIS1"]) if "NAXIS1" in spec and "NAXIS2" in spec
+                 else None)  # fmt: skip
+    else:
+        raise ParameterError(
+            f"output_wcs: a {type(spec).__name__}; give an astropy WCS, a FITS header, None "
+            "or 'optimal'"
+        )
+    if shape_out is not None:
+        shape = tuple(shape_out)
+    if shape is None or len(shape) != 2 or min(int(s) for s in shape) < 1:
+        raise ParameterError(
+            f"output_wcs: no output shape ({shape!r}); give shape_out=(rows, cols)"
+        )
+    return w, tuple(int(s) for s in shape)
+
+
+def wcs_attrs(header_text: str | None) -> dict[str, Any]:
+    """The WCS cards of a header as a plain mapping (``astropy.wcs.WCS(mapping)`` reads
+    it back): for the attrs of zarr outputs; empty without a celestial WCS."""
+    if not header_text:
+        return {}
+    from astropy.io import fits
+
+    header = fits.Header.fromstring(header_text)
+    if "CTYPE1" not in header or "CTYPE2" not in header:
+        return {}
+    out: dict[str, Any] = {}
+    for card in header.cards:
+        if WCS_CARD.fullmatch(card.keyword):
+            value = card.value
+            out[card.keyword] = value.item() if isinstance(value, np.generic) else value
+    return out
+
+
+def output_header(base: Any, out_header: str) -> Any:
+    """``base`` (a frame's full header) with its WCS replaced by the output grid's."""
+    from astropy.io import fits
+
+    header = base.copy()
+    for key in {c.keyword for c in header.cards if WCS_CARD.fullmatch(c.keyword)}:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    for card in fits.Header.fromstring(out_header).cards:
+        header.append(card)
+    return header
+
+
+def plan_sky_registration(
+    source: Any, options: dict[str, Any], origin: tuple[int, int] = (0, 0),
+    calibrated_shape: tuple[int, int] | None = None,
+) -> SkyRegistration:  # fmt: skip
+    """The job's :class:`SkyRegistration` from stack()'s options (``output_wcs``,
+    ``shape_out``, ``wcs_accuracy``, ``interpolation``, ``conserve_flux``,
+    ``reference``), reading every frame's header (no pixel)."""
+    method = options.get("interpolation", "lanczos3")
+    if method not in METHODS:
+        raise ParameterError(f"interpolation={method!r}: choose from {', '.join(METHODS)}")
+    accuracy = options.get("wcs_accuracy", 1e-3)
+    if isinstance(accuracy, bool) or not isinstance(accuracy, int | float) or not accuracy >= 0:
+        raise ParameterError(f"wcs_accuracy={accuracy!r}: must be a number of pixels >= 0")
+    if source is None:
+        raise ParameterError("register='wcs': the frames must be read from files with a WCS")
+    n = len(source.frames)
+    ref = options.get("reference")
+    ref = ref if isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref < n else 0
+    headers, texts = [], []
+    for frame in source.frames:
+        path = str(getattr(frame, "path", "frame"))
+        full = getattr(frame, "full_header", None)
+        if full is None:
+            raise ParameterError(f"register='wcs': {path} has no FITS header to read a WCS from")
+        header = full()
+        frame_wcs(header, path)  # strict: the whole header, each card as written
+        headers.append(header)
+        texts.append(wcs_cards(header))
+    raw = [tuple(int(v) for v in s) for s in source.frame_shapes]
+    shapes = raw if calibrated_shape is None else [tuple(calibrated_shape)] * n
+    out_wcs, shape = _output_grid(options.get("output_wcs"), options.get("shape_out"),
+                                  headers, raw, ref)  # fmt: skip
+    out_text = (
+        out_wcs.to_header_string(relax=True)
+        if options.get("output_wcs") is not None
+        else texts[ref]
+    )
+    out_parsed = _parsed(out_text)
+    margin = MARGINS[METHODS[method]]
+    boxes, steps, matrices = [], [], []
+    for k, text in enumerate(texts):
+        fwcs = _parsed(text)
+        ox, oy = _footprint(out_parsed, fwcs, shapes[k][0], shapes[k][1], origin)
+        box = _box(ox, oy, shape, margin)
+        boxes.append(box)
+        steps.append(choose_step(out_parsed, fwcs, tuple(box), accuracy) if box[1] > box[0]
+                     else 0)  # fmt: skip
+        matrices.append(_affine(out_parsed, fwcs, box, origin))
+    if not any(b[1] > b[0] for b in boxes):
+        raise WCSError("register='wcs': no frame overlaps the output grid")
+    return SkyRegistration(
+        out_header=out_text, frame_headers=tuple(texts), shape=shape,
+        frame_shapes=tuple(shapes), boxes=np.asarray(boxes, dtype=np.int64),
+        steps=tuple(int(s) for s in steps), matrices=np.asarray(matrices), method=method,
+        clamp=True, conserve_flux=bool(options.get("conserve_flux", False)),
+        accuracy=float(accuracy), origin=tuple(origin), reference=ref,
+    )  # fmt: skip
