@@ -120,7 +120,10 @@ def _registration_params(options: dict[str, Any]) -> dict[str, Any]:
             "shape_out": None if options.get("shape_out") is None else
             [int(v) for v in options["shape_out"]],
             "wcs_accuracy": float(options.get("wcs_accuracy", 1e-3)),
+            "output_scale": options.get("output_scale"),
             "interpolation": options.get("interpolation"),
+            **({"pixfrac": float(options["pixfrac"]), "drizzle_kernel": options["drizzle_kernel"]}
+               if options.get("interpolation") == "drizzle" else {}),
             "conserve_flux": bool(options.get("conserve_flux")),
         }  # fmt: skip
     return {

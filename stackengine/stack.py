@@ -132,6 +132,9 @@ def stack(
     output_wcs: Any = None,
     shape_out: tuple[int, int] | None = None,
     wcs_accuracy: float = 1e-3,
+    output_scale: float | None = None,
+    pixfrac: float = 1.0,
+    drizzle_kernel: str = "square",
 ) -> xr.Dataset:
     """Reject outliers pixel by pixel along the frame axis and combine the frames.
 
@@ -216,8 +219,12 @@ def stack(
         frame does not cover are missing for it (``count`` is the coverage).
     transform : {"similarity", "shift", "affine", "homography"}
         The model of ``register="stars"``.
-    interpolation : {"lanczos3", "bicubic", "bilinear", "nearest"}
-        The resampling kernel (lanczos3 and bicubic clamped against ringing).
+    interpolation : {"lanczos3", "bicubic", "bilinear", "nearest", "drizzle"}
+        The resampling kernel (lanczos3 and bicubic clamped against ringing);
+        "drizzle" (``register="wcs"``): each input pixel, shrunk by ``pixfrac``,
+        is dropped onto the output grid (Fruchter & Hook, as the ``drizzle``
+        package); each frame's value of an output pixel then carries its
+        overlap weight, and the frames are combined by those weights.
     framing : {"reference", "union", "intersection"}
         The output grid: the reference frame's, the union of all frames, or
         the pixels every frame covers.
@@ -249,6 +256,13 @@ def stack(
         ``register="wcs"``: the largest error, in frame pixels, of the mapping
         interpolated between exactly evaluated nodes (default 1e-3 px, as
         SWarp); 0 evaluates every output pixel exactly.
+    output_scale : float, optional
+        ``output_wcs="optimal"``: the output pixel's size in units of the finest
+        input pixel (e.g. 0.5 to drizzle onto pixels half as large).
+    pixfrac : float
+        ``interpolation="drizzle"``: the input pixel's linear shrink factor (0, 2].
+    drizzle_kernel : {"square", "point", "turbo"}
+        ``interpolation="drizzle"``: the shape of a dropped pixel.
 
     Returns
     -------

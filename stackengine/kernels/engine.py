@@ -149,11 +149,15 @@ def reduce_block(
     grad=None,
     geom=None,
     out=None,
+    pixel_weights=None,
 ):
     """Reject and combine each pixel of ``block`` (see :func:`reduce_block_sorted`).
 
     Without ``scale``/``offset``/``grad``/``geom`` the values are used as they
     are; ``geom`` comes from :func:`stackengine.kernels.normalize.geometry`.
+    ``pixel_weights`` (frames x pixels, float32): a weight per value (inverse
+    variance maps, drizzle's overlap weights), multiplied by the frame's weight
+    in the weighted mean and its standard error.
     ``out``: the (N_OUT, n_pixels) array to fill, float32 or float64 (rows may
     be strided, e.g. a strip of a tile's output); default a new float64 one.
     Every value is computed in float64 and rounded once when stored.
@@ -162,16 +166,25 @@ def reduce_block(
     if out is None:
         out = np.empty((N_OUT, block.shape[1]), dtype=np.float64)
     rows, filled = out_rows(out)
+    if pixel_weights is None:
+        pixel_weights = np.ones((1, 1), dtype=np.float32)
+        use_pixel = False
+    else:
+        pixel_weights = np.ascontiguousarray(pixel_weights, dtype=np.float32)
+        if pixel_weights.shape != block.shape:
+            raise ValueError(f"pixel_weights {pixel_weights.shape} != block {block.shape}")
+        use_pixel = True
     _kernel(block, stages, stage_params, combine, weights, use_weights, tables, fallback,
-            scale, offset, grad, geom, n, rows)  # fmt: skip
+            scale, offset, grad, geom, n, rows, pixel_weights, use_pixel)  # fmt: skip
     if filled is not out:
         out[...] = filled
     return out
 
 
 def _kernel(block, stages, stage_params, combine, weights, use_weights, tables, fallback,
-            scale, offset, grad, geom, n, out):  # fmt: skip
+            scale, offset, grad, geom, n, out, pixel_weights, use_pixel):  # fmt: skip
     """Pick the kernel for the stages and run it (``out``: :func:`out_rows`)."""
+    use_weights = use_weights or use_pixel
     plain = scale is None and offset is None and grad is None
     if scale is None:
         scale = np.ones((n, 1), dtype=np.float64)
@@ -215,6 +228,8 @@ def _kernel(block, stages, stage_params, combine, weights, use_weights, tables, 
         grad,
         geom,
         out,
+        pixel_weights,
+        use_pixel,
     )
 
 
@@ -235,6 +250,8 @@ def reduce_block_sorted(
     grad,
     geom,
     out,
+    pixel_weights,
+    use_pixel,
 ):
     """Reject and combine each pixel of ``block`` into ``out``.
 
@@ -267,6 +284,8 @@ def reduce_block_sorted(
     out : tuple of N_OUT float32 or float64 arrays of n_pixels (:func:`out_rows`)
         Filled and returned: the value, kept count, low and high rejection
         counts and noise of each pixel.
+    pixel_weights : float32 ndarray, shape (n_frames, n_pixels)
+        With ``use_pixel``, each value's weight, times its frame's weight.
 
     Returns
     -------
@@ -282,6 +301,7 @@ def reduce_block_sorted(
     work = np.empty((3, n), dtype=np.float64)
     group = buf.shape[1] - PAD
     raw = np.empty_like(buf)
+    wv = np.empty(n, dtype=np.float64)
     for g0 in range(0, npix, group):
         gw = min(group, npix - g0)
         load_group(block, g0, gw, raw, buf, scale, offset, grad, geom)
@@ -307,7 +327,14 @@ def reduce_block_sorted(
                     work,
                 )
                 presorted = False
-            value, count, noise = combine_pixel(vals, flags, n, srt, combine, weights, use_weights)
+            if use_pixel:
+                for k in range(n):
+                    wv[k] = weights[k] * pixel_weights[k, p]
+                value, count, noise = combine_pixel(vals, flags, n, srt, combine, wv, True)
+            else:
+                value, count, noise = combine_pixel(
+                    vals, flags, n, srt, combine, weights, use_weights
+                )
             if count == 0 and fallback and m > 0:
                 value = median_run(buf, g, 0, m)
             store_pixel(out, p, value, count, flags, n, noise)

@@ -21,6 +21,7 @@ scale (north up, TAN), as reproject's ``find_optimal_celestial_wcs``.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ WCS_CARD = re.compile(
 )
 
 _LOCK = threading.Lock()
+#: interpolation="drizzle" (see :mod:`.skydrizzle`)
+DRIZZLE = "drizzle"
 
 
 def wcs_cards(header: Any) -> str:
@@ -121,11 +124,18 @@ class SkyRegistration:
         (frames, 3, 3): each frame's best affine approximation of its mapping
         (for measurements that need one, e.g. photometric normalization).
     method, clamp, conserve_flux, accuracy
-        The interpolation, its clamping, the pixel-area factor, ``wcs_accuracy``.
+        The interpolation ("drizzle" or a kernel of
+        :mod:`stackengine.kernels.resample`), its clamping, the pixel-area factor,
+        ``wcs_accuracy``.
     origin : (int, int)
         Raw frame pixel of the calibrated grid's first pixel (a trim window).
     reference : int
         The frame whose header the outputs start from.
+    pixfrac, drizzle_kernel : float, str
+        Drizzle's shrink factor and kernel ("square", "point", "turbo").
+    back_steps : tuple of int
+        Drizzle: each frame's node spacing (frame pixels) of its pixel map, frame
+        pixel -> output pixel.
     """
 
     out_header: str
@@ -141,6 +151,9 @@ class SkyRegistration:
     accuracy: float = 1e-3
     origin: tuple[int, int] = (0, 0)
     reference: int = 0
+    pixfrac: float = 1.0
+    drizzle_kernel: str = "square"
+    back_steps: tuple[int, ...] = ()
 
     offset = (0.0, 0.0)  # the output grid is given by out_header, not moved from a frame
 
@@ -158,7 +171,7 @@ class SkyRegistration:
 
     @property
     def margin(self) -> int:
-        return MARGINS[self.code]
+        return 1 if self.method == DRIZZLE else MARGINS[self.code]
 
     @property
     def out_wcs(self) -> Any:
@@ -172,6 +185,8 @@ class SkyRegistration:
             "steps": list(self.steps), "method": self.method, "clamp": self.clamp,
             "conserve_flux": self.conserve_flux, "accuracy": float(self.accuracy),
             "origin": list(self.origin), "reference": int(self.reference),
+            **({"pixfrac": float(self.pixfrac), "drizzle_kernel": self.drizzle_kernel,
+                "back_steps": list(self.back_steps)} if self.method == DRIZZLE else {}),
         }  # fmt: skip
 
     def frames_for(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
@@ -222,17 +237,27 @@ class SkyRegistration:
 
     def locate(self, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple:
         """Frame ``k``'s region the output region reads, and what resampling needs."""
+        if self.method == DRIZZLE:
+            from .skydrizzle import locate
+
+            return locate(self, k, y0, y1, x0, x1)
         fx, fy, det = self.positions(k, y0, y1, x0, x1)
         return map_box(fx, fy, self.margin, self.shape_of(k)), (fx, fy, det)
 
     def resample(self, k: int, src: np.ndarray, box: tuple, state: tuple, out: np.ndarray,
-                 y0: int, x0: int) -> None:  # fmt: skip
-        """Resample frame ``k``'s region ``src`` (at ``box``) into ``out``."""
+                 y0: int, x0: int) -> np.ndarray | None:  # fmt: skip
+        """Resample frame ``k``'s region ``src`` (at ``box``) into ``out``; returns the
+        per-pixel weights of drizzle (None otherwise)."""
+        if self.method == DRIZZLE:
+            from .skydrizzle import drizzle_frame
+
+            return drizzle_frame(self, k, src, box, state, out, y0, x0)
         fx, fy, det = state
         resample_map(src, box[0], box[2], fx, fy, out, self.code, self.clamp,
                      frame_shape=self.shape_of(k))  # fmt: skip
         if det is not None:
             out *= (det if out.ndim == 2 else det[:, :, None]).astype(np.float32)
+        return None
 
 
 def _boundary(h: int, w: int, n: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -280,8 +305,11 @@ def _affine(out_wcs: Any, fwcs: Any, box: list[int], origin: tuple) -> np.ndarra
     return np.array([cx, cy, [0.0, 0.0, 1.0]])
 
 
-def optimal_wcs(headers: list[Any], shapes: list[tuple[int, int]]) -> tuple[Any, tuple]:
-    """A north-up TAN grid covering every frame at the finest input pixel scale.
+def optimal_wcs(
+    headers: list[Any], shapes: list[tuple[int, int]], scale: float = 1.0
+) -> tuple[Any, tuple]:
+    """A north-up TAN grid covering every frame at the finest input pixel scale
+    (times ``scale``: 0.5 for pixels half as large, e.g. to drizzle).
 
     Parameters
     ----------
@@ -289,6 +317,8 @@ def optimal_wcs(headers: list[Any], shapes: list[tuple[int, int]]) -> tuple[Any,
         The frames' headers (their celestial WCS).
     shapes : list of (int, int)
         The frames' rows and columns.
+    scale : float
+        The output pixel's size in units of the finest input pixel.
 
     Returns
     -------
@@ -309,7 +339,7 @@ def optimal_wcs(headers: list[Any], shapes: list[tuple[int, int]]) -> tuple[Any,
     v = np.concatenate(vectors).mean(axis=0)
     ra0 = float(np.degrees(np.arctan2(v[1], v[0])) % 360)
     dec0 = float(np.degrees(np.arcsin(v[2] / np.linalg.norm(v))))
-    scale = min(float(np.mean(proj_plane_pixel_scales(w))) for w in wcss)
+    scale = scale * min(float(np.mean(proj_plane_pixel_scales(w))) for w in wcss)
     out = WCS(naxis=2)
     out.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     out.wcs.crval = [ra0, dec0]
@@ -330,17 +360,24 @@ def optimal_wcs(headers: list[Any], shapes: list[tuple[int, int]]) -> tuple[Any,
     return out, shape
 
 
-def _output_grid(spec: Any, shape_out: Any, headers: list, shapes: list, ref: int) -> tuple:
+def _output_grid(
+    spec: Any, shape_out: Any, headers: list, shapes: list, ref: int, scale: Any
+) -> tuple:
     """The output WCS (a celestial astropy WCS) and shape from ``output_wcs``."""
     from astropy.io import fits
     from astropy.wcs import WCS
 
+    if scale is not None and (isinstance(spec, str) and spec == "optimal") is False:
+        raise ParameterError("output_scale: it sizes the pixels of output_wcs='optimal' only")
     if isinstance(spec, str):
         if spec != "optimal":
             raise ParameterError(f"output_wcs={spec!r}: give a WCS, a header, None or 'optimal'")
         if shape_out is not None:
             raise ParameterError("shape_out: output_wcs='optimal' chooses its own shape")
-        return optimal_wcs(headers, shapes)
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float)
+                                  or not 0 < scale <= 100):  # fmt: skip
+            raise ParameterError(f"output_scale={scale!r}: must be a number in (0, 100]")
+        return optimal_wcs(headers, shapes, 1.0 if scale is None else float(scale))
     if spec is None:
         w, shape = frame_wcs(headers[ref], f"frame {ref}"), tuple(shapes[ref])
     elif isinstance(spec, WCS):
@@ -402,8 +439,11 @@ def plan_sky_registration(
     ``shape_out``, ``wcs_accuracy``, ``interpolation``, ``conserve_flux``,
     ``reference``), reading every frame's header (no pixel)."""
     method = options.get("interpolation", "lanczos3")
-    if method not in METHODS:
-        raise ParameterError(f"interpolation={method!r}: choose from {', '.join(METHODS)}")
+    if method not in METHODS and method != DRIZZLE:
+        raise ParameterError(
+            f"interpolation={method!r}: choose from {', '.join(METHODS)} or 'drizzle'"
+        )
+    pixfrac, kernel = _drizzle_options(options, method)
     accuracy = options.get("wcs_accuracy", 1e-3)
     if isinstance(accuracy, bool) or not isinstance(accuracy, int | float) or not accuracy >= 0:
         raise ParameterError(f"wcs_accuracy={accuracy!r}: must be a number of pixels >= 0")
@@ -425,23 +465,31 @@ def plan_sky_registration(
     raw = [tuple(int(v) for v in s) for s in source.frame_shapes]
     shapes = raw if calibrated_shape is None else [tuple(calibrated_shape)] * n
     out_wcs, shape = _output_grid(options.get("output_wcs"), options.get("shape_out"),
-                                  headers, raw, ref)  # fmt: skip
+                                  headers, raw, ref, options.get("output_scale"))  # fmt: skip
     out_text = (
         out_wcs.to_header_string(relax=True)
         if options.get("output_wcs") is not None
         else texts[ref]
     )
     out_parsed = _parsed(out_text)
-    margin = MARGINS[METHODS[method]]
-    boxes, steps, matrices = [], [], []
+    boxes, steps, matrices, back = [], [], [], []
     for k, text in enumerate(texts):
         fwcs = _parsed(text)
         ox, oy = _footprint(out_parsed, fwcs, shapes[k][0], shapes[k][1], origin)
+        if method == DRIZZLE:  # a drop reaches pixfrac x its pixel's size beyond the edge
+            size = max(float(np.ptp(ox)) / max(shapes[k][1], 1), float(np.ptp(oy))
+                       / max(shapes[k][0], 1), 1.0)  # fmt: skip
+            margin = int(math.ceil(pixfrac * size)) + 1
+        else:
+            margin = MARGINS[METHODS[method]]
         box = _box(ox, oy, shape, margin)
         boxes.append(box)
         steps.append(choose_step(out_parsed, fwcs, tuple(box), accuracy) if box[1] > box[0]
                      else 0)  # fmt: skip
         matrices.append(_affine(out_parsed, fwcs, box, origin))
+        if method == DRIZZLE:
+            (h, w), (oy0, ox0) = shapes[k], origin
+            back.append(choose_step(fwcs, out_parsed, (oy0, oy0 + h, ox0, ox0 + w), accuracy))
     if not any(b[1] > b[0] for b in boxes):
         raise WCSError("register='wcs': no frame overlaps the output grid")
     return SkyRegistration(
@@ -449,5 +497,23 @@ def plan_sky_registration(
         frame_shapes=tuple(shapes), boxes=np.asarray(boxes, dtype=np.int64),
         steps=tuple(int(s) for s in steps), matrices=np.asarray(matrices), method=method,
         clamp=True, conserve_flux=bool(options.get("conserve_flux", False)),
-        accuracy=float(accuracy), origin=tuple(origin), reference=ref,
+        accuracy=float(accuracy), origin=tuple(origin), reference=ref, pixfrac=pixfrac,
+        drizzle_kernel=kernel, back_steps=tuple(int(s) for s in back),
     )  # fmt: skip
+
+
+def _drizzle_options(options: dict[str, Any], method: str) -> tuple[float, str]:
+    """``pixfrac`` and ``drizzle_kernel``, checked (drizzle only)."""
+    from ..kernels.drizzle import KERNELS
+
+    pixfrac = options.get("pixfrac", 1.0)
+    kernel = options.get("drizzle_kernel", "square")
+    if method != DRIZZLE:
+        return 1.0, "square"
+    if isinstance(pixfrac, bool) or not isinstance(pixfrac, int | float) or not (
+        0.001 < pixfrac <= 2
+    ):  # fmt: skip
+        raise ParameterError(f"pixfrac={pixfrac!r}: must be in (0.001, 2]")
+    if kernel not in KERNELS:
+        raise ParameterError(f"drizzle_kernel={kernel!r}: choose from {', '.join(KERNELS)}")
+    return float(pixfrac), kernel

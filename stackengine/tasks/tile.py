@@ -79,11 +79,18 @@ def prepare_strip(job: StackJob, block: np.ndarray, y0: int, x0: int) -> np.ndar
 
 
 def _reduce(
-    job: StackJob, block: np.ndarray, y0: int, x0: int, out: np.ndarray, frames: Any = None
+    job: StackJob,
+    block: np.ndarray,
+    y0: int,
+    x0: int,
+    out: np.ndarray,
+    frames: Any = None,
+    pixel_weights: np.ndarray | None = None,
 ) -> None:
     """Reduce the in-memory ``block`` (frames, rows, cols[, channels]) at (y0, x0) into
     ``out`` (N_OUT, rows, cols[, channels]) of :func:`packed_dtype`; ``frames``: the
-    job's frames the block holds (default all), in the job's order."""
+    job's frames the block holds (default all), in the job's order; ``pixel_weights``
+    (as ``block``): a weight per value (drizzle's, weight maps)."""
     n = block.shape[0]
     flat = np.ascontiguousarray(block).reshape(n, -1)
     norm = job.normalization
@@ -110,6 +117,7 @@ def _reduce(
         grad=grad,
         geom=geom,
         out=flat_out,
+        pixel_weights=None if pixel_weights is None else pixel_weights.reshape(n, -1),
     )
     if not np.shares_memory(flat_out, out):  # the reshape had to copy: put them in place
         out[...] = flat_out.reshape(out.shape)
@@ -169,6 +177,10 @@ def _per_frame_into(job: StackJob, location: list, out: np.ndarray) -> None:
     frames = np.arange(job.n_frames) if reg is None else reg.frames_for(y0, y1, x0, x1)
     block = thread_buffer("registered", (len(frames), y1 - y0, x1 - x0, *job.shape[3:]),
                           np.float32)  # fmt: skip
+    weights = None
+    if reg is not None and reg.method == "drizzle":
+        weights = thread_buffer("pixel_weights", block.shape, np.float32)
+        weights.fill(0.0)
     with job.source.open_handles() as handles:
         for i, k in enumerate(frames):
             frame_shape = reg.shape_of(k) if reg is not None else job.shape[1:3]
@@ -186,11 +198,14 @@ def _per_frame_into(job: StackJob, location: list, out: np.ndarray) -> None:
             if reg is None:
                 block[i] = src
                 continue
-            reg.resample(k, src, box, state, block[i], y0, x0)
+            w = reg.resample(k, src, box, state, block[i], y0, x0)
+            if w is not None:
+                weights[i] = w
     if len(frames) == 0:
         empty_tile(out)
         return
-    _reduce(job, block, y0, x0, out, None if len(frames) == job.n_frames else frames)
+    subset = None if len(frames) == job.n_frames else frames
+    _reduce(job, block, y0, x0, out, subset, weights)
 
 
 def empty_tile(out: np.ndarray) -> None:
