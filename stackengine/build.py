@@ -23,6 +23,7 @@ from .colour import (
     superpixel_frames,
     superpixel_transforms,
 )
+from .companions import open_companions
 from .errors import ParameterError
 from .frames import source_of, subset_frames
 from .kernels.combine import COMBINE_CODES
@@ -85,6 +86,8 @@ def validate(n_frames: int, options: dict[str, Any]) -> StagePlan:
 
 
 def _weights(weights: Any, frames: xr.DataArray, norm: Normalization | None) -> np.ndarray | None:
+    if isinstance(weights, str) and weights == "map":  # per pixel, from the weight maps
+        return None
     if isinstance(weights, str) and weights == "photometric":
         if norm is None:
             raise ParameterError("weights='photometric' needs a normalization (normalize=...)")
@@ -162,7 +165,16 @@ def _params(
         **({} if calib is None else {"calibration": calib.describe()}),
         **_registration_params(options),
         **({"selection": list(decisions)} if decisions else {}),
+        **{
+            name: _companion_param(options.get(name))
+            for name in ("weight_maps", "masks")
+            if options.get(name) is not None
+        },
     }
+
+
+def _companion_param(spec: Any) -> Any:
+    return spec if isinstance(spec, str | int) else "list"
 
 
 def _calibrated(frames: xr.DataArray, options: dict[str, Any]) -> tuple[xr.DataArray, Any]:
@@ -268,6 +280,7 @@ def build_job(
     # noise weights measure the calibrated frames; header weights read the frames' headers
     noise = isinstance(options["weights"], str) and options["weights"] == "noise"
     weights = _weights(options["weights"], measured if noise else frames, norm)
+    wmaps, masks, inverse_variance = _companions(source, options, deb)
     shape = tuple(int(s) for s in measured.shape)
     if deb is not None:
         shape = (*shape, len(CHANNELS))
@@ -275,7 +288,7 @@ def build_job(
     block = source.block if source is not None else (1, 0)
     if reg is not None:
         shape = (shape[0], *reg.shape, *shape[3:])
-    if reg is not None or deb is not None:
+    if reg is not None or deb is not None or wmaps is not None or masks is not None:
         tile = _registered_tiles(reg, shape, options["memory_limit"])
     else:
         tile = plan_tiles(
@@ -300,8 +313,29 @@ def build_job(
         calibration=calib,
         registration=reg,
         debayer=deb,
+        weight_maps=wmaps,
+        masks=masks,
+        inverse_variance=inverse_variance,
     )
     return job, data, frames
+
+
+def _companions(source: Any, options: dict[str, Any], deb: Debayer | None) -> tuple:
+    """The weight maps and masks (:mod:`stackengine.companions`), and whether the
+    weight maps weight the mean (``weights="map"``)."""
+    specs = {name: options.get(name) for name in ("weight_maps", "masks")}
+    inverse_variance = isinstance(options["weights"], str) and options["weights"] == "map"
+    if inverse_variance and specs["weight_maps"] is None:
+        raise ParameterError("weights='map': give the weight maps (weight_maps=...)")
+    if all(v is None for v in specs.values()):
+        return None, None, False
+    if source is None:
+        raise ParameterError("weight_maps, masks: the frames must be read from files")
+    if deb is not None:
+        raise ParameterError("weight_maps, masks: not with Bayer mosaics (bayer=False stacks "
+                             "them as mono frames)")  # fmt: skip
+    return (open_companions(specs["weight_maps"], source, "weight_maps"),
+            open_companions(specs["masks"], source, "masks"), inverse_variance)  # fmt: skip
 
 
 def _registered_tiles(reg: Any, shape: tuple, memory_limit: Any) -> tuple[int, int]:

@@ -135,6 +135,8 @@ def stack(
     output_scale: float | None = None,
     pixfrac: float = 1.0,
     drizzle_kernel: str = "square",
+    weight_maps: Any = None,
+    masks: Any = None,
 ) -> xr.Dataset:
     """Reject outliers pixel by pixel along the frame axis and combine the frames.
 
@@ -182,13 +184,14 @@ def stack(
         10 % of the darkest, the one with the most stars).
     combine : {"mean", "median", "sum", "min", "max"}
         How the kept values are combined.
-    weights : None, "exptime", "noise", "photometric", "keyword:NAME" or 1-D array
+    weights : None, "exptime", "noise", "photometric", "map", "keyword:NAME" or 1-D array
         Frame weights for the weighted mean (combine="mean" only): the
         EXPTIME/EXPOSURE header, the inverse variance of each frame's noise
         measured in a per-frame pass, any numeric header keyword (e.g.
         NormalizeScaleGradient's NWEIGHT), or one value per frame.
         "photometric" (with a normalization) is
         ``(noise_reference / noise_i after normalization)**2``, as NSG's NWEIGHT.
+        "map": per pixel, the ``weight_maps`` (inverse variances).
     memory_limit : str or int
         Memory budget per worker, used to plan the tile size.
     smoothness : float
@@ -263,6 +266,16 @@ def stack(
         ``interpolation="drizzle"``: the input pixel's linear shrink factor (0, 2].
     drizzle_kernel : {"square", "point", "turbo"}
         ``interpolation="drizzle"``: the shape of a dropped pixel.
+    weight_maps : list, str or int, optional
+        A weight map per frame (inverse variance; 0 marks a bad pixel, as in
+        SWarp): a list of files, a pattern such as ``"{stem}.weight.fits"``
+        (``{stem}``, ``{name}``, ``{dir}`` of each frame's path), or an HDU name
+        or number of each frame's file. Read by region beside the frame and
+        resampled as it is; ``weights="map"`` combines by them (the noise
+        output is then ``1 / sqrt(sum of the kept weights)``).
+    masks : list, str or int, optional
+        A mask or flag image per frame, in the same forms: non-zero pixels are
+        missing.
 
     Returns
     -------

@@ -14,6 +14,7 @@ pixels), so the first stage of every pixel starts from its sorted values.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from numba import njit
@@ -27,7 +28,7 @@ from .minmax import minmax_stage
 from .normalize import geometry, load_group
 from .percentile import percentile_stage
 from .ranked import reduce_block_linear_fit
-from .select import batcher_pairs, cache_blocked, load_pixel, network_sort
+from .select import KEPT, batcher_pairs, cache_blocked, load_pixel, network_sort
 from .sigma import sigma_stage
 from .window import PAD, group_buffer, median_run, reduce_block_window
 
@@ -150,6 +151,7 @@ def reduce_block(
     geom=None,
     out=None,
     pixel_weights=None,
+    inverse_variance=False,
 ):
     """Reject and combine each pixel of ``block`` (see :func:`reduce_block_sorted`).
 
@@ -157,7 +159,8 @@ def reduce_block(
     are; ``geom`` comes from :func:`stackengine.kernels.normalize.geometry`.
     ``pixel_weights`` (frames x pixels, float32): a weight per value (inverse
     variance maps, drizzle's overlap weights), multiplied by the frame's weight
-    in the weighted mean and its standard error.
+    in the weighted mean and its standard error; with ``inverse_variance`` they are
+    inverse variances and the noise is ``1 / sqrt(sum of the kept weights)``.
     ``out``: the (N_OUT, n_pixels) array to fill, float32 or float64 (rows may
     be strided, e.g. a strip of a tile's output); default a new float64 one.
     Every value is computed in float64 and rounded once when stored.
@@ -168,12 +171,12 @@ def reduce_block(
     rows, filled = out_rows(out)
     if pixel_weights is None:
         pixel_weights = np.ones((1, 1), dtype=np.float32)
-        use_pixel = False
+        use_pixel = 0
     else:
         pixel_weights = np.ascontiguousarray(pixel_weights, dtype=np.float32)
         if pixel_weights.shape != block.shape:
             raise ValueError(f"pixel_weights {pixel_weights.shape} != block {block.shape}")
-        use_pixel = True
+        use_pixel = 2 if inverse_variance else 1
     _kernel(block, stages, stage_params, combine, weights, use_weights, tables, fallback,
             scale, offset, grad, geom, n, rows, pixel_weights, use_pixel)  # fmt: skip
     if filled is not out:
@@ -184,7 +187,7 @@ def reduce_block(
 def _kernel(block, stages, stage_params, combine, weights, use_weights, tables, fallback,
             scale, offset, grad, geom, n, out, pixel_weights, use_pixel):  # fmt: skip
     """Pick the kernel for the stages and run it (``out``: :func:`out_rows`)."""
-    use_weights = use_weights or use_pixel
+    use_weights = use_weights or use_pixel > 0
     plain = scale is None and offset is None and grad is None
     if scale is None:
         scale = np.ones((n, 1), dtype=np.float64)
@@ -285,7 +288,8 @@ def reduce_block_sorted(
         Filled and returned: the value, kept count, low and high rejection
         counts and noise of each pixel.
     pixel_weights : float32 ndarray, shape (n_frames, n_pixels)
-        With ``use_pixel``, each value's weight, times its frame's weight.
+        With ``use_pixel`` > 0, each value's weight, times its frame's weight;
+        ``use_pixel`` 2: inverse variances, noise ``1 / sqrt(sum of kept weights)``.
 
     Returns
     -------
@@ -327,10 +331,16 @@ def reduce_block_sorted(
                     work,
                 )
                 presorted = False
-            if use_pixel:
+            if use_pixel > 0:
                 for k in range(n):
                     wv[k] = weights[k] * pixel_weights[k, p]
                 value, count, noise = combine_pixel(vals, flags, n, srt, combine, wv, True)
+                if use_pixel == 2 and count > 0:
+                    wsum = 0.0
+                    for k in range(n):
+                        if flags[k] == KEPT:
+                            wsum += wv[k]
+                    noise = 1.0 / math.sqrt(wsum) if wsum > 0 else math.nan
             else:
                 value, count, noise = combine_pixel(
                     vals, flags, n, srt, combine, weights, use_weights

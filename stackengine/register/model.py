@@ -96,11 +96,11 @@ class Registration:
         return self.box(k, y0, y1, x0, x1), None
 
     def resample(self, k: int, src: np.ndarray, box: tuple, state: Any, out: np.ndarray,
-                 y0: int, x0: int) -> None:  # fmt: skip
+                 y0: int, x0: int, *, area: bool = True) -> None:  # fmt: skip
         """Resample frame ``k``'s region ``src`` (at ``box``) into ``out`` (output
-        pixels from (y0, x0))."""
+        pixels from (y0, x0)); ``area=False``: no pixel-area factor (weight maps)."""
         resample(src, box[0], box[2], self.matrices[k], out, y0, x0, self.code, self.clamp,
-                 self.conserve_flux, frame_shape=self.shape_of(k))  # fmt: skip
+                 self.conserve_flux and area, frame_shape=self.shape_of(k))  # fmt: skip
 
 
 def _footprints(matrices: np.ndarray, shapes: list[tuple[int, int]]) -> list[np.ndarray]:

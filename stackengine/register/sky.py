@@ -245,17 +245,19 @@ class SkyRegistration:
         return map_box(fx, fy, self.margin, self.shape_of(k)), (fx, fy, det)
 
     def resample(self, k: int, src: np.ndarray, box: tuple, state: tuple, out: np.ndarray,
-                 y0: int, x0: int) -> np.ndarray | None:  # fmt: skip
+                 y0: int, x0: int, *, area: bool = True,
+                 in_weight: np.ndarray | None = None) -> np.ndarray | None:  # fmt: skip
         """Resample frame ``k``'s region ``src`` (at ``box``) into ``out``; returns the
-        per-pixel weights of drizzle (None otherwise)."""
+        per-pixel weights of drizzle (None otherwise). ``area=False``: no pixel-area
+        factor (weight maps); ``in_weight``: drizzle's input weights of ``src``."""
         if self.method == DRIZZLE:
             from .skydrizzle import drizzle_frame
 
-            return drizzle_frame(self, k, src, box, state, out, y0, x0)
+            return drizzle_frame(self, k, src, box, state, out, y0, x0, in_weight)
         fx, fy, det = state
         resample_map(src, box[0], box[2], fx, fy, out, self.code, self.clamp,
                      frame_shape=self.shape_of(k))  # fmt: skip
-        if det is not None:
+        if det is not None and area:
             out *= (det if out.ndim == 2 else det[:, :, None]).astype(np.float32)
         return None
 

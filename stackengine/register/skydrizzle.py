@@ -87,11 +87,12 @@ def locate(reg: Any, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple:
 
 def drizzle_frame(
     reg: Any, k: int, src: np.ndarray, region: tuple, state: tuple, out: np.ndarray,
-    y0: int, x0: int,
+    y0: int, x0: int, in_weight: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Drizzle frame ``k``'s ``src`` (the calibrated ``region``) onto the tile at
     (y0, x0): ``out`` gets the frame's drizzled values (NaN where it drops nothing),
-    the return value its weights (``den``), both (rows, cols[, channels])."""
+    the return value its weights (``den``), both (rows, cols[, channels]);
+    ``in_weight`` (as ``src``, 2-D): each input pixel's weight (a weight map)."""
     box, (px, py), area = state
     values = np.array(src, dtype=np.float32, copy=True)
     ry, rx = box[0] - region[0], box[2] - region[2]
@@ -110,7 +111,7 @@ def drizzle_frame(
         num.fill(0.0)
         den.fill(0.0)
         drizzle_into(np.ascontiguousarray(planes[..., c]), px, py, y0, x0, num, den,
-                     pixfrac=reg.pixfrac, kernel=reg.drizzle_kernel,
+                     pixfrac=reg.pixfrac, kernel=reg.drizzle_kernel, in_weight=in_weight,
                      pixel_scale_ratio=1.0 / input_size(reg, k))  # fmt: skip
         with np.errstate(invalid="ignore", divide="ignore"):
             value = np.where(den > 0, num / den, np.nan)

@@ -129,6 +129,11 @@ def frame_identity(frame: Any) -> dict[str, Any]:
     return out
 
 
+def _stack_identity(stack: Any) -> list[dict[str, Any]]:
+    """What determines the pixels of a companion stack (weight maps, masks)."""
+    return [frame_identity(f) for f in stack.frames]
+
+
 def _normalization_identity(norm: Normalization | None) -> dict[str, Any] | None:
     """What of a normalization the tile tasks apply and the result reports."""
     if norm is None:
@@ -184,6 +189,12 @@ class StackJob:
     debayer : Debayer or None
         The frames are Bayer mosaics: each tile task debayers each frame's
         (calibrated) region before resampling; ``shape`` ends with 3 channels.
+    weight_maps, masks : FrameStack or None
+        Per frame, a weight map (0 = bad) and a mask (non-zero = bad), read by
+        region beside the frame (:mod:`stackengine.companions`).
+    inverse_variance : bool
+        Combine by the weight maps as inverse variances (``weights="map"``): each
+        value's weight is its (resampled) weight, the noise 1/sqrt(sum of weights).
     version : str
         The stackengine version that planned the job.
     """
@@ -203,6 +214,9 @@ class StackJob:
     calibration: Calibration | None = None
     registration: Registration | None = None
     debayer: Debayer | None = None
+    weight_maps: FrameStack | None = None
+    masks: FrameStack | None = None
+    inverse_variance: bool = False
     version: str = __version__
     token: str = field(init=False)
 
@@ -226,6 +240,10 @@ class StackJob:
             "calibration": None if self.calibration is None else self.calibration.identity(),
             "registration": None if self.registration is None else self.registration.identity(),
             "debayer": None if self.debayer is None else self.debayer.identity(),
+            **({"weight_maps": _stack_identity(self.weight_maps)}
+               if self.weight_maps is not None else {}),
+            **({"masks": _stack_identity(self.masks)} if self.masks is not None else {}),
+            **({"inverse_variance": True} if self.inverse_variance else {}),
             "version": self.version,
         }  # fmt: skip
 
@@ -236,6 +254,13 @@ class StackJob:
         )
 
     # ---- what the graph and the writers derive from the job ----
+    @property
+    def per_frame(self) -> bool:
+        """Whether a tile task reads frame by frame (registration, debayering, weight
+        maps, masks) rather than strip by strip."""
+        return any(v is not None for v in (self.registration, self.debayer,
+                                           self.weight_maps, self.masks))  # fmt: skip
+
     @property
     def n_frames(self) -> int:
         return int(self.shape[0])

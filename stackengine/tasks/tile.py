@@ -25,11 +25,13 @@ The steps of a tile task, in order (the data flow of the design):
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..calibrate.model import apply_calibration
+from ..companions import companion_region
 from ..io.buffers import thread_buffer
 from ..kernels.combine import COMBINE_CODES
 from ..kernels.engine import N_OUT, reduce_block
@@ -118,6 +120,7 @@ def _reduce(
         geom=geom,
         out=flat_out,
         pixel_weights=None if pixel_weights is None else pixel_weights.reshape(n, -1),
+        inverse_variance=job.inverse_variance,
     )
     if not np.shares_memory(flat_out, out):  # the reshape had to copy: put them in place
         out[...] = flat_out.reshape(out.shape)
@@ -166,22 +169,45 @@ def _frame_region(job: StackJob, k: int, box: tuple, handles: dict) -> np.ndarra
     return region[0]
 
 
+def _frame_values(job: StackJob, k: int, box: tuple, handles: Any, maps: Any) -> tuple:
+    """Frame ``k``'s calibrated region ``box`` with its masked and zero-weight pixels
+    missing, and its weight-map region (None without weight maps)."""
+    src = _frame_region(job, k, box, handles)
+    if job.masks is None and job.weight_maps is None:
+        return src, None
+    ys, xs = slice(box[0], box[1]), slice(box[2], box[3])
+    rows, cols = job.calibration.raw_region(ys, xs) if job.calibration is not None else (ys, xs)
+    wmap = None
+    if job.masks is not None:
+        src[companion_region(job.masks, k, rows, cols, maps[1]) != 0] = np.nan
+    if job.weight_maps is not None:
+        wmap = companion_region(job.weight_maps, k, rows, cols, maps[0])
+        src[~(wmap > 0)] = np.nan  # weight 0 (or NaN) marks a bad pixel, as in SWarp
+        wmap[~(wmap > 0)] = 0.0
+    return src, wmap
+
+
 def _per_frame_into(job: StackJob, location: list, out: np.ndarray) -> None:
-    """The tile of a registered or debayered job: for each frame that reaches the tile
+    """The tile of a registered or debayered job, or one with weight maps or masks:
+    for each frame that reaches the tile
     (:meth:`~stackengine.register.sky.SkyRegistration.frames_for`), read (and calibrate,
-    in the mosaic) only the frame region the tile's pixels need, debayer it, resample
-    it onto the tile, then reduce the whole tile (frames that do not cover a pixel are
-    missing there)."""
+    in the mosaic) only the frame region the tile's pixels need, mask it, debayer it,
+    resample it onto the tile, then reduce the whole tile (frames that do not cover a
+    pixel are missing there)."""
     reg, deb = job.registration, job.debayer
     (y0, y1), (x0, x1) = location[1], location[2]
     frames = np.arange(job.n_frames) if reg is None else reg.frames_for(y0, y1, x0, x1)
     block = thread_buffer("registered", (len(frames), y1 - y0, x1 - x0, *job.shape[3:]),
                           np.float32)  # fmt: skip
+    drizzle = reg is not None and reg.method == "drizzle"
     weights = None
-    if reg is not None and reg.method == "drizzle":
+    if drizzle or job.inverse_variance:
         weights = thread_buffer("pixel_weights", block.shape, np.float32)
         weights.fill(0.0)
-    with job.source.open_handles() as handles:
+    with contextlib.ExitStack() as stack:
+        handles = stack.enter_context(job.source.open_handles())
+        maps = [stack.enter_context(m.open_handles()) if m is not None else None
+                for m in (job.weight_maps, job.masks)]  # fmt: skip
         for i, k in enumerate(frames):
             frame_shape = reg.shape_of(k) if reg is not None else job.shape[1:3]
             box, state = reg.locate(k, y0, y1, x0, x1) if reg is not None else (
@@ -189,18 +215,25 @@ def _per_frame_into(job: StackJob, location: list, out: np.ndarray) -> None:
             if box[1] <= box[0] or box[3] <= box[2]:  # the frame does not reach this tile
                 block[i] = np.nan
                 continue
+            wmap = None
             if deb is None:
-                src = _frame_region(job, k, box, handles)
+                src, wmap = _frame_values(job, k, box, handles, maps)
             else:  # the mosaic around the box, debayered; keep the box
                 wy0, wy1, wx0, wx1 = deb.window(box, frame_shape)
                 rgb = deb.rgb(_frame_region(job, k, (wy0, wy1, wx0, wx1), handles), wy0, wx0)
                 src = rgb[box[0] - wy0 : box[1] - wy0, box[2] - wx0 : box[3] - wx0]
             if reg is None:
                 block[i] = src
+                if weights is not None:
+                    weights[i] = wmap
                 continue
-            w = reg.resample(k, src, box, state, block[i], y0, x0)
+            w = reg.resample(k, src, box, state, block[i], y0, x0,
+                             **({"in_weight": wmap} if drizzle else {}))  # fmt: skip
             if w is not None:
                 weights[i] = w
+            elif weights is not None:  # the weight map, resampled as the values
+                reg.resample(k, wmap, box, state, weights[i], y0, x0, area=False)
+                np.nan_to_num(weights[i], copy=False, nan=0.0)
     if len(frames) == 0:
         empty_tile(out)
         return
@@ -218,7 +251,7 @@ def empty_tile(out: np.ndarray) -> None:
 def read_reduce_into(job: StackJob, location: list, out: np.ndarray) -> None:
     """Read the frames' tile at ``location`` (the packed output's (start, stop) per
     axis) strip by strip, prepare and reduce each strip into ``out`` (N_OUT, y, x[, c])."""
-    if job.registration is not None or job.debayer is not None:
+    if job.per_frame:
         _per_frame_into(job, location, out)
         return
     stack = job.source
