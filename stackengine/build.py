@@ -27,10 +27,12 @@ from .companions import open_companions
 from .errors import ParameterError
 from .frames import source_of, subset_frames
 from .kernels.combine import COMBINE_CODES
+from .normalize.overlap import plan_background_matching
 from .normalize.plan import Normalization, check_mode, plan_normalization
 from .register.model import plan_registration
 from .register.select import select_frames
-from .register.sky import plan_sky_registration
+from .register.sky import SkyRegistration, plan_sky_registration
+from .register.skydrizzle import input_size
 from .rejection import StagePlan, plan_stages
 from .tasks.job import StackJob, frame_identity
 from .tasks.plan import parse_memory, plan_tiles, square_tiles
@@ -165,6 +167,7 @@ def _params(
         **({} if calib is None else {"calibration": calib.describe()}),
         **_registration_params(options),
         **({"selection": list(decisions)} if decisions else {}),
+        **({"match_background": True} if options.get("match_background") else {}),
         **{
             name: _companion_param(options.get(name))
             for name in ("weight_maps", "masks")
@@ -275,7 +278,9 @@ def build_job(
         raise ParameterError("output_wcs, shape_out: they apply to register='wcs' only")
     # the checks above read nothing; normalization and weights="noise" read pixels (pass 1)
     norm = None
-    if options["normalize"] is not None:
+    if options.get("match_background"):
+        norm = _matched_backgrounds(measured, options, reg, deb)
+    elif options["normalize"] is not None:
         norm = _normalization(measured, options, reg, deb)
     # noise weights measure the calibrated frames; header weights read the frames' headers
     noise = isinstance(options["weights"], str) and options["weights"] == "noise"
@@ -336,6 +341,23 @@ def _companions(source: Any, options: dict[str, Any], deb: Debayer | None) -> tu
                              "them as mono frames)")  # fmt: skip
     return (open_companions(specs["weight_maps"], source, "weight_maps"),
             open_companions(specs["masks"], source, "masks"), inverse_variance)  # fmt: skip
+
+
+def _matched_backgrounds(
+    measured: xr.DataArray, options: dict[str, Any], reg: Any, deb: Debayer | None
+) -> Normalization:
+    """Additive offsets from the frames' overlaps (:mod:`.normalize.overlap`), measured
+    on cells about the size of each frame's background bins (1/32 of its longer side)."""
+    if not isinstance(reg, SkyRegistration):
+        raise ParameterError("match_background: it matches the overlaps of register='wcs'")
+    if options["normalize"] is not None:
+        raise ParameterError("match_background: it is the normalization; drop normalize=")
+    if deb is not None:
+        raise ParameterError("match_background: not with Bayer mosaics (bayer=False co-adds "
+                             "them as mono frames)")  # fmt: skip
+    sizes = [max(reg.shape_of(k)) / 32 * input_size(reg, k) for k in range(len(reg.boxes))]
+    cell = max(4, int(round(float(np.median(sizes)))))
+    return plan_background_matching(measured, reg, reference=options["reference"], cell=cell)
 
 
 def _registered_tiles(reg: Any, shape: tuple, memory_limit: Any) -> tuple[int, int]:

@@ -137,6 +137,7 @@ def stack(
     drizzle_kernel: str = "square",
     weight_maps: Any = None,
     masks: Any = None,
+    match_background: bool = False,
 ) -> xr.Dataset:
     """Reject outliers pixel by pixel along the frame axis and combine the frames.
 
@@ -276,6 +277,12 @@ def stack(
     masks : list, str or int, optional
         A mask or flag image per frame, in the same forms: non-zero pixels are
         missing.
+    match_background : bool
+        ``register="wcs"``: bring overlapping frames to a common background level
+        before rejection, by additive offsets fitted to all overlaps at once
+        (least squares, as reproject's ``match_background`` and Siril's overlap
+        normalization; see :mod:`stackengine.normalize.overlap`); the offsets
+        are in the result's per-frame variables.
 
     Returns
     -------

@@ -242,3 +242,35 @@ def test_wcs_options_without_register_wcs_are_refused(tmp_path):
         se.stack(paths, register="wcs", wcs_accuracy=-1)
     with pytest.raises(ParameterError, match="shape_out"):
         se.stack(paths, register="wcs", output_wcs=_grid()[0])
+    with pytest.raises(ParameterError, match="match_background: it matches"):
+        se.stack(paths, match_background=True)
+    with pytest.raises(ParameterError, match="match_background: it is the normalization"):
+        se.stack(paths, register="wcs", match_background=True, normalize="additive")
+
+
+def test_match_background_removes_the_seams_of_a_mosaic(tmp_path):
+    """Three frames in a row, overlapping by a third, each with its own sky level: the
+    matched co-add follows the first frame's level everywhere."""
+    shape, offsets = (90, 150), [0.0, 30.0, -20.0]
+    paths = []
+    rng = np.random.default_rng(8)
+    for k, offset in enumerate(offsets):
+        h = _frame_header("tan", 150 + k * 100 * SCALE / np.cos(np.radians(2)), 2.0, 0.0, shape)
+        yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
+        ra, dec = _quiet_wcs(h).all_pix2world(xx, yy, 0)
+        data = 100 + 2000 * (ra - 150) + offset + rng.normal(0, 1, shape)
+        fits.PrimaryHDU(data.astype(np.float32), header=h).writeto(tmp_path / f"s{k}.fits")
+        paths.append(str(tmp_path / f"s{k}.fits"))
+    plain = se.stack(paths, register="wcs", output_wcs="optimal", reject=None)
+    matched = se.stack(paths, register="wcs", output_wcs="optimal", reject=None,
+                       match_background=True, reference=0)  # fmt: skip
+    wcs = WCS(matched.attrs["wcs"])
+    yy, xx = np.mgrid[0 : matched.sizes["y"], 0 : matched.sizes["x"]].astype(float)
+    ra, _ = wcs.all_pix2world(xx, yy, 0)
+    truth = 100 + 2000 * (ra - 150)
+    covered = matched["count"].values > 0
+    error = np.abs(matched["image"].values - truth)[covered]
+    assert np.median(error) < 0.5 and np.quantile(error, 0.99) < 3
+    assert np.quantile(np.abs(plain["image"].values - truth)[covered], 0.9) > 15
+    np.testing.assert_allclose(matched["offset"].values, [0, -30, 20], atol=0.5)
+    assert matched.attrs["match_background"] is True
