@@ -176,6 +176,17 @@ def _params(
     }
 
 
+def _exposures(frames: xr.DataArray, reg: Any) -> np.ndarray | None:
+    """Each frame's exposure time (EXPTIME/EXPOSURE) for the exposure map of a sky
+    co-add; None when not every frame's header has one."""
+    if not isinstance(reg, SkyRegistration):
+        return None
+    try:
+        return np.asarray(frame_weights("exptime", frames), dtype=np.float64)
+    except ParameterError:
+        return None
+
+
 def _companion_param(spec: Any) -> Any:
     return spec if isinstance(spec, str | int) else "list"
 
@@ -321,6 +332,7 @@ def build_job(
         weight_maps=wmaps,
         masks=masks,
         inverse_variance=inverse_variance,
+        exposures=_exposures(frames, reg),
     )
     return job, data, frames
 

@@ -274,3 +274,23 @@ def test_match_background_removes_the_seams_of_a_mosaic(tmp_path):
     assert np.quantile(np.abs(plain["image"].values - truth)[covered], 0.9) > 15
     np.testing.assert_allclose(matched["offset"].values, [0, -30, 20], atol=0.5)
     assert matched.attrs["match_background"] is True
+
+
+def test_exposure_map_sums_the_exposure_of_the_frames_present(tmp_path):
+    paths = _frames(tmp_path, "tan", n=3)
+    with fits.open(paths[2], mode="update") as hdul:
+        hdul[0].header["EXPTIME"] = 120.0
+    ds = se.stack(paths, register="wcs", output_wcs="optimal", reject=None)
+    exposure, count = ds["exposure"].values, ds["count"].values
+    assert exposure.max() == 180.0
+    assert set(np.unique(exposure)) <= {0.0, 30.0, 60.0, 120.0, 150.0, 180.0}
+    np.testing.assert_array_equal(exposure > 0, count > 0)
+    se.write(ds, tmp_path / "m.fits")
+    with fits.open(tmp_path / "m.fits") as hdul:
+        names = [h.name for h in hdul]
+        assert "EXPOSURE" in names
+        np.testing.assert_array_equal(hdul["EXPOSURE"].data, exposure)
+    # frames without an exposure time: no exposure map
+    with fits.open(paths[0], mode="update") as hdul:
+        del hdul[0].header["EXPTIME"]
+    assert "exposure" not in se.stack(paths, register="wcs", reject=None).data_vars

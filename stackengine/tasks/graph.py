@@ -23,8 +23,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..kernels.engine import N_OUT
-from .job import OUTPUTS, StackJob
+from .job import StackJob
 from .tile import packed_dtype, read_reduce_tile, reduce_tile
 
 __all__ = ["job_dataset", "job_of", "packed_array"]
@@ -37,7 +36,7 @@ def _plane(packed: np.ndarray, k: int, dtype: np.dtype) -> np.ndarray:
 
 
 def packed_array(job: StackJob, data: da.Array | None = None) -> da.Array:
-    """The job's packed outputs (N_OUT, y, x[, c]): one task per tile.
+    """The job's packed outputs (planes, y, x[, c]): one task per tile.
 
     ``data`` is the frames as a dask array chunked by the job's tiles when the
     job has no file source (in-memory or modified frames).
@@ -46,7 +45,7 @@ def packed_array(job: StackJob, data: da.Array | None = None) -> da.Array:
     ty, tx = job.tile
     height, width = job.shape[1], job.shape[2]
     chunks = (
-        (N_OUT,),
+        (job.n_planes,),
         tuple(min(ty, height - y) for y in range(0, height, ty)),
         tuple(min(tx, width - x) for x in range(0, width, tx)),
         *((c,) for c in job.shape[3:]),
@@ -77,7 +76,7 @@ def job_dataset(
     variables, ``coords`` and the job's attrs."""
     packed = packed_array(job, data)
     variables: dict[str, Any] = {}
-    for k, (name, _) in enumerate(OUTPUTS):
+    for k, (name, _) in enumerate(job.outputs):
         dtype = job.output_dtype(name)
         plane = da.map_blocks(
             _plane, packed, k, dtype, drop_axis=0, dtype=dtype,

@@ -195,6 +195,9 @@ class StackJob:
     inverse_variance : bool
         Combine by the weight maps as inverse variances (``weights="map"``): each
         value's weight is its (resampled) weight, the noise 1/sqrt(sum of weights).
+    exposures : numpy.ndarray or None
+        Per frame, its exposure time: the job then has an "exposure" output, the
+        sum of the exposure times of the frames with a value at each pixel.
     version : str
         The stackengine version that planned the job.
     """
@@ -217,6 +220,7 @@ class StackJob:
     weight_maps: FrameStack | None = None
     masks: FrameStack | None = None
     inverse_variance: bool = False
+    exposures: np.ndarray | None = None
     version: str = __version__
     token: str = field(init=False)
 
@@ -244,6 +248,7 @@ class StackJob:
                if self.weight_maps is not None else {}),
             **({"masks": _stack_identity(self.masks)} if self.masks is not None else {}),
             **({"inverse_variance": True} if self.inverse_variance else {}),
+            **({"exposures": self.exposures} if self.exposures is not None else {}),
             "version": self.version,
         }  # fmt: skip
 
@@ -266,6 +271,15 @@ class StackJob:
         return int(self.shape[0])
 
     @property
+    def outputs(self) -> tuple[tuple[str, str], ...]:
+        """The job's per-pixel outputs, in the order of the packed planes."""
+        return OUTPUTS + ((("exposure", "float"),) if self.exposures is not None else ())
+
+    @property
+    def n_planes(self) -> int:
+        return len(self.outputs)
+
+    @property
     def key(self) -> str:
         """The graph key of the job's own node."""
         return f"stackjob-{self.token}"
@@ -281,13 +295,13 @@ class StackJob:
 
     def plane_of(self, name: str) -> int | None:
         """The packed plane index of the variable whose dask name is ``name``, or None."""
-        for k, (output, _) in enumerate(OUTPUTS):
+        for k, (output, _) in enumerate(self.outputs):
             if name == self.plane_name(output):
                 return k
         return None
 
     def output_dtype(self, output: str) -> np.dtype:
-        kind = dict(OUTPUTS)[output]
+        kind = dict(self.outputs)[output]
         return np.dtype(np.float32) if kind == "float" else count_dtype(self.n_frames)
 
     @property

@@ -28,7 +28,6 @@ import numpy as np
 from dask.base import tokenize
 
 from ..io.buffers import thread_buffer
-from ..kernels.engine import N_OUT
 from .graph import job_of
 from .job import StackJob
 from .tile import packed_dtype, read_reduce_into
@@ -48,10 +47,12 @@ def _put(target: Any, region: tuple[slice, ...], plane: np.ndarray, dtype: np.dt
     target[region] = plane if same else plane.astype(dtype)
 
 
-def _locate(block_info: dict, chunks: tuple[tuple[int, ...], ...]) -> list[tuple[int, int]]:
+def _locate(
+    block_info: dict, chunks: tuple[tuple[int, ...], ...], planes: int
+) -> list[tuple[int, int]]:
     """The tile's (start, stop) per axis of the packed array from the block index."""
     index = block_info[None]["chunk-location"]
-    location = [(0, N_OUT)]
+    location = [(0, planes)]
     for axis_chunks, i in zip(chunks, index, strict=True):
         start = sum(axis_chunks[:i])
         location.append((start, start + axis_chunks[i]))
@@ -66,7 +67,7 @@ def _read_reduce_store(
     block_info: dict,
 ) -> np.ndarray:
     """Task body: read and reduce one tile into this thread's buffer, store its planes."""
-    location = _locate(block_info, tiles)
+    location = _locate(block_info, tiles, job.n_planes)
     shape = tuple(b - a for a, b in location)
     out = thread_buffer("packed", shape, packed_dtype(job.n_frames))
     read_reduce_into(job, location, out)
@@ -118,7 +119,7 @@ def _store_job(job: StackJob, sources: list[da.Array], targets: list[Any]) -> da
     packed = da.Array(
         sources[0].dask,
         job.packed_name,
-        ((N_OUT,), *tiles),
+        ((job.n_planes,), *tiles),
         meta=np.empty((0,) * (len(tiles) + 1), dtype),
     )
     return da.map_blocks(

@@ -237,8 +237,13 @@ def _per_frame_into(job: StackJob, location: list, out: np.ndarray) -> None:
     if len(frames) == 0:
         empty_tile(out)
         return
+    if job.exposures is not None:  # the exposure time of the frames with a value here
+        exposure = out[N_OUT]
+        exposure.fill(0.0)
+        for i, k in enumerate(frames):
+            exposure += np.isfinite(block[i]) * job.exposures[k]
     subset = None if len(frames) == job.n_frames else frames
-    _reduce(job, block, y0, x0, out, subset, weights)
+    _reduce(job, block, y0, x0, out[:N_OUT], subset, weights)
 
 
 def empty_tile(out: np.ndarray) -> None:
