@@ -1341,7 +1341,7 @@ def survey_checks(
                     RMS_TARGET_PX,
                     "px",
                     "<=",
-                    f"{stars['n_stars']} stars",
+                    f"{stars['rms_px']:.4f} px over {stars['n_stars']} stars",
                     17,
                 )
             )
@@ -1353,7 +1353,7 @@ def survey_checks(
                     FLUX_TARGET * 100,
                     "%",
                     "<=",
-                    None,
+                    f"median flux ratio {stars['flux_ratio_median']:.4f}",
                     17,
                 )
             )
