@@ -262,6 +262,15 @@ def _stack_kwargs(args: argparse.Namespace, reject: object) -> dict[str, Any]:
         select=args.select,
         bayer=args.bayer,
         debayer=args.debayer,
+        output_wcs=args.output_wcs,
+        shape_out=args.shape_out,
+        wcs_accuracy=args.wcs_accuracy,
+        output_scale=args.output_scale,
+        pixfrac=args.pixfrac,
+        drizzle_kernel=args.drizzle_kernel,
+        weight_maps=args.weight_maps,
+        masks=args.masks,
+        match_background=args.match_background,
     )
 
 

@@ -28,14 +28,97 @@ def _optional_float(text: str) -> float | None:
 
 def _weights(text: str | None) -> object:
     """``exptime``, ``noise``, ``keyword:NAME`` or comma-separated numbers."""
-    if text is None or text in ("exptime", "noise", "photometric") or text.startswith("keyword:"):
+    if (
+        text is None
+        or text in ("exptime", "noise", "photometric", "map")
+        or text.startswith("keyword:")
+    ):
         return text
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"weights: expected exptime, noise, keyword:NAME or numbers, got {text!r}"
+            f"weights: expected exptime, noise, photometric, map, keyword:NAME or numbers, "
+            f"got {text!r}"
         ) from None
+
+
+def _output_wcs(text: str) -> object:
+    """``optimal``, ``reference`` (None) or a FITS file / text header with the grid."""
+    if text in ("optimal", "reference"):
+        return None if text == "reference" else text
+    from astropy.io import fits
+
+    try:
+        with open(text, "rb") as f:
+            start = f.read(9)
+        if start == b"SIMPLE  =":
+            return fits.getheader(text)
+        return fits.Header.fromtextfile(text)
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"--output-wcs {text}: {exc}") from None
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        rows, cols = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ROWS,COLS, got {text!r}") from None
+    return rows, cols
+
+
+def _companion(text: str | None) -> object:
+    """A pattern with {stem}/{name}/{dir}, an HDU name, or an HDU number."""
+    if text is None or "{" in text:
+        return text
+    return int(text) if text.isdigit() else text
+
+
+def add_sky_options(p: argparse.ArgumentParser) -> None:
+    """Options of co-adds on a sky grid (``--register wcs``)."""
+    sg = p.add_argument_group("sky co-adds and mosaics (--register wcs)")
+    sg.add_argument(
+        "--output-wcs",
+        type=_output_wcs,
+        default=None,
+        metavar="GRID",
+        help="the output grid: reference (the reference frame's, default), optimal (north-up "
+        "TAN covering every frame at the finest scale), or a FITS file or text header",
+    )
+    sg.add_argument(
+        "--shape-out", type=_shape, default=None, metavar="ROWS,COLS", help="the grid's shape"
+    )
+    sg.add_argument(
+        "--wcs-accuracy",
+        type=float,
+        default=1e-3,
+        help="largest error of the interpolated mapping in pixels (1e-3; 0: every pixel exactly)",
+    )
+    sg.add_argument(
+        "--output-scale",
+        type=float,
+        default=None,
+        help="with --output-wcs optimal: output pixel size in input pixels (e.g. 0.5)",
+    )
+    sg.add_argument("--pixfrac", type=float, default=1.0, help="drizzle: pixel shrink (1.0)")
+    sg.add_argument("--drizzle-kernel", default="square", choices=["square", "point", "turbo"])
+    sg.add_argument(
+        "--weight-maps",
+        type=_companion,
+        default=None,
+        metavar="SPEC",
+        help="a weight map per frame (0 = bad): a pattern such as '{stem}.weight.fits' or the "
+        "HDU of each frame's file holding it (e.g. WEIGHT or 1)",
+    )
+    sg.add_argument(
+        "--masks", type=_companion, default=None, metavar="SPEC",
+        help="a mask or flag image per frame (non-zero = bad), given as --weight-maps",
+    )  # fmt: skip
+    sg.add_argument(
+        "--match-background",
+        action="store_true",
+        help="bring overlapping frames to one background level (offsets fitted to the overlaps)",
+    )
 
 
 def add_stack_options(p: argparse.ArgumentParser) -> None:
@@ -74,7 +157,8 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
         "--weights",
         type=_weights,
         default=None,
-        help="frame weights: exptime, noise, photometric, keyword:NAME or comma-separated numbers",
+        help="frame weights: exptime, noise, photometric, keyword:NAME or comma-separated "
+        "numbers; map: per pixel, the --weight-maps (inverse variance)",
     )
     nz = p.add_argument_group("normalization")
     nz.add_argument(
@@ -103,8 +187,9 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
     rg.add_argument(
         "--register",
         default=None,
-        choices=["stars"],
-        help="align the frames on the reference frame by their stars before stacking",
+        choices=["stars", "wcs"],
+        help="align the frames before stacking: on the reference frame by their stars, or "
+        "through each frame's WCS onto a sky grid (--output-wcs)",
     )
     rg.add_argument(
         "--transform",
@@ -115,8 +200,9 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
     rg.add_argument(
         "--interpolation",
         default="lanczos3",
-        choices=["lanczos3", "bicubic", "bilinear", "nearest"],
-        help="resampling kernel (default lanczos3, clamped against ringing)",
+        choices=["lanczos3", "bicubic", "bilinear", "nearest", "drizzle"],
+        help="resampling kernel (default lanczos3, clamped against ringing); drizzle: "
+        "--register wcs only",
     )
     rg.add_argument(
         "--framing",
@@ -137,6 +223,7 @@ def add_stack_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="multiply by the frame-pixel area per output pixel (SWarp's flux scaling)",
     )
+    add_sky_options(p)
     cg = p.add_argument_group("colour (one-shot-colour cameras)")
     cg.add_argument(
         "--bayer",

@@ -294,3 +294,31 @@ def test_exposure_map_sums_the_exposure_of_the_frames_present(tmp_path):
     with fits.open(paths[0], mode="update") as hdul:
         del hdul[0].header["EXPTIME"]
     assert "exposure" not in se.stack(paths, register="wcs", reject=None).data_vars
+
+
+def test_command_line_coadd_drizzle_and_a_bad_wcs(tmp_path, capsys):
+    from stackengine.cli import main
+
+    paths = _frames(tmp_path, "sip", n=3)
+    out = tmp_path / "coadd.fits"
+    assert main(["stack", *paths, "--register", "wcs", "--output-wcs", "optimal",
+                 "--output-scale", "0.7", "--interpolation", "drizzle", "--pixfrac", "0.8",
+                 "--quiet", "-o", str(out)]) == 0  # fmt: skip
+    api = se.stack(paths, register="wcs", output_wcs="optimal", output_scale=0.7,
+                   interpolation="drizzle", pixfrac=0.8)  # fmt: skip
+    with fits.open(out) as hdul:
+        np.testing.assert_array_equal(hdul[0].data, api["image"].values)
+        assert WCS(hdul[0].header).wcs.ctype[0] == "RA---TAN"
+    grid = tmp_path / "grid.hdr"
+    header = _grid()[0].to_header()
+    header["NAXIS1"], header["NAXIS2"] = 200, 170
+    header.totextfile(grid)
+    assert main(["stack", *paths, "--register", "wcs", "--output-wcs", str(grid), "--quiet",
+                 "-o", str(tmp_path / "g.fits")]) == 0  # fmt: skip
+    assert fits.getdata(tmp_path / "g.fits").shape == (170, 200)
+    with fits.open(paths[1], mode="update") as hdul:
+        hdul[0].header["CRVAL1"] = "150.0"
+    bad = tmp_path / "bad.fits"
+    assert main(["stack", *paths, "--register", "wcs", "--quiet", "-o", str(bad)]) != 0
+    assert "sip_1.fits" in capsys.readouterr().err
+    assert not bad.exists() and not list(tmp_path.glob("bad*"))
