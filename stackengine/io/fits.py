@@ -16,6 +16,7 @@ rows (no read-ahead), as a local read does.
 
 from __future__ import annotations
 
+import functools
 import math
 import mmap
 import os
@@ -31,7 +32,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from ..errors import FrameError
 from . import READER_SUFFIXES, remote
-from .fitsheader import read_primary
+from .fitsheader import BLOCK, read_primary
 from .rawbytes import read_exact, to_native
 
 __all__ = ["SUFFIXES", "FitsFrame", "open_fits"]
@@ -281,9 +282,45 @@ class FitsFrame:
         return data.astype(self.dtype, copy=False)
 
     def full_header(self) -> fits.Header:
-        """Re-read and return the full header of this frame's HDU (a copy)."""
-        with _open_hdul(self.path, storage_options=self.storage_options) as hdul:
-            return hdul[self.hdu].header.copy()
+        """The full header of this frame's HDU (a new copy each call)."""
+        if remote.is_url(self.path):
+            with _open_hdul(self.path, storage_options=self.storage_options) as hdul:
+                return hdul[self.hdu].header.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyUserWarning)
+            return fits.Header.fromstring(self.header_text())
+
+    def header_text(self) -> str:
+        """The text of this frame's header (80-character cards), read once per process
+        for an unchanged local file (planning reads the headers of thousands of frames
+        several times: WCS, Bayer pattern, exposure)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            st = None
+        if remote.is_url(self.path) or st is None:
+            with _open_hdul(self.path, storage_options=self.storage_options) as hdul:
+                return hdul[self.hdu].header.tostring()
+        return _header_text(self.path, self.hdu, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=2048)
+def _header_text(path: str, hdu: int, mtime_ns: int, size: int) -> str:
+    """The header of HDU ``hdu`` of the local file ``path`` as text (see
+    :meth:`FitsFrame.header_text`); the primary header straight from its blocks."""
+    if hdu == 0:
+        chunks = []
+        with open(path, "rb") as f:
+            while True:
+                block = f.read(BLOCK)
+                if len(block) < BLOCK:
+                    break
+                text = block.decode("ascii", errors="replace")
+                chunks.append(text)
+                if any(text[i : i + 8] == "END     " for i in range(0, BLOCK, 80)):
+                    return "".join(chunks)
+    with _open_hdul(path) as hdul:
+        return hdul[hdu].header.tostring()
 
 
 def _check_axis_cards(fh: Any, shown: str) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..kernels.resample import MARGINS, METHODS
-from ..kernels.resample_map import map_box, resample_map
+from ..kernels.resample_map import grid_positions, map_box, resample_map
 from .wcs import (
     WCSError,
     choose_step,
@@ -63,14 +63,12 @@ DRIZZLE = "drizzle"
 
 
 def wcs_cards(header: Any) -> str:
-    """The WCS cards of ``header`` as header text (the frame's own values)."""
-    from astropy.io import fits
-
-    out = fits.Header()
-    for card in header.cards:
-        if WCS_CARD.fullmatch(card.keyword):
-            out.append(card)
-    return out.tostring()
+    """The WCS cards of a header (an astropy Header or its text) as header text, each
+    card as written in the frame."""
+    text = header if isinstance(header, str) else header.tostring()
+    cards = (text[i : i + 80] for i in range(0, len(text), 80))
+    kept = [c for c in cards if WCS_CARD.fullmatch(c[:8].rstrip()) and c[8:10] == "= "]
+    return "".join(kept) + "END".ljust(80)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -204,8 +202,9 @@ class SkyRegistration:
         return int(grid.max())
 
     def positions(self, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple:
-        """Frame ``k``'s (calibrated) pixel positions of the output region, and the
-        frame-pixel area per output pixel (None without ``conserve_flux``)."""
+        """Frame ``k``'s (calibrated) pixel positions of the output region (NaN beyond
+        its footprint: no extrapolation), the frame-pixel area per output pixel (None
+        without ``conserve_flux``) and the positions' (min x, max x, min y, max y)."""
         step = self.steps[k]
         box = tuple(int(v) for v in self.boxes[k])
         if step == 0:
@@ -215,25 +214,19 @@ class SkyRegistration:
                 fx, fy = exact_map(out_wcs, fwcs, xx, yy)
                 det = (_area(out_wcs, fwcs, float(y0), float(x0), 1, fx.shape)
                        if self.conserve_flux else None)  # fmt: skip
-        else:
-            with _LOCK:
-                nfx, nfy, ny0, nx0, ndet = _nodes(self.out_header, self.frame_headers[k], box,
-                                                  step, self.conserve_flux)  # fmt: skip
-            fx = interpolate_nodes(nfx, ny0, nx0, step, y0, y1, x0, x1)
-            fy = interpolate_nodes(nfy, ny0, nx0, step, y0, y1, x0, x1)
-            det = None if ndet is None else interpolate_nodes(ndet, ny0, nx0, step, y0, y1, x0, x1)
-        oy, ox = self.origin
-        if oy or ox:
+            oy, ox = self.origin
             fx, fy = fx - ox, fy - oy
-        # beyond the footprint (and its margin) the frame has no pixel: no extrapolation
-        outside = np.zeros(fx.shape, dtype=bool)
-        outside[: max(box[0] - y0, 0)] = True
-        outside[max(box[1] - y0, 0) :] = True
-        outside[:, : max(box[2] - x0, 0)] = True
-        outside[:, max(box[3] - x0, 0) :] = True
-        if outside.any():
-            fx, fy = np.where(outside, np.nan, fx), np.where(outside, np.nan, fy)
-        return fx, fy, det
+            outside = (yy < box[0]) | (yy >= box[1]) | (xx < box[2]) | (xx >= box[3])
+            fx[outside] = np.nan
+            fy[outside] = np.nan
+            return fx, fy, det, None
+        with _LOCK:
+            nfx, nfy, ny0, nx0, ndet = _nodes(self.out_header, self.frame_headers[k], box,
+                                              step, self.conserve_flux)  # fmt: skip
+        fx, fy, extent = grid_positions(nfx, nfy, ny0, nx0, step, y0, y1, x0, x1, box,
+                                        self.origin)  # fmt: skip
+        det = None if ndet is None else interpolate_nodes(ndet, ny0, nx0, step, y0, y1, x0, x1)
+        return fx, fy, det, extent
 
     def locate(self, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple:
         """Frame ``k``'s region the output region reads, and what resampling needs."""
@@ -241,8 +234,8 @@ class SkyRegistration:
             from .skydrizzle import locate
 
             return locate(self, k, y0, y1, x0, x1)
-        fx, fy, det = self.positions(k, y0, y1, x0, x1)
-        return map_box(fx, fy, self.margin, self.shape_of(k)), (fx, fy, det)
+        fx, fy, det, extent = self.positions(k, y0, y1, x0, x1)
+        return map_box(fx, fy, self.margin, self.shape_of(k), extent), (fx, fy, det)
 
     def resample(self, k: int, src: np.ndarray, box: tuple, state: tuple, out: np.ndarray,
                  y0: int, x0: int, *, area: bool = True,
@@ -308,15 +301,15 @@ def _affine(out_wcs: Any, fwcs: Any, box: list[int], origin: tuple) -> np.ndarra
 
 
 def optimal_wcs(
-    headers: list[Any], shapes: list[tuple[int, int]], scale: float = 1.0
+    frames: list[Any], shapes: list[tuple[int, int]], scale: float = 1.0
 ) -> tuple[Any, tuple]:
     """A north-up TAN grid covering every frame at the finest input pixel scale
     (times ``scale``: 0.5 for pixels half as large, e.g. to drizzle).
 
     Parameters
     ----------
-    headers : list of astropy.io.fits.Header
-        The frames' headers (their celestial WCS).
+    frames : list of astropy.wcs.WCS or astropy.io.fits.Header
+        The frames' celestial WCS (or headers holding them).
     shapes : list of (int, int)
         The frames' rows and columns.
     scale : float
@@ -330,7 +323,7 @@ def optimal_wcs(
     from astropy.wcs import WCS
     from astropy.wcs.utils import proj_plane_pixel_scales
 
-    wcss = [frame_wcs(h, f"frame {k}") for k, h in enumerate(headers)]
+    wcss = [w if isinstance(w, WCS) else frame_wcs(w, f"frame {k}") for k, w in enumerate(frames)]
     vectors, points = [], []
     for w, (h, wd) in zip(wcss, shapes, strict=True):
         x, y = _boundary(h, wd)
@@ -363,7 +356,7 @@ def optimal_wcs(
 
 
 def _output_grid(
-    spec: Any, shape_out: Any, headers: list, shapes: list, ref: int, scale: Any
+    spec: Any, shape_out: Any, wcss: list, shapes: list, ref: int, scale: Any
 ) -> tuple:
     """The output WCS (a celestial astropy WCS) and shape from ``output_wcs``."""
     from astropy.io import fits
@@ -379,9 +372,9 @@ def _output_grid(
         if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float)
                                   or not 0 < scale <= 100):  # fmt: skip
             raise ParameterError(f"output_scale={scale!r}: must be a number in (0, 100]")
-        return optimal_wcs(headers, shapes, 1.0 if scale is None else float(scale))
+        return optimal_wcs(wcss, shapes, 1.0 if scale is None else float(scale))
     if spec is None:
-        w, shape = frame_wcs(headers[ref], f"frame {ref}"), tuple(shapes[ref])
+        w, shape = wcss[ref], tuple(shapes[ref])
     elif isinstance(spec, WCS):
         w = spec.celestial
         shape = spec.array_shape
@@ -454,20 +447,21 @@ def plan_sky_registration(
     n = len(source.frames)
     ref = options.get("reference")
     ref = ref if isinstance(ref, int) and not isinstance(ref, bool) and 0 <= ref < n else 0
-    headers, texts = [], []
+    texts, wcss = [], []
     for frame in source.frames:
         path = str(getattr(frame, "path", "frame"))
-        full = getattr(frame, "full_header", None)
-        if full is None:
+        read = getattr(frame, "header_text", None)
+        if read is None:
             raise ParameterError(f"register='wcs': {path} has no FITS header to read a WCS from")
-        header = full()
-        frame_wcs(header, path)  # strict: the whole header, each card as written
-        headers.append(header)
-        texts.append(wcs_cards(header))
+        texts.append(wcs_cards(read()))
+        try:  # strict: each WCS card as the frame writes it
+            wcss.append(_parsed(texts[-1]))
+        except WCSError as exc:
+            raise WCSError(str(exc).replace("WCS: ", f"{path}: ", 1)) from None
     raw = [tuple(int(v) for v in s) for s in source.frame_shapes]
     shapes = raw if calibrated_shape is None else [tuple(calibrated_shape)] * n
     out_wcs, shape = _output_grid(options.get("output_wcs"), options.get("shape_out"),
-                                  headers, raw, ref, options.get("output_scale"))  # fmt: skip
+                                  wcss, raw, ref, options.get("output_scale"))  # fmt: skip
     out_text = (
         out_wcs.to_header_string(relax=True)
         if options.get("output_wcs") is not None

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from ..kernels.drizzle import drizzle_into
-from ..kernels.resample_map import map_box
-from .wcs import exact_map, interpolate_nodes, map_nodes
+from ..kernels.resample_map import grid_positions, map_box
+from .wcs import exact_map, map_nodes
 
 __all__ = ["back_region", "drizzle_frame", "locate"]
 
@@ -61,8 +61,8 @@ def pixel_map(reg: Any, k: int, region: tuple[int, int, int, int]) -> tuple:
             return exact_map(_parsed(reg.frame_headers[k]), _parsed(reg.out_header), xx, yy)
         px, py, ny0, nx0 = _back_nodes(reg.out_header, reg.frame_headers[k],
                                        back_region(reg, k), step)  # fmt: skip
-    return (interpolate_nodes(px, ny0, nx0, step, y0, y1, x0, x1),
-            interpolate_nodes(py, ny0, nx0, step, y0, y1, x0, x1))  # fmt: skip
+    fx, fy, _ = grid_positions(px, py, ny0, nx0, step, y0, y1, x0, x1, back_region(reg, k))
+    return fx, fy
 
 
 def input_size(reg: Any, k: int) -> float:
@@ -75,9 +75,9 @@ def locate(reg: Any, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple:
     """The frame region to read for the tile (contributing box plus a ring of one
     pixel) and the state :func:`drizzle_frame` needs."""
     pad = int(math.ceil(reg.pixfrac * input_size(reg, k))) + 2
-    fx, fy, det = reg.positions(k, y0 - pad, y1 + pad, x0 - pad, x1 + pad)
+    fx, fy, det, extent = reg.positions(k, y0 - pad, y1 + pad, x0 - pad, x1 + pad)
     h, w = reg.shape_of(k)
-    box = map_box(fx, fy, 1, (h, w))
+    box = map_box(fx, fy, 1, (h, w), extent)
     if box[1] <= box[0] or box[3] <= box[2]:
         return (0, 0, 0, 0), None
     region = (max(box[0] - 1, 0), min(box[1] + 1, h), max(box[2] - 1, 0), min(box[3] + 1, w))
