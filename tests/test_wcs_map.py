@@ -86,3 +86,16 @@ def test_accuracy_must_be_a_number_of_pixels():
     w = frame_wcs(_header(SEESTAR[0]), "ref")
     with pytest.raises(ValueError, match="accuracy"):
         pixel_map(w, w, 0, 4, 0, 4, accuracy=-1)
+
+
+@pytest.mark.parametrize("card", ["CRVAL2", "CRPIX1", "CD"])
+def test_a_card_astropy_would_default_silently_is_an_error(card):
+    header = _sip_header(0.0, 0.0)
+    for key in list(header):
+        if key == card or (card == "CD" and key.startswith("CD")):
+            del header[key]
+    expected = {"CD": "CDELT1, CDELT2 missing", "CRPIX1": "SIP keywords without CRPIX"}.get(
+        card, f"{card} missing"
+    )
+    with pytest.raises(WCSError, match=f"frame_c.fits: WCS .*{expected}"):
+        frame_wcs(header, "frame_c.fits")

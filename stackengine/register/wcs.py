@@ -63,6 +63,16 @@ def _problems(caught: list) -> list[str]:
     return out
 
 
+def _defaulted(header: Any, axes: tuple[int, int]) -> list[str]:
+    """The cards of the celestial ``axes`` that astropy would take a default for: the
+    reference value and pixel, and a scale (CDi_j, or CDELTi)."""
+    missing = [f"{key}{i}" for i in axes for key in ("CRVAL", "CRPIX") if f"{key}{i}" not in header]
+    has_cd = any(f"CD{i}_{j}" in header for i in axes for j in axes)
+    if not has_cd:
+        missing += [f"CDELT{i}" for i in axes if f"CDELT{i}" not in header]
+    return missing
+
+
 def frame_wcs(header: Any, path: str = "frame") -> Any:
     """The celestial :class:`astropy.wcs.WCS` of a FITS header, read strictly.
 
@@ -82,7 +92,9 @@ def frame_wcs(header: Any, path: str = "frame") -> Any:
     ------
     WCSError
         astropy warned about a card it could not read as written (it would have
-        replaced it by a default), or the header has no celestial WCS.
+        replaced it by a default), a card astropy would silently default is missing
+        (CRVALi, CRPIXi, and CDi_j or CDELTi of the celestial axes), or the header
+        has no celestial WCS.
     """
     from astropy.io import fits
     from astropy.wcs import WCS
@@ -91,13 +103,22 @@ def frame_wcs(header: Any, path: str = "frame") -> Any:
         header = fits.Header(dict(header))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        wcs = WCS(header, relax=True)
+        try:
+            wcs = WCS(header, relax=True)
+        except Exception as exc:  # astropy's own refusal (e.g. SIP without CRPIX)
+            raise WCSError(f"{path}: WCS cannot be read: {exc}") from None
     problems = _problems(caught)
     if problems:
         raise WCSError(f"{path}: WCS cards astropy cannot read as written: {problems[0]}")
     if not wcs.has_celestial:
         ctypes = [header.get(f"CTYPE{i}") for i in (1, 2)]
         raise WCSError(f"{path}: no celestial WCS (CTYPE1, CTYPE2 = {ctypes})")
+    missing = _defaulted(header, (wcs.wcs.lng + 1, wcs.wcs.lat + 1))
+    if missing:
+        raise WCSError(
+            f"{path}: WCS card(s) {', '.join(missing)} missing: astropy would silently take "
+            "a default (0, or 1 degree per pixel) and put the frame in the wrong place"
+        )
     if wcs.naxis == 2 and wcs.wcs.lng == 0 and wcs.wcs.lat == 1:
         return wcs  # already the celestial part
     return wcs.celestial
