@@ -144,6 +144,8 @@ def _registration_params(options: dict[str, Any]) -> dict[str, Any]:
 def _colour_params(options: dict[str, Any], deb: Debayer | None) -> dict[str, Any]:
     if deb is None:
         return {}
+    if options.get("interpolation") == "drizzle":  # each pixel into its own colour
+        return {"bayer": deb.pattern, "debayer": "bayer drizzle"}
     return {"bayer": deb.pattern, "debayer": deb.method}
 
 

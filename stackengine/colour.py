@@ -131,6 +131,18 @@ class Debayer:
         out = thread_buffer("rgb", (*mosaic.shape, 3), np.float32)
         return debayer(mosaic, pattern_for(self.pattern, y0, x0), self.method, out)
 
+    def planes(self, mosaic: np.ndarray, y0: int, x0: int) -> np.ndarray:
+        """The mosaic region split by colour, not interpolated (Bayer drizzle): a
+        float32 (rows, cols, 3) buffer whose channel c holds the pixels of colour c
+        and NaN (missing) at the others."""
+        out = thread_buffer("rgb", (*mosaic.shape, 3), np.float32)
+        out.fill(np.nan)
+        pattern = pattern_for(self.pattern, y0, x0)
+        for k, colour in enumerate(pattern):  # R, G or B at (k // 2, k % 2) of each 2x2
+            c = CHANNELS.index(colour)
+            out[k // 2 :: 2, k % 2 :: 2, c] = mosaic[k // 2 :: 2, k % 2 :: 2]
+        return out
+
 
 def _frame_pattern(frame: Any) -> str | None:
     full = getattr(frame, "full_header", None)

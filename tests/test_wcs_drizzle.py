@@ -151,3 +151,39 @@ def test_drizzle_options_are_checked(dithered):
         se.stack(paths, register="wcs", interpolation="drizzle", drizzle_kernel="gaussian")
     with pytest.raises(ParameterError, match="output_scale"):
         se.stack(paths, register="wcs", output_wcs=out, output_scale=0.5)
+
+
+def test_bayer_drizzle_equals_the_drizzle_package_per_colour(tmp_path):
+    """Bayer mosaics drizzled: each pixel dropped into its own colour channel only (no
+    demosaicing), equal to the drizzle package given each colour's pixels alone."""
+    rng = np.random.default_rng(9)
+    paths, planes, maps = [], [], []
+    out = _header(150.0, 2.0, 0.0, 0.7 * SCALE, (120, 120))
+    out_wcs = _wcs(out)
+    for k in range(4):
+        h = _header(150 + rng.uniform(-2, 2) * SCALE, 2 + rng.uniform(-2, 2) * SCALE,
+                    rng.uniform(-5, 5), SCALE, SHAPE)  # fmt: skip
+        h["BAYERPAT"] = "GRBG"
+        data = rng.uniform(100, 200, SHAPE).astype(np.float32)
+        fits.PrimaryHDU(data, header=h).writeto(tmp_path / f"b{k}.fits")
+        paths.append(str(tmp_path / f"b{k}.fits"))
+        maps.append(calc_pixmap(_wcs(h), out_wcs, shape=SHAPE))
+        planes.append(data)
+    ds = se.stack(paths, register="wcs", output_wcs=out, interpolation="drizzle", pixfrac=0.7,
+                  reject=None, wcs_accuracy=0)  # fmt: skip
+    assert ds["image"].dims == ("y", "x", "channel")
+    colour = np.empty(SHAPE, dtype="<U1")
+    for k, c in enumerate("GRBG"):
+        colour[k // 2 :: 2, k % 2 :: 2] = c
+    for ch, name in enumerate("RGB"):
+        d = Drizzle(kernel="square", out_shape=(120, 120))
+        for data, pixmap in zip(planes, maps, strict=True):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                d.add_image(data, exptime=1.0, pixmap=pixmap, pixfrac=0.7,
+                            weight_map=(colour == name).astype(np.float32))  # fmt: skip
+        covered = d.out_wht > 0
+        image = ds["image"].values[..., ch]
+        np.testing.assert_array_equal(np.isfinite(image), covered)
+        np.testing.assert_allclose(image[covered], d.out_img[covered], rtol=1e-4)
+    assert ds.attrs["debayer"] == "bayer drizzle"

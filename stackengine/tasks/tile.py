@@ -220,7 +220,9 @@ def _per_frame_into(job: StackJob, location: list, out: np.ndarray) -> None:
                 src, wmap = _frame_values(job, k, box, handles, maps)
             else:  # the mosaic around the box, debayered; keep the box
                 wy0, wy1, wx0, wx1 = deb.window(box, frame_shape)
-                rgb = deb.rgb(_frame_region(job, k, (wy0, wy1, wx0, wx1), handles), wy0, wx0)
+                mosaic = _frame_region(job, k, (wy0, wy1, wx0, wx1), handles)
+                # drizzle drops each mosaic pixel into its own colour (Bayer drizzle)
+                rgb = (deb.planes if drizzle else deb.rgb)(mosaic, wy0, wx0)
                 src = rgb[box[0] - wy0 : box[1] - wy0, box[2] - wx0 : box[3] - wx0]
             if reg is None:
                 block[i] = src
