@@ -29,7 +29,7 @@ from .resample import (
     method_code,
 )
 
-__all__ = ["grid_positions", "map_box", "resample_map"]
+__all__ = ["map_box", "resample_map"]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -71,90 +71,12 @@ def _map_kernel(src, src_y0, src_x0, frame_h, frame_w, fx, fy, out, method, clam
     return short
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def _grid_kernel(nfx, nfy, ny0, nx0, step, y0, x0, fp, oy, ox, fx, fy, ext):
-    """Positions of output pixels (y0 + i, x0 + j) by bilinear interpolation of the
-    node values ``nfx``, ``nfy`` (node (a, b) at output pixel (ny0 + a step, nx0 + b
-    step)), minus the origin (oy, ox); NaN outside the footprint ``fp`` (y0, y1, x0,
-    x1). ``ext`` gets the finite positions' (min x, max x, min y, max y).
-
-    Each pixel's value is ``(v00 (1 - tx) + v01 tx) (1 - ty) + (v10 (1 - tx) + v11 tx)
-    ty`` of its own cell; the two bracketed terms depend only on the node row and the
-    column, so they are computed once per node row and column and reused by every
-    pixel row of the cell (the same numbers whatever the region)."""
-    rows, cols = fx.shape
-    gy, gx = nfx.shape
-    ixs = np.empty(cols, np.int64)
-    txs = np.empty(cols)
-    for j in range(cols):
-        x = float(x0 + j)
-        ix = min(max(int((x - nx0) // step), 0), gx - 2)
-        ixs[j] = ix
-        txs[j] = (x - (nx0 + ix * step)) / step
-    lo_x = math.inf
-    hi_x = -math.inf
-    lo_y = math.inf
-    hi_y = -math.inf
-    ax = np.empty((2, cols))
-    ay = np.empty((2, cols))
-    row_of = -1
-    for i in range(rows):
-        y = float(y0 + i)
-        iy = min(max(int((y - ny0) // step), 0), gy - 2)
-        ty = (y - (ny0 + iy * step)) / step
-        if iy != row_of:  # the x-interpolated node rows iy, iy + 1
-            for r in range(2):
-                for j in range(cols):
-                    ix = ixs[j]
-                    tx = txs[j]
-                    ax[r, j] = nfx[iy + r, ix] * (1 - tx) + nfx[iy + r, ix + 1] * tx
-                    ay[r, j] = nfy[iy + r, ix] * (1 - tx) + nfy[iy + r, ix + 1] * tx
-            row_of = iy
-        inside = fp[0] <= y0 + i < fp[1]
-        for j in range(cols):
-            xj = x0 + j
-            if not inside or xj < fp[2] or xj >= fp[3]:
-                fx[i, j] = np.nan
-                fy[i, j] = np.nan
-                continue
-            vx = ax[0, j] * (1 - ty) + ax[1, j] * ty - ox
-            vy = ay[0, j] * (1 - ty) + ay[1, j] * ty - oy
-            fx[i, j] = vx
-            fy[i, j] = vy
-            if vx < lo_x:
-                lo_x = vx
-            if vx > hi_x:
-                hi_x = vx
-            if vy < lo_y:
-                lo_y = vy
-            if vy > hi_y:
-                hi_y = vy
-    ext[0] = lo_x
-    ext[1] = hi_x
-    ext[2] = lo_y
-    ext[3] = hi_y
-
-
-def grid_positions(nodes_x, nodes_y, ny0, nx0, step, y0, y1, x0, x1, footprint, origin=(0, 0)):
-    """Frame positions of output rows ``y0:y1``, columns ``x0:x1`` interpolated between
-    nodes ``step`` output pixels apart (first node at output pixel (ny0, nx0)), NaN
-    outside ``footprint`` (y0, y1, x0, x1); returns ``fx, fy`` and the finite
-    positions' (min x, max x, min y, max y) for :func:`map_box`."""
-    fx = np.empty((y1 - y0, x1 - x0), dtype=np.float64)
-    fy = np.empty_like(fx)
-    ext = np.empty(4, dtype=np.float64)
-    _grid_kernel(np.ascontiguousarray(nodes_x, dtype=np.float64),
-                 np.ascontiguousarray(nodes_y, dtype=np.float64), float(ny0), float(nx0),
-                 float(step), int(y0), int(x0), np.asarray(footprint, dtype=np.int64),
-                 float(origin[0]), float(origin[1]), fx, fy, ext)  # fmt: skip
-    return fx, fy, (float(ext[0]), float(ext[1]), float(ext[2]), float(ext[3]))
-
-
 def map_box(fx, fy, margin: int, frame_shape, extent=None) -> tuple[int, int, int, int]:
     """The frame region (y0, y1, x0, x1) holding every tap of positions ``fx``, ``fy``
     for a kernel of ``margin`` (``stackengine.kernels.resample.MARGINS``), clipped to the frame;
     ``(0, 0, 0, 0)`` when no position falls near the frame. ``extent``: the finite
-    positions' (min x, max x, min y, max y) when known (:func:`grid_positions`)."""
+    positions' (min x, max x, min y, max y) when known
+    (:func:`stackengine.kernels.resample_nodes.node_extent`)."""
     h, w = int(frame_shape[0]), int(frame_shape[1])
     if extent is None:
         ok = np.isfinite(fx) & np.isfinite(fy)

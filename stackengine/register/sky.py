@@ -31,7 +31,8 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..kernels.resample import MARGINS, METHODS
-from ..kernels.resample_map import grid_positions, map_box, resample_map
+from ..kernels.resample_map import map_box, resample_map
+from ..kernels.resample_nodes import node_extent, resample_nodes
 from .wcs import (
     WCSError,
     choose_step,
@@ -86,6 +87,11 @@ def _nodes(out_text: str, frame_text: str, box: tuple, step: int, area: bool) ->
     fx, fy, ny0, nx0 = map_nodes(out_wcs, fwcs, box, step)
     det = _area(out_wcs, fwcs, ny0, nx0, step, fx.shape) if area else None
     return fx, fy, ny0, nx0, det
+
+
+def _cached_nodes(out_text: str, frame_text: str, box: tuple, area: bool, step: int) -> tuple:
+    """``(fx, fy)`` of :func:`_nodes` (for :func:`~.wcs.choose_step`)."""
+    return _nodes(out_text, frame_text, box, step, area)[:2]
 
 
 def _area(out_wcs: Any, fwcs: Any, ny0: float, nx0: float, step: int, shape: tuple) -> Any:
@@ -201,32 +207,53 @@ class SkyRegistration:
                 grid[y0 // tile[0] : -(-y1 // tile[0]), x0 // tile[1] : -(-x1 // tile[1])] += 1
         return int(grid.max())
 
-    def positions(self, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple:
-        """Frame ``k``'s (calibrated) pixel positions of the output region (NaN beyond
-        its footprint: no extrapolation), the frame-pixel area per output pixel (None
-        without ``conserve_flux``) and the positions' (min x, max x, min y, max y)."""
+    def _exact(self, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple:
+        """``wcs_accuracy=0``: every position exactly (NaN beyond the footprint), the
+        area factor (or None) and the extent."""
+        box = tuple(int(v) for v in self.boxes[k])
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        with _LOCK:
+            out_wcs, fwcs = _parsed(self.out_header), _parsed(self.frame_headers[k])
+            fx, fy = exact_map(out_wcs, fwcs, xx, yy)
+            det = (_area(out_wcs, fwcs, float(y0), float(x0), 1, fx.shape)
+                   if self.conserve_flux else None)  # fmt: skip
+        oy, ox = self.origin
+        fx, fy = fx - ox, fy - oy
+        outside = (yy < box[0]) | (yy >= box[1]) | (xx < box[2]) | (xx >= box[3])
+        fx[outside] = np.nan
+        fy[outside] = np.nan
+        ok = np.isfinite(fx) & np.isfinite(fy)
+        extent = (None if not ok.any() else
+                  (float(fx[ok].min()), float(fx[ok].max()), float(fy[ok].min()),
+                   float(fy[ok].max())))  # fmt: skip
+        return fx, fy, det, extent
+
+    def nodes(self, k: int) -> tuple:
+        """Frame ``k``'s mapping on its nodes (nodes_x, nodes_y, ny0, nx0, step) and the
+        area factor's nodes (or None), computed once per process."""
         step = self.steps[k]
         box = tuple(int(v) for v in self.boxes[k])
-        if step == 0:
-            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-            with _LOCK:
-                out_wcs, fwcs = _parsed(self.out_header), _parsed(self.frame_headers[k])
-                fx, fy = exact_map(out_wcs, fwcs, xx, yy)
-                det = (_area(out_wcs, fwcs, float(y0), float(x0), 1, fx.shape)
-                       if self.conserve_flux else None)  # fmt: skip
-            oy, ox = self.origin
-            fx, fy = fx - ox, fy - oy
-            outside = (yy < box[0]) | (yy >= box[1]) | (xx < box[2]) | (xx >= box[3])
-            fx[outside] = np.nan
-            fy[outside] = np.nan
-            return fx, fy, det, None
         with _LOCK:
             nfx, nfy, ny0, nx0, ndet = _nodes(self.out_header, self.frame_headers[k], box,
                                               step, self.conserve_flux)  # fmt: skip
-        fx, fy, extent = grid_positions(nfx, nfy, ny0, nx0, step, y0, y1, x0, x1, box,
-                                        self.origin)  # fmt: skip
-        det = None if ndet is None else interpolate_nodes(ndet, ny0, nx0, step, y0, y1, x0, x1)
-        return fx, fy, det, extent
+        return (nfx, nfy, ny0, nx0, step), ndet
+
+    def extent(self, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple | None:
+        """The (min x, max x, min y, max y) of frame ``k``'s positions of the output
+        region (None: the frame has none there)."""
+        if self.steps[k] == 0:
+            return self._exact(k, y0, y1, x0, x1)[3]
+        nodes, _ = self.nodes(k)
+        return node_extent(*nodes, y0, y1, x0, x1, self.boxes[k], self.origin)
+
+    def area(self, k: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
+        """``conserve_flux``: the frame-pixel area per output pixel of the region."""
+        if not self.conserve_flux:
+            return None
+        if self.steps[k] == 0:
+            return self._exact(k, y0, y1, x0, x1)[2]
+        (_, _, ny0, nx0, step), ndet = self.nodes(k)
+        return interpolate_nodes(ndet, ny0, nx0, step, y0, y1, x0, x1)
 
     def locate(self, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple:
         """Frame ``k``'s region the output region reads, and what resampling needs."""
@@ -234,8 +261,16 @@ class SkyRegistration:
             from .skydrizzle import locate
 
             return locate(self, k, y0, y1, x0, x1)
-        fx, fy, det, extent = self.positions(k, y0, y1, x0, x1)
-        return map_box(fx, fy, self.margin, self.shape_of(k), extent), (fx, fy, det)
+        if self.steps[k] == 0:
+            fx, fy, det, extent = self._exact(k, y0, y1, x0, x1)
+            state = ("map", fx, fy, det)
+        else:
+            nodes, _ = self.nodes(k)
+            extent = node_extent(*nodes, y0, y1, x0, x1, self.boxes[k], self.origin)
+            state = ("nodes", nodes, self.area(k, y0, y1, x0, x1))
+        if extent is None:
+            return (0, 0, 0, 0), None
+        return map_box(None, None, self.margin, self.shape_of(k), extent), state
 
     def resample(self, k: int, src: np.ndarray, box: tuple, state: tuple, out: np.ndarray,
                  y0: int, x0: int, *, area: bool = True,
@@ -247,9 +282,15 @@ class SkyRegistration:
             from .skydrizzle import drizzle_frame
 
             return drizzle_frame(self, k, src, box, state, out, y0, x0, in_weight)
-        fx, fy, det = state
-        resample_map(src, box[0], box[2], fx, fy, out, self.code, self.clamp,
-                     frame_shape=self.shape_of(k))  # fmt: skip
+        if state[0] == "map":
+            _, fx, fy, det = state
+            resample_map(src, box[0], box[2], fx, fy, out, self.code, self.clamp,
+                         frame_shape=self.shape_of(k))  # fmt: skip
+        else:
+            _, nodes, det = state
+            resample_nodes(src, box[0], box[2], nodes, out, y0, x0, self.code, self.clamp,
+                           frame_shape=self.shape_of(k), footprint=self.boxes[k],
+                           origin=self.origin)  # fmt: skip
         if det is not None and area:
             out *= (det if out.ndim == 2 else det[:, :, None]).astype(np.float32)
         return None
@@ -468,6 +509,7 @@ def plan_sky_registration(
         else texts[ref]
     )
     out_parsed = _parsed(out_text)
+    conserve = bool(options.get("conserve_flux", False))
     boxes, steps, matrices, back = [], [], [], []
     for k, text in enumerate(texts):
         fwcs = _parsed(text)
@@ -480,8 +522,10 @@ def plan_sky_registration(
             margin = MARGINS[METHODS[method]]
         box = _box(ox, oy, shape, margin)
         boxes.append(box)
-        steps.append(choose_step(out_parsed, fwcs, tuple(box), accuracy) if box[1] > box[0]
-                     else 0)  # fmt: skip
+        # the nodes it tries are cached for the tile tasks of this process
+        cached = functools.partial(_cached_nodes, out_text, text, tuple(box), conserve)
+        steps.append(choose_step(out_parsed, fwcs, tuple(box), accuracy, nodes=cached)
+                     if box[1] > box[0] else 0)  # fmt: skip
         matrices.append(_affine(out_parsed, fwcs, box, origin))
         if method == DRIZZLE:
             (h, w), (oy0, ox0) = shapes[k], origin

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from ..kernels.drizzle import drizzle_into
-from ..kernels.resample_map import grid_positions, map_box
+from ..kernels.resample_map import map_box
+from ..kernels.resample_nodes import grid_positions
 from .wcs import exact_map, map_nodes
 
 __all__ = ["back_region", "drizzle_frame", "locate"]
@@ -75,14 +76,13 @@ def locate(reg: Any, k: int, y0: int, y1: int, x0: int, x1: int) -> tuple:
     """The frame region to read for the tile (contributing box plus a ring of one
     pixel) and the state :func:`drizzle_frame` needs."""
     pad = int(math.ceil(reg.pixfrac * input_size(reg, k))) + 2
-    fx, fy, det, extent = reg.positions(k, y0 - pad, y1 + pad, x0 - pad, x1 + pad)
+    extent = reg.extent(k, y0 - pad, y1 + pad, x0 - pad, x1 + pad)
     h, w = reg.shape_of(k)
-    box = map_box(fx, fy, 1, (h, w), extent)
+    box = (0, 0, 0, 0) if extent is None else map_box(None, None, 1, (h, w), extent)
     if box[1] <= box[0] or box[3] <= box[2]:
         return (0, 0, 0, 0), None
     region = (max(box[0] - 1, 0), min(box[1] + 1, h), max(box[2] - 1, 0), min(box[3] + 1, w))
-    area = None if det is None else det[pad:-pad, pad:-pad]
-    return region, (box, pixel_map(reg, k, region), area)
+    return region, (box, pixel_map(reg, k, region), reg.area(k, y0, y1, x0, x1))
 
 
 def drizzle_frame(

@@ -243,6 +243,7 @@ def choose_step(
     region: tuple[int, int, int, int],
     accuracy: float,
     start: int = 64,
+    nodes: Any = None,
 ) -> int:
     """The node spacing (output pixels, at most ``start``) whose interpolated mapping
     stays within ``accuracy`` frame pixels over ``region``; 0 (every pixel exactly)
@@ -252,7 +253,8 @@ def choose_step(
     spacing alone (:func:`estimated_error`, no other point mapped), kept below 0.7
     ``accuracy``; from a coarse spacing the needed one follows from the error's
     ``h**2`` scaling, so a frame costs one or two node grids (which the tile tasks
-    then reuse), not a dense check.
+    then reuse), not a dense check. ``nodes(step)``, when given, returns the nodes'
+    ``(fx, fy)`` instead of :func:`map_nodes` (e.g. from a cache the tile tasks share).
     """
     if not accuracy >= 0:
         raise ValueError(f"accuracy={accuracy!r}: must be >= 0 pixels")
@@ -263,7 +265,10 @@ def choose_step(
     span = max(region[1] - region[0], region[3] - region[2], 1)
     step = min(step, max(2, span // 2))  # at least three nodes along the longer side
     for _ in range(12):
-        fx, fy, _, _ = map_nodes(out_wcs, frame_wcs, region, step)
+        if nodes is not None:
+            fx, fy = nodes(step)
+        else:
+            fx, fy, _, _ = map_nodes(out_wcs, frame_wcs, region, step)
         error = estimated_error(fx, fy)
         if error <= target:
             return step

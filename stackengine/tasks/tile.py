@@ -244,8 +244,47 @@ def _per_frame_into(job: StackJob, location: list, out: np.ndarray) -> None:
         exposure.fill(0.0)
         for i, k in enumerate(frames):
             exposure += np.isfinite(block[i]) * job.exposures[k]
+    boxes = getattr(reg, "boxes", None)
+    if boxes is not None and len(frames) > 1:
+        _reduce_parts(job, block, frames, boxes[frames], y0, x0, out[:N_OUT], weights)
+        return
     subset = None if len(frames) == job.n_frames else frames
     _reduce(job, block, y0, x0, out[:N_OUT], subset, weights)
+
+
+#: side of the parts a mosaic's tile is reduced in (:func:`_reduce_parts`)
+PART = 128
+
+
+def _reduce_parts(
+    job: StackJob,
+    block: np.ndarray,
+    frames: np.ndarray,
+    boxes: np.ndarray,
+    y0: int,
+    x0: int,
+    out: np.ndarray,
+    weights: np.ndarray | None,
+) -> None:
+    """Reduce a mosaic's tile in parts of :data:`PART` pixels a side, each with only
+    the frames whose footprint (``boxes``, output pixels) reaches it: a tile of a
+    wide mosaic is touched by several times more frames than cover any one of its
+    pixels, and the kernel's work per pixel grows with the frames it is given. The
+    other frames are missing there, so the values are the same bits."""
+    th, tw = block.shape[1], block.shape[2]
+    for r0 in range(0, th, PART):
+        r1 = min(r0 + PART, th)
+        rows = (boxes[:, 0] < y0 + r1) & (boxes[:, 1] > y0 + r0)
+        for c0 in range(0, tw, PART):
+            c1 = min(c0 + PART, tw)
+            pick = np.flatnonzero(rows & (boxes[:, 2] < x0 + c1) & (boxes[:, 3] > x0 + c0))
+            part = out[:, r0:r1, c0:c1]
+            if len(pick) == 0:
+                empty_tile(part)
+                continue
+            sub = np.ascontiguousarray(block[pick, r0:r1, c0:c1])
+            w = None if weights is None else np.ascontiguousarray(weights[pick, r0:r1, c0:c1])
+            _reduce(job, sub, y0 + r0, x0 + c0, part, frames[pick], w)
 
 
 def empty_tile(out: np.ndarray) -> None:
