@@ -2,7 +2,8 @@
 astronomical frames.
 
 The public names are :func:`open_frames`, :func:`normalize`, :func:`stack` and
-:func:`write`.
+:func:`write`
+(:func:`to_ccddata` for astropy CCDData).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from ._version import __version__
 from .calibrate.api import calibrate
 from .calibrate.summary import summary
+from .ccddata import to_ccddata
 from .errors import (
     CalibrationError,
     FrameError,
@@ -35,6 +37,7 @@ __all__ = [
     "normalize",
     "stack",
     "write",
+    "to_ccddata",
     "summary",
     "StackEngineError",
     "ParameterError",

@@ -15,6 +15,7 @@ import xarray as xr
 
 from .calibrate.api import calibration_plan
 from .calibrate.plan import calibration_options
+from .ccddata import WEIGHTS_COORD, uncertainty_weights
 from .colour import (
     CHANNELS,
     Debayer,
@@ -88,7 +89,7 @@ def validate(n_frames: int, options: dict[str, Any]) -> StagePlan:
 
 
 def _weights(weights: Any, frames: xr.DataArray, norm: Normalization | None) -> np.ndarray | None:
-    if isinstance(weights, str) and weights == "map":  # per pixel, from the weight maps
+    if isinstance(weights, str) and weights in ("map", "uncertainty"):  # per pixel
         return None
     if isinstance(weights, str) and weights == "photometric":
         if norm is None:
@@ -258,6 +259,7 @@ def build_job(
     (fewer than given when a registration dropped or deselected some)."""
     n = frames.sizes["frame"]
     stages = validate(n, options)
+    ivar = _uncertainty(frames, options)
     padded = getattr(source_of(frames.data), "padded", False)
     if padded and options.get("calibration") is not None:
         raise ParameterError("calibration: the frames differ in shape; calibrate each "
@@ -312,9 +314,12 @@ def build_job(
         tile = plan_tiles(
             shape, itemsize, options["memory_limit"], block=block, streamed=source is not None
         )
-    data = None
+    data = pixel_weights = None
     if source is None:
         data = _chunked(frames.data, tile)
+    if ivar is not None:  # chunked as the frames, taken by the tile tasks beside them
+        pixel_weights = _chunked(ivar, tile)
+        frames = frames.assign_coords({WEIGHTS_COORD: (frames.dims, pixel_weights)})
     job = StackJob(
         source=source,
         inputs=() if source is None else tuple(frame_identity(f) for f in source.frames),
@@ -333,10 +338,24 @@ def build_job(
         debayer=deb,
         weight_maps=wmaps,
         masks=masks,
-        inverse_variance=inverse_variance,
+        inverse_variance=inverse_variance or pixel_weights is not None,
         exposures=_exposures(frames, reg),
+        pixel_weights=None if pixel_weights is None else pixel_weights.name,
     )
     return job, data, frames
+
+
+def _uncertainty(frames: xr.DataArray, options: dict[str, Any]) -> da.Array | None:
+    """``weights="uncertainty"``: the in-memory frames' inverse variances (CCDData
+    uncertainties, :mod:`stackengine.ccddata`); None for other weights."""
+    if not (isinstance(options["weights"], str) and options["weights"] == "uncertainty"):
+        return None
+    if source_of(frames.data) is not None or options.get("weight_maps") is not None:
+        raise ParameterError("weights='uncertainty': it takes the uncertainties of CCDData "
+                             "frames (for files, use weight_maps= and weights='map')")  # fmt: skip
+    if frames.ndim != 3 or options.get("register") is not None:
+        raise ParameterError("weights='uncertainty': (frame, y, x) frames, not registered")
+    return uncertainty_weights(frames)
 
 
 def _companions(source: Any, options: dict[str, Any], deb: Debayer | None) -> tuple:

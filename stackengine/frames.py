@@ -299,8 +299,11 @@ def open_frames(
     ----------
     paths : str, path-like, sequence of them, or array
         A glob pattern (``"lights/*.fits"``), a folder, a list of files, a
-        single FITS cube (frames along its first numpy axis), zarr arrays, or
-        an in-memory numpy/dask/xarray array of shape (frame, y, x[, channel]).
+        single FITS cube (frames along its first numpy axis), zarr arrays, an
+        in-memory numpy/dask/xarray array of shape (frame, y, x[, channel]), or
+        a list of :class:`astropy.nddata.CCDData` (masked pixels missing, their
+        ``meta`` as headers, their unit in ``attrs``; see
+        :mod:`stackengine.ccddata`).
         fsspec URLs work wherever a path does, globs included
         (``"s3://bucket/night1/*.fits"``, ``"file:///data/*.tif"``,
         ``"gs://bucket/stack.zarr"``); matches are sorted by name as local
@@ -346,6 +349,10 @@ def open_frames(
     """
     if isinstance(paths, np.ndarray | da.Array | xr.DataArray):
         return _from_memory(paths, chunks)
+    from .ccddata import ccddata_frames, is_ccddata_list
+
+    if is_ccddata_list(paths):
+        return ccddata_frames(paths, chunks)
     frames = frame_sources(
         paths, hdu=hdu, storage_options=storage_options, allow_duplicates=allow_duplicates,
         pad=pad,

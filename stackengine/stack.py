@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from .build import COMBINES, build_job
+from .ccddata import WEIGHTS_COORD, is_ccddata_list
 from .colour import CHANNELS
 from .errors import ParameterError
 from .frames import _from_memory, combine_inputs, open_frames, source_of
@@ -25,7 +26,7 @@ def _number(value: Any) -> bool:
 
 
 def _input_array(frames: Any, pad: bool = False) -> xr.DataArray:
-    if isinstance(frames, str | os.PathLike):
+    if isinstance(frames, str | os.PathLike) or is_ccddata_list(frames):
         arr = open_frames(frames, pad=pad)
     elif isinstance(frames, list | tuple) and frames and not _number(frames[0]):
         arr = combine_inputs(frames, pad)
@@ -44,8 +45,8 @@ def _fits_header(arr: xr.DataArray, job: StackJob) -> str | None:
     """The header the outputs start from: the reference frame's (the first frame's
     without registration), its WCS moved to the output grid (trim window, framing)."""
     source = source_of(arr.data)
-    if source is None:
-        return None
+    if source is None:  # in-memory frames: a header they came with (CCDData's)
+        return arr.attrs.get("fits_header")
     reg, calib = job.registration, job.calibration
     k = reg.reference if reg is not None else 0
     full_header = getattr(source.frames[k], "full_header", None)
@@ -77,7 +78,9 @@ def _result(job: StackJob, arr: xr.DataArray, data: Any) -> xr.Dataset:
     if job.debayer is not None:
         dims = (*dims, "channel")
         coords["channel"] = list(CHANNELS)
-    ds = job_dataset(job, data=data, dims=dims, coords=coords, frame_variables=frame_variables)
+    weights = arr.coords[WEIGHTS_COORD].data if job.pixel_weights is not None else None
+    ds = job_dataset(job, data=data, weights=weights, dims=dims, coords=coords,
+                     frame_variables=frame_variables)  # fmt: skip
     header = _fits_header(arr, job)
     if header is not None:
         ds.attrs["fits_header"] = header
@@ -90,6 +93,8 @@ def _result(job: StackJob, arr: xr.DataArray, data: Any) -> xr.Dataset:
         cards.update({"BIASSEC": None, "TRIMSEC": None, "DATASEC": None})
     if job.debayer is not None:  # an RGB result is no mosaic: no viewer may debayer it
         cards.update({"BAYERPAT": None, "COLORTYP": None, "XBAYROFF": None, "YBAYROFF": None})
+    if arr.attrs.get("unit"):  # the frames' unit (CCDData's)
+        ds.attrs["unit"] = cards["BUNIT"] = arr.attrs["unit"]
     if cards:
         ds.attrs["fits_cards"] = cards
     return ds
@@ -146,7 +151,9 @@ def stack(
     frames : xarray.DataArray, array, path or list
         From :func:`open_frames`, any (frame, y, x[, channel]) array, a path or
         glob, or a list of paths or of DataArrays (from :func:`open_frames`;
-        with ``register``, frames of different shapes: a crop, another camera).
+        with ``register``, frames of different shapes: a crop, another camera),
+        or a list of :class:`astropy.nddata.CCDData` (masked pixels missing; see
+        :mod:`stackengine.ccddata`).
     normalize : None or str
         Per-frame normalization against a reference frame, applied inside the
         tile tasks before rejection and combination: "additive",
@@ -193,6 +200,10 @@ def stack(
         "photometric" (with a normalization) is
         ``(noise_reference / noise_i after normalization)**2``, as NSG's NWEIGHT.
         "map": per pixel, the ``weight_maps`` (inverse variances).
+        "uncertainty": per pixel, the inverse variances of CCDData frames'
+        uncertainties (StdDevUncertainty ``1/sigma**2``, VarianceUncertainty
+        ``1/var``, InverseVariance as it is; the noise output is then
+        ``1 / sqrt(sum of the kept weights)``).
     memory_limit : str or int
         Memory budget per worker, used to plan the tile size.
     smoothness : float

@@ -6,7 +6,8 @@
 ``"exptime"``          the frames' EXPTIME (or EXPOSURE) header values
 ``"keyword:NAME"``     any numeric header keyword, e.g. ``"keyword:NWEIGHT"`` written by
                        PixInsight's NormalizeScaleGradient; FITS: the full header of
-                       the frame's HDU; zarr: the array attributes; TIFF: not available
+                       the frame's HDU; zarr: the array attributes; CCDData: its
+                       ``meta``; TIFF: not available
 ``"noise"``            inverse variance ``1 / noise**2``, the noise measured in pass 1
                        (:func:`stackengine.normalize.measure_frames`); for colour
                        frames ``1 / mean over channels of noise**2``
@@ -100,12 +101,16 @@ def _keyword(name: str, frames: xr.DataArray) -> np.ndarray:
     stack = source_of(frames.data)
     n = frames.sizes["frame"]
     out = np.empty(n, dtype=np.float64)
-    if stack is None:  # in-memory frames: a coordinate of that name along "frame"
+    if stack is None:  # in-memory frames: a coordinate of that name, or CCDData's meta
         coord = next((c for c in (name, name.lower()) if c in frames.coords), None)
-        if coord is None or frames.coords[coord].dims != ("frame",):
-            raise ParameterError(f"{what}: the frames have no headers and no '{name}' coordinate")
-        values = list(frames.coords[coord].values)
+        headers = frames.attrs.get("headers")
         labels = [_label(frames, k) for k in range(n)]
+        if coord is not None and frames.coords[coord].dims == ("frame",):
+            values = list(frames.coords[coord].values)
+        elif isinstance(headers, list) and len(headers) == n:
+            values = [h.get(name, h.get(name.upper(), h.get(name.lower()))) for h in headers]
+        else:
+            raise ParameterError(f"{what}: the frames have no headers and no '{name}' coordinate")
     else:
         values, labels, headers = [], [], {}
         for src in stack.frames:

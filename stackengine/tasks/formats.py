@@ -1,6 +1,6 @@
 """Computing a result into each output format's sink, in one pass over the input.
 
-* FITS (:func:`fits_output`): the file is laid out first
+* FITS (:func:`fits_output`; also in astropy CCDData's layout): the file is laid out first
   (:func:`~stackengine.io.write_fits.create_fits`); every image-like variable is
   stored into its data area by one graph (one task per tile for a job's
   outputs: :func:`~stackengine.tasks.store.store_together`), computed together
@@ -38,7 +38,7 @@ from ..progress import progress_phase
 from .cluster import compute, local_scheduler
 from .store import store_together
 
-__all__ = ["fits_output", "tiff_output", "zarr_tiles", "zarr_output"]
+__all__ = ["NoValueMask", "fits_output", "tiff_output", "zarr_tiles", "zarr_output"]
 
 
 def _fits_order(var: xr.DataArray) -> da.Array:
@@ -48,21 +48,57 @@ def _fits_order(var: xr.DataArray) -> da.Array:
     return data if isinstance(data, da.Array) else da.asarray(data)
 
 
-def fits_output(ds: xr.Dataset, tmp: Path) -> None:
-    """Write ``ds`` as a FITS file at ``tmp`` (see :func:`stackengine.write`)."""
+class NoValueMask:
+    """A store target that takes a count map and stores where it is 0 (no value kept)
+    as uint8 1, else 0: CCDData's MASK extension, written from the count plane in the
+    same tile task as the other outputs."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.shape = target.shape
+        self.ndim = target.ndim
+
+    def __dask_tokenize__(self) -> tuple:
+        return ("NoValueMask", self.target.__dask_tokenize__())
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.target[key] = (np.asarray(value) == 0).astype(np.uint8)
+
+
+def _maps(ds: xr.Dataset) -> list[Any]:
+    maps = [n for n in ds.data_vars if n != "image" and "frame" not in ds[n].dims]
+    return [n for n in maps if ds[n].ndim > 0]
+
+
+def fits_output(ds: xr.Dataset, tmp: Path, layout: str = "stackengine") -> None:
+    """Write ``ds`` as a FITS file at ``tmp`` (see :func:`stackengine.write`); ``layout``
+    "ccddata": the image, then MASK (uint8, 1 where ``count`` is 0) and UNCERT (the
+    ``noise``, UTYPE StdDevUncertainty) as :meth:`astropy.nddata.CCDData.read` reads
+    them, then the other maps."""
     frame_names = sorted(
         (n for n, v in ds.variables.items() if "frame" in v.dims), key=lambda n: n != "path"
     )
-    maps = [n for n in ds.data_vars if n != "image" and "frame" not in ds[n].dims]
-    maps = [n for n in maps if ds[n].ndim > 0]
-    sources = [_fits_order(ds["image"])] + [_fits_order(ds[n]) for n in maps]
-    extnames = [None] + [str(n).upper() for n in maps]
+    # (source, EXTNAME, stored dtype or None for the source's, extra cards)
+    images: list[tuple[da.Array, str | None, Any, dict[str, Any]]] = [
+        (_fits_order(ds["image"]), None, None, {})
+    ]
+    maps = _maps(ds)
+    if layout == "ccddata":
+        images.append((_fits_order(ds["count"]), "MASK", np.uint8, {}))
+        images.append((_fits_order(ds["noise"]), "UNCERT", None, {"UTYPE": "StdDevUncertainty"}))
+        maps = [n for n in maps if n != "noise"]
+    images += [(_fits_order(ds[n]), str(n).upper(), None, {}) for n in maps]
     hdus = []
-    for source, extname in zip(sources, extnames, strict=True):
-        header, stored, bzero = image_header(source.shape, source.dtype, extname)
+    for source, extname, dtype, cards in images:
+        header, stored, bzero = image_header(source.shape, dtype or source.dtype, extname)
+        for key, value in cards.items():
+            header[key] = value
         hdus.append((header, source.shape, stored, bzero))
     primary_cards(hdus[0][0], dict(ds.attrs))
     targets = create_fits(tmp, hdus)
+    targets = [NoValueMask(t) if image[1] == "MASK" and layout == "ccddata" else t
+               for t, image in zip(targets, images, strict=True)]  # fmt: skip
+    sources = [image[0] for image in images]
     # one graph: the maps and the per-frame values share their upstream tasks
     jobs = store_together(sources, targets)
     frame_data = [ds[n].transpose("frame", ...).data for n in frame_names]

@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from .job import StackJob
-from .tile import packed_dtype, read_reduce_tile, reduce_tile
+from .tile import packed_dtype, read_reduce_tile, reduce_tile, reduce_weighted_tile
 
 __all__ = ["job_dataset", "job_of", "packed_array"]
 
@@ -35,11 +35,14 @@ def _plane(packed: np.ndarray, k: int, dtype: np.dtype) -> np.ndarray:
     return packed[k].astype(dtype)
 
 
-def packed_array(job: StackJob, data: da.Array | None = None) -> da.Array:
+def packed_array(
+    job: StackJob, data: da.Array | None = None, weights: da.Array | None = None
+) -> da.Array:
     """The job's packed outputs (planes, y, x[, c]): one task per tile.
 
     ``data`` is the frames as a dask array chunked by the job's tiles when the
-    job has no file source (in-memory or modified frames).
+    job has no file source (in-memory or modified frames); ``weights``, chunked
+    like it, a weight per value (:attr:`StackJob.pixel_weights`).
     """
     node = dask.delayed(job, name=job.key, pure=True)
     ty, tx = job.tile
@@ -61,6 +64,10 @@ def packed_array(job: StackJob, data: da.Array | None = None) -> da.Array:
         return da.map_blocks(read_reduce_tile, node, **out)
     if data is None:
         raise ValueError("a job without a file source needs its frames as a dask array")
+    if job.pixel_weights is not None:
+        if weights is None or weights.name != job.pixel_weights:
+            raise ValueError("the job's weight per value must be given as its dask array")
+        return da.map_blocks(reduce_weighted_tile, data, weights, node, **out)
     return da.map_blocks(reduce_tile, data, node, **out)
 
 
@@ -68,13 +75,15 @@ def job_dataset(
     job: StackJob,
     *,
     data: da.Array | None = None,
+    weights: da.Array | None = None,
     dims: tuple[str, ...],
     coords: dict[str, Any],
     frame_variables: dict[str, Any],
 ) -> xr.Dataset:
     """The lazy result of ``job``: its output variables over ``dims``, the per-frame
-    variables, ``coords`` and the job's attrs."""
-    packed = packed_array(job, data)
+    variables, ``coords`` and the job's attrs (``data``, ``weights``: see
+    :func:`packed_array`)."""
+    packed = packed_array(job, data, weights)
     variables: dict[str, Any] = {}
     for k, (name, _) in enumerate(job.outputs):
         dtype = job.output_dtype(name)

@@ -198,6 +198,10 @@ class StackJob:
     exposures : numpy.ndarray or None
         Per frame, its exposure time: the job then has an "exposure" output, the
         sum of the exposure times of the frames with a value at each pixel.
+    pixel_weights : str or None
+        The dask name of an in-memory input's weight per value (inverse variances,
+        ``weights="uncertainty"``), an array chunked like the input that the tile
+        tasks take beside it (:func:`~stackengine.tasks.tile.reduce_weighted_tile`).
     version : str
         The stackengine version that planned the job.
     """
@@ -221,6 +225,7 @@ class StackJob:
     masks: FrameStack | None = None
     inverse_variance: bool = False
     exposures: np.ndarray | None = None
+    pixel_weights: str | None = None
     version: str = __version__
     token: str = field(init=False)
 
@@ -249,6 +254,8 @@ class StackJob:
             **({"masks": _stack_identity(self.masks)} if self.masks is not None else {}),
             **({"inverse_variance": True} if self.inverse_variance else {}),
             **({"exposures": self.exposures} if self.exposures is not None else {}),
+            **({"pixel_weights": self.pixel_weights} if self.pixel_weights is not None
+               else {}),
             "version": self.version,
         }  # fmt: skip
 
@@ -324,6 +331,8 @@ class StackJob:
         out = {k: v for k, v in self.params.items()}
         out["inputs"] = [json.dumps(i, sort_keys=True, default=str) for i in self.inputs]
         out["input_array"] = self.input_name
+        if self.pixel_weights is not None:
+            out["pixel_weights"] = self.pixel_weights
         out["shape"] = list(self.shape)
         out["dtype"] = self.dtype
         out["tile plan"] = list(self.tile)

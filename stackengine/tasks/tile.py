@@ -49,6 +49,7 @@ __all__ = [
     "read_reduce_into",
     "read_reduce_tile",
     "reduce_tile",
+    "reduce_weighted_tile",
 ]
 
 #: bytes read from each file at a time at least (the strip grows past
@@ -134,6 +135,25 @@ def reduce_tile(block: np.ndarray, job: StackJob, block_info: dict | None = None
         y0, x0 = location[1][0], location[2][0]
     out = np.empty((N_OUT, *block.shape[1:]), dtype=packed_dtype(block.shape[0]))
     _reduce(job, prepare_strip(job, block, y0, x0), y0, x0, out)
+    return out
+
+
+def reduce_weighted_tile(
+    block: np.ndarray, weights: np.ndarray, job: StackJob, block_info: dict | None = None
+) -> np.ndarray:
+    """``map_blocks`` function: :func:`reduce_tile` with a weight per value (``weights``,
+    as ``block``: inverse variances, :attr:`StackJob.pixel_weights`); a value of
+    weight 0 is missing, as in a weight map."""
+    y0, x0 = (0, 0)
+    if block_info:
+        location = block_info[0]["array-location"]
+        y0, x0 = location[1][0], location[2][0]
+    block = prepare_strip(job, block, y0, x0)
+    bad = ~(weights > 0)
+    if bad.any():
+        block = np.where(bad, np.float32(np.nan), block)
+    out = np.empty((N_OUT, *block.shape[1:]), dtype=packed_dtype(block.shape[0]))
+    _reduce(job, block, y0, x0, out, pixel_weights=np.asarray(weights, dtype=np.float32))
     return out
 
 

@@ -152,10 +152,11 @@ def check_write(
     dtype: Any = None,
     compression: str | None = None,
     resume: bool = False,
+    format: str | None = None,
 ) -> tuple[Path, str]:
     """Check everything :func:`write` can check before any pixel is computed.
 
-    Returns the output path and its format ("zarr", "fits" or "tiff");
+    Returns the output path and its format ("zarr", "fits", "tiff" or "ccddata");
     raises :class:`~stackengine.errors.ParameterError` or
     :class:`~stackengine.errors.OutputError` like :func:`write`.
     """
@@ -165,6 +166,10 @@ def check_write(
         raise ParameterError(
             f"{path}: unknown output format (use .zarr, .fits/.fit/.fts or .tif/.tiff)"
         )
+    if format is not None and format != "ccddata":
+        raise ParameterError(f"format={format!r}: choose None (by the suffix) or 'ccddata'")
+    if format == "ccddata" and fmt != "fits":
+        raise ParameterError(f"{path}: format='ccddata' writes FITS (.fits, .fit or .fts)")
     if not (isinstance(dtype, str) and dtype == "input"):
         _output_dtype(dtype, {})
     comp = _compression(fmt, compression)
@@ -184,7 +189,7 @@ def check_write(
             f"{partial}: an interrupted run left this partial output; pass --resume "
             "(resume=True) to continue it, or delete it"
         )
-    return path, fmt
+    return path, format or fmt
 
 
 def write(
@@ -195,6 +200,7 @@ def write(
     dtype: Any = None,
     compression: str | None = None,
     resume: bool = False,
+    format: str | None = None,
 ) -> Path:
     """Write a stack result to zarr, FITS or TIFF, in one pass and atomically.
 
@@ -230,6 +236,14 @@ def write(
         zarr: None (zarr's default, zstd), "zstd", "zlib" (gzip) or "none".
         TIFF: None or "none" (uncompressed), "zlib", "zstd" or "lzw" (the last
         two need the ``imagecodecs`` package). FITS: None or "none" only.
+    format : None or "ccddata", optional
+        None: the format of the suffix. "ccddata" (a ``.fits``/``.fit``/``.fts``
+        path): the layout :meth:`astropy.nddata.CCDData.read` (and so ccdproc)
+        loads with its mask and uncertainty: the image in the primary HDU with
+        BUNIT (the frames' unit, when known) and the WCS, an IMAGE extension MASK
+        (uint8, 1 where no value was kept: ``count == 0``), UNCERT (the ``noise``
+        map, ``UTYPE = 'StdDevUncertainty'``), then COUNT, REJECTED_LOW,
+        REJECTED_HIGH and the FRAMES table as in the FITS output.
 
     Returns
     -------
@@ -250,15 +264,18 @@ def write(
         is left behind then, and an older output stays as it was.
     """
     path, fmt = check_write(
-        path, overwrite=overwrite, dtype=dtype, compression=compression, resume=resume
-    )
+        path, overwrite=overwrite, dtype=dtype, compression=compression, resume=resume,
+        format=format,
+    )  # fmt: skip
     if not isinstance(result, xr.Dataset) or "image" not in result.data_vars:
         raise ParameterError(f"{path}: result must be an xarray.Dataset with an 'image' variable")
+    if fmt == "ccddata" and not {"count", "noise"} <= set(result.data_vars):
+        raise ParameterError(f"{path}: format='ccddata' needs the result's count and noise")
     job = job_of(result["image"].data)
     if job is not None:
         _check_not_input(path, job)
     out_dtype = _output_dtype(dtype, dict(result.attrs))
-    comp = _compression(fmt, compression)
+    comp = _compression("fits" if fmt == "ccddata" else fmt, compression)
     ds = _prepared(result, out_dtype)
     with OutputLock(path):
         clean_stale(path, log.warning)
@@ -267,8 +284,8 @@ def write(
                 _write_zarr(ds, path, job, overwrite, comp, resume)
             else:
                 with atomic_output(path, overwrite) as tmp:
-                    if fmt == "fits":
-                        fits_output(ds, tmp)
+                    if fmt in ("fits", "ccddata"):
+                        fits_output(ds, tmp, "ccddata" if fmt == "ccddata" else "stackengine")
                     else:
                         tiff_output(ds, tmp, comp)
         except OSError as exc:
