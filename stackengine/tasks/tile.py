@@ -259,17 +259,30 @@ def _per_frame_into(job: StackJob, location: list, out: np.ndarray) -> None:
     if len(frames) == 0:
         empty_tile(out)
         return
-    if job.exposures is not None:  # the exposure time of the frames with a value here
-        exposure = out[N_OUT]
-        exposure.fill(0.0)
-        for i, k in enumerate(frames):
-            exposure += np.isfinite(block[i]) * job.exposures[k]
     boxes = getattr(reg, "boxes", None)
+    if job.exposures is not None:  # the exposure time of the frames with a value here
+        _exposure(job, block, frames, boxes, y0, x0, out[N_OUT])
     if boxes is not None and len(frames) > 1:
         _reduce_parts(job, block, frames, boxes[frames], y0, x0, out[:N_OUT], weights)
         return
     subset = None if len(frames) == job.n_frames else frames
     _reduce(job, block, y0, x0, out[:N_OUT], subset, weights)
+
+
+def _exposure(job: StackJob, block: np.ndarray, frames: np.ndarray, boxes: Any, y0: int,
+              x0: int, exposure: np.ndarray) -> None:  # fmt: skip
+    """Sum each frame's exposure time where it has a value, within its footprint."""
+    exposure.fill(0.0)
+    th, tw = block.shape[1], block.shape[2]
+    for i, k in enumerate(frames):
+        r0, r1, c0, c1 = 0, th, 0, tw
+        if boxes is not None:
+            b = boxes[k]
+            r0, r1 = max(b[0] - y0, 0), min(b[1] - y0, th)
+            c0, c1 = max(b[2] - x0, 0), min(b[3] - x0, tw)
+            if r1 <= r0 or c1 <= c0:
+                continue
+        exposure[r0:r1, c0:c1] += np.isfinite(block[i, r0:r1, c0:c1]) * np.float32(job.exposures[k])
 
 
 #: side of the parts a mosaic's tile is reduced in (:func:`_reduce_parts`)
