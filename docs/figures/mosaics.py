@@ -45,8 +45,9 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-import stackengine as se  # noqa: E402
 from registration_real import no_ticks, save_png, shown, stretch_range  # noqa: E402
+
+import stackengine as se  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real"
 
@@ -69,12 +70,16 @@ def seestar() -> None:
     paths = sorted(str(p) for p in (REAL / "seestar_ngc7023").glob("*10.0s*.fit"))
     t0 = time.time()
     ds = se.stack(paths, register="wcs", output_wcs="optimal")
-    image, count = ds["image"].values, ds["count"].values
+    image, count = ds["image"].values, ds["count"].values[..., 1]  # green's coverage
     print(f"seestar: {len(paths)} frames -> {image.shape} in {time.time() - t0:.1f} s; "
           f"count {count.min()}..{count.max()}")  # fmt: skip
     grid = WCS(ds.attrs["wcs"])
+    # display only: each channel's sky subtracted and scaled by its noise (neutral sky)
+    sky = np.nanmedian(image, axis=(0, 1))
+    noise = 1.4826 * np.nanmedian(np.abs(image - sky), axis=(0, 1))
+    neutral = (image - sky) / noise
     fig, axes = plt.subplots(1, 2, figsize=(9, 5.6), layout="constrained")
-    axes[0].imshow(shown(image, 2), origin="lower")
+    axes[0].imshow(shown(neutral, 2, (-2.0, 40.0)), origin="lower")
     axes[0].set_title("4 Seestar frames co-added through their WCS (RGB)")
     im = axes[1].imshow(count[::2, ::2], origin="lower", cmap="viridis", vmin=0, vmax=4)
     for p in paths:
@@ -144,7 +149,8 @@ def _undersampled(tmp: Path) -> list[str]:
         h = fits.Header()
         h.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN",
                   "CRVAL1": 150 + rng.uniform(-1, 1) * s, "CRVAL2": 2 + rng.uniform(-1, 1) * s,
-                  "CRPIX1": 40.5, "CRPIX2": 40.5, "CDELT1": -s, "CDELT2": s, "EXPTIME": 60.0})  # fmt: skip
+                  "CRPIX1": 40.5, "CRPIX2": 40.5, "CDELT1": -s, "CDELT2": s})  # fmt: skip
+        h["EXPTIME"] = 60.0
         yy, xx = np.mgrid[0:80, 0:80].astype(float)
         data = 20 + rng.normal(0, 0.5, (80, 80))
         w = WCS(h)
@@ -176,9 +182,11 @@ def drizzle() -> None:
         print(f"drizzle: co-add {a.shape}, drizzle {b.shape}; peak/sum of the brightest star "
               f"{np.nanmax(a):.0f} vs {np.nanmax(b):.0f}")  # fmt: skip
         fig, axes = plt.subplots(1, 3, figsize=(10, 3.8), layout="constrained")
-        for ax, img, title in ((axes[0], one, "one frame (FWHM 1.3 px)"),
-                               (axes[1], a, "bilinear co-add, same pixels"),
-                               (axes[2], b, "drizzle: pixfrac 0.6, pixels / 2")):  # fmt: skip
+        zoom = (slice(22, 58), slice(22, 58))  # the middle of the field, 36 frame pixels
+        for ax, img, title in ((axes[0], one[zoom], "one frame (FWHM 1.3 px)"),
+                               (axes[1], a[zoom], "bilinear co-add, same pixels"),
+                               (axes[2], b[44:116, 44:116], "drizzle: pixfrac 0.6, pixels / 2"),
+                               ):  # fmt: skip
             ax.imshow(shown(img), origin="lower", cmap="gray", interpolation="nearest")
             ax.set_title(title, fontsize=10)
         no_ticks(*axes)
