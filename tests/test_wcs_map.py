@@ -99,3 +99,20 @@ def test_a_card_astropy_would_default_silently_is_an_error(card):
     )
     with pytest.raises(WCSError, match=f"frame_c.fits: WCS .*{expected}"):
         frame_wcs(header, "frame_c.fits")
+
+
+@pytest.mark.parametrize(
+    ("cards", "expected"),
+    [
+        ({"CD1_1": 0.0, "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": 0.0}, "replace them by a default"),
+        ({"CTYPE1": "RA---XYZ", "CTYPE2": "DEC--XYZ"}, "Unrecognized projection"),
+        ({"CDELT1": 0.0}, "singular"),
+    ],
+)
+def test_a_wcs_astropy_would_default_or_refuse_is_an_error(cards, expected):
+    header = fits.Header({"NAXIS": 2, "NAXIS1": 100, "NAXIS2": 100, "CTYPE1": "RA---TAN",
+                          "CTYPE2": "DEC--TAN", "CRVAL1": 10.0, "CRVAL2": 20.0, "CRPIX1": 50.0,
+                          "CRPIX2": 50.0, "CDELT1": -1e-4, "CDELT2": 1e-4})  # fmt: skip
+    header.update(cards)
+    with pytest.raises(WCSError, match=f"frame_d.fits: .*{expected}"):
+        frame_wcs(header, "frame_d.fits")

@@ -106,10 +106,13 @@ def frame_wcs(header: Any, path: str = "frame") -> Any:
         try:
             wcs = WCS(header, relax=True)
         except Exception as exc:  # astropy's own refusal (e.g. SIP without CRPIX)
-            raise WCSError(f"{path}: WCS cannot be read: {exc}") from None
+            raise WCSError(f"{path}: WCS cannot be read: {' '.join(str(exc).split())}") from None
     problems = _problems(caught)
     if problems:
-        raise WCSError(f"{path}: WCS cards astropy cannot read as written: {problems[0]}")
+        raise WCSError(
+            f"{path}: WCS cards astropy cannot read as written (it would replace them by a "
+            f"default, e.g. an identity): {problems[0]}"
+        )
     if not wcs.has_celestial:
         ctypes = [header.get(f"CTYPE{i}") for i in (1, 2)]
         raise WCSError(f"{path}: no celestial WCS (CTYPE1, CTYPE2 = {ctypes})")
