@@ -25,13 +25,14 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.mathjax",
     "numpydoc",
+    "myst_nb",  # tutorial.ipynb: executed by every build (no pandoc needed)
 ]
 
 # No intersphinx: the documentation builds without network access.
 
 templates_path: list[str] = []
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
-source_suffix = {".rst": "restructuredtext"}
+exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints", "Thumbs.db", ".DS_Store"]
+source_suffix = {".rst": "restructuredtext", ".ipynb": "myst-nb"}
 root_doc = "index"
 language = "en"
 
@@ -39,6 +40,15 @@ language = "en"
 autodoc_typehints = "none"  # the numpydoc "Parameters" sections carry the types
 autodoc_member_order = "bysource"
 autodoc_default_options = {"show-inheritance": True}
+
+# myst-nb: the notebooks are run by every build, so their code (and its asserts)
+# cannot go stale; a failing cell fails the build. Stored without outputs.
+nb_execution_mode = "force"
+nb_execution_timeout = 300  # seconds per cell (the tutorial takes a few in all)
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
+myst_enable_extensions = ["dollarmath"]
 
 # numpydoc
 numpydoc_show_class_members = False

@@ -1,4 +1,4 @@
-"""Progress with a percentage and an ETA on the terminal, local or distributed.
+"""Progress with a percentage and an ETA on the terminal or in a notebook, local or distributed.
 
 Each dask computation inside :func:`progress_context` is a *phase*, one line::
 
@@ -86,7 +86,9 @@ def progress_context(
     stream : file-like or None
         Where to write; None is ``sys.stderr`` at entry. A terminal
         (``isatty()``) gets one line redrawn in place, any other stream a
-        line per further 10 % of a phase.
+        line per further 10 % of a phase; in a Jupyter notebook (the
+        standard streams of an IPython kernel) the lines are one output of
+        the cell, updated in place.
     address : str or None
         A dask.distributed scheduler to follow when no client is active in
         this process (an active client is followed, as are dask's local

@@ -4,14 +4,21 @@ A display draws *phases*, one line each, of one or more dask computations
 (``_Compute``: ``done`` of ``total`` tasks); the followers (a local ``Callback``,
 a cluster poller) report to it. Knows nothing of how tasks are counted, so
 both followers import it without importing each other.
+
+Where it draws: a terminal gets one line redrawn in place (``\\r``), another
+stream a line per further 10 % of a phase, and the standard streams of a
+Jupyter (IPython) kernel, which render neither, one rich-display output
+updated in place (:class:`_NotebookOutput`: the finished phases' lines and the
+current one, as text).
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from dask.utils import key_split
@@ -30,6 +37,65 @@ def _phase_label(keys: Iterable[Any], default: str) -> str:
 def _clock(seconds: float) -> str:
     h, rest = divmod(max(0, int(round(seconds))), 3600)
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _kernel_shell(stream: Any) -> Any:
+    """The IPython shell of the Jupyter kernel this process is, if ``stream`` is its output.
+
+    None on a terminal (``isatty()``), in a plain or IPython terminal session
+    (no kernel), or for any stream other than the process's ``sys.stdout`` and
+    ``sys.stderr`` (a log file keeps its lines). IPython is looked up, never
+    imported: a kernel has imported it long before.
+    """
+    ipython = sys.modules.get("IPython")
+    if ipython is None or stream is None or stream not in (sys.stdout, sys.stderr):
+        return None
+    isatty = getattr(stream, "isatty", None)
+    try:
+        if isatty is not None and isatty():
+            return None
+        shell = ipython.get_ipython()
+    except Exception:  # a closed stream, an IPython without get_ipython
+        return None
+    return shell if getattr(shell, "kernel", None) is not None else None
+
+
+def _ipython_publish(first: str) -> Callable[[str], None]:
+    """Show ``first`` as a new display output; the returned function replaces its text."""
+    from IPython.display import display
+
+    handle = display({"text/plain": first}, raw=True, display_id=True)
+
+    def update(text: str) -> None:
+        handle.update({"text/plain": text}, raw=True)
+
+    return update
+
+
+class _NotebookOutput:
+    """The lines of a display as one output of a notebook cell, updated in place.
+
+    ``publish(text)`` shows the first text and returns the function that
+    replaces it (by default an IPython display handle's ``update``); the
+    finished phases' lines stay above the current one.
+    """
+
+    def __init__(self, publish: Callable[[str], Callable[[str], None]] | None = None) -> None:
+        self.publish = _ipython_publish if publish is None else publish
+        self.update: Callable[[str], None] | None = None
+        self.lines: list[str] = []
+
+    def text(self, line: str) -> str:
+        return "\n".join([*self.lines, line])
+
+    def show(self, line: str, final: bool = False) -> None:
+        text = self.text(line)
+        if self.update is None:
+            self.update = self.publish(text)
+        else:
+            self.update(text)
+        if final:
+            self.lines.append(line)
 
 
 class _Compute:
@@ -73,6 +139,7 @@ class _Display:
         self.label, self.stream, self.interval = label, stream, interval
         isatty = getattr(stream, "isatty", None)
         self.tty = bool(isatty and not getattr(stream, "closed", False) and isatty())
+        self.notebook = _NotebookOutput() if _kernel_shell(stream) is not None else None
         self.columns = shutil.get_terminal_size((100, 24)).columns - 1
         self.lock = threading.RLock()
         self.phase: _Phase | None = None  # the one drawn
@@ -90,6 +157,14 @@ class _Display:
 
     def _draw(self, phase: _Phase, *, final: bool = False, failed: bool = False) -> None:
         now = time.monotonic()
+        if self.notebook is not None:
+            if not self.broken and (final or now - self.drawn >= self.interval):
+                try:
+                    self.notebook.show(phase.line(now, failed), final)
+                except Exception:  # the kernel's display machinery refused: stop drawing
+                    self.broken = True
+                self.drawn = now
+            return
         if self.tty:
             if final or now - self.drawn >= self.interval:
                 line = phase.line(now, failed)[: self.columns]
