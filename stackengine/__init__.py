@@ -23,6 +23,7 @@ from .errors import (
 )
 from .frames import open_frames
 from .masters import master
+from .night import plan_night, run_night
 from .normalize import normalize
 from .register import RegistrationError, register
 from .stack import stack
@@ -39,6 +40,8 @@ __all__ = [
     "write",
     "to_ccddata",
     "summary",
+    "run_night",
+    "plan_night",
     "StackEngineError",
     "ParameterError",
     "FrameError",

@@ -97,6 +97,39 @@ def build_parser() -> argparse.ArgumentParser:
     add_input_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing plots")
 
+    p = sub.add_parser(
+        "run",
+        help="a whole night: sort the raw frames, make the masters, calibrate, register and "
+        "stack the lights per filter, write a report and the configuration used",
+    )
+    p.add_argument(
+        "inputs", nargs="*", help="the raw frames: files, folders or globs (default: --config's)"
+    )
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="the output folder")
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="a configuration (the config.toml of an earlier run, edited or not): replays it",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one choice of the configuration, e.g. stack.normalize=photometric; "
+        "repeatable",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATTERN:COLUMN=VALUE",
+        help="override what the headers say, e.g. 'flat-*.FIT:imagetyp=flat'; repeatable",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan; read no pixel")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's files")
+
     p = sub.add_parser("demo", help="make a synthetic frame set, stack it, write a preview")
     p.add_argument("--frames", type=int, default=16, help="number of frames (16)")
     p.add_argument("--size", type=int, default=512, help="frame width and height (512)")
@@ -383,6 +416,38 @@ def _plots(args: argparse.Namespace, frames: object) -> None:
     print(f"wrote {len(written)} normalization plots into {args.plots}")
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .calibrate.summary import overrides_from_text
+    from .night import load_config, plan_night, run_night
+    from .night.execute import output_names
+
+    t0 = time.perf_counter()
+    config = load_config(args.config)
+    for item in args.option:
+        from .night.config import set_option
+
+        set_option(config, item)
+    for column, spec in overrides_from_text(args.set).items():
+        config["frames"]["overrides"].setdefault(column, {}).update(spec)
+    inputs = args.inputs or None
+    if args.dry_run:
+        plan = plan_night(inputs, config, out_dir=args.output)
+        print(plan.describe())
+        print(f"\nwould write into {args.output}: {', '.join(output_names(plan))}")
+        return 0
+    _log_to_stderr()
+    result = run_night(inputs, args.output, config, overwrite=args.overwrite,
+                       log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    print(result.plan.describe())
+    notes = [f"stack {s.name}: {n}" for s in result.stacks for n in s.notes]
+    for line in [*result.warnings, *notes]:
+        print(f"stackengine: warning: {line}", file=sys.stderr)
+    dt = time.perf_counter() - t0
+    print(f"\nwrote {len(result.files)} files into {args.output} in {dt:.1f} s: "
+          f"{', '.join(p.name for p in result.files)}")  # fmt: skip
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -418,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "calibrate": _cmd_calibrate,
         "info": _cmd_info,
         "demo": _cmd_demo,
+        "run": _cmd_run,
         "normalize-report": _cmd_normalize_report,
     }
     try:

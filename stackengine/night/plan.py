@@ -1,0 +1,266 @@
+"""From the frames' summary to the plan of a night: headers only, no pixel read.
+
+:func:`plan_night` sorts the frames by :func:`stackengine.summary` (type, filter,
+exposure, shape), decides the masters to make (a bias per frame shape, a dark per
+exposure, a per-second dark where some frames need scaling, a flat per filter),
+which master calibrates which frames, the overscan and trim from the section
+cards, and one group of lights per filter and shape (colour frames stay
+colour). Every decision is a line of :attr:`NightPlan.decisions`;
+:meth:`NightPlan.describe` prints the whole plan as tables.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ..calibrate.summary import group_table, summary
+from ..errors import CalibrationError, ParameterError
+from .config import load_config
+
+__all__ = ["MasterPlan", "LightGroup", "NightPlan", "plan_night"]
+
+
+@dataclass
+class MasterPlan:
+    """One master to make: its frames, and the masters that calibrate them."""
+
+    name: str  #: e.g. "bias", "dark_60s", "dark_per_s", "flat_B"
+    kind: str  #: "bias", "dark" or "flat"
+    paths: list[str]
+    file: str  #: the output file's name
+    shape: tuple[int, int]
+    filter: str | None = None
+    exptime: float | None = None
+    bias: str | None = None  #: the name of the master bias subtracted first
+    dark: str | None = None
+    dark_scale: bool = False  #: darks: a per-second master; flats: scale the dark
+    given: str | None = None  #: a master the user gave (a path): used, not made
+
+
+@dataclass
+class LightGroup:
+    """The lights of one stack: one filter, one frame shape."""
+
+    name: str  #: e.g. "B", "V_1024x1024"
+    filter: str | None
+    shape: tuple[int, int]
+    paths: list[str]
+    exptimes: list[float]
+    file: str
+    bayer: str | None = None  #: the Bayer pattern of colour frames
+    bias: str | None = None
+    dark: str | None = None
+    dark_scale: bool = False
+    flat: str | None = None
+
+
+@dataclass
+class NightPlan:
+    """What ``stackengine run`` will do, decided from the headers alone."""
+
+    table: pd.DataFrame  #: :func:`stackengine.summary` of the frames used and dropped
+    config: dict[str, Any]  #: every choice (:func:`~.config.load_config`)
+    masters: list[MasterPlan] = field(default_factory=list)
+    lights: list[LightGroup] = field(default_factory=list)
+    dropped: list[tuple[str, str]] = field(default_factory=list)  #: (path, reason)
+    decisions: list[str] = field(default_factory=list)
+    sections: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+
+    def master(self, name: str | None) -> MasterPlan | None:
+        """The master named ``name`` (None for None)."""
+        return next((m for m in self.masters if m.name == name), None)
+
+    def calibration(self, shape: tuple[int, int]) -> dict[str, Any]:
+        """The overscan and trim of the frames of ``shape``."""
+        return dict(self.sections.get(tuple(shape), {"overscan": "none", "trim": None}))
+
+    def describe(self) -> str:
+        """The plan as text: the frames by type, filter and exposure, the masters, the
+        stacks, and the decisions."""
+        lines = ["frames:"]
+        lines += ["  " + s for s in group_table(self.table, ["imagetyp", "filter", "exptime",
+                                                             "shape"], decided=False)
+                  .splitlines()]  # fmt: skip
+        rows = [["master", "frames", "exptime", "filter", "calibrated by", "file"]]
+        for m in self.masters:
+            by = ", ".join(x for x in (m.bias, m.dark) if x) or "-"
+            if m.dark_scale and m.kind == "flat":
+                by += " (scaled)"
+            rows.append([m.name, "given" if m.given else str(len(m.paths)), _num(m.exptime),
+                         m.filter or "-", by, m.given or m.file])  # fmt: skip
+        lines += ["", "masters:", *(_columns(rows) if self.masters else ["  (none)"])]
+        rows = [["stack", "lights", "exptimes", "filter", "bias", "dark", "flat", "file"]]
+        for g in self.lights:
+            dark = (g.dark or "-") + (" (scaled)" if g.dark and g.dark_scale else "")
+            rows.append([g.name + (" (RGB)" if g.bayer else ""), str(len(g.paths)),
+                         ",".join(_num(t) for t in sorted(set(g.exptimes))), g.filter or "-",
+                         g.bias or "-", dark, g.flat or "-", g.file])  # fmt: skip
+        lines += ["", "stacks:", *_columns(rows)]
+        if self.dropped:
+            lines += ["", "left out:"]
+            lines += [f"  {os.path.basename(p)}: {why}" for p, why in self.dropped]
+        lines += ["", "decisions:", *(f"  - {d}" for d in self.decisions)]
+        return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return "-" if missing else f"{value:g}"
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows]  # fmt: skip
+
+
+def _shape_text(shape: tuple[int, int]) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
+def _excluded(path: str, patterns: Sequence[str]) -> bool:
+    name = os.path.basename(path)
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(path, p)
+               or fnmatch.fnmatchcase(path, os.path.abspath(p)) for p in patterns)  # fmt: skip
+
+
+def _sections(plan: NightPlan, table: pd.DataFrame) -> None:
+    """Overscan and trim per frame shape: the user's, or from readable BIASSEC cards."""
+    from ..calibrate.sections import parse_section
+
+    cal = plan.config["calibration"]
+    for shape, rows in table.groupby("shape", sort=False):
+        where = _shape_text(shape)
+        if cal["overscan"] != "auto":
+            plan.sections[shape] = {
+                "overscan": cal["overscan"],
+                "trim": None if cal["trim"] == "auto" else cal["trim"],
+            }
+            continue
+        cards = set(rows["biassec"])
+        if cards == {None}:
+            plan.sections[shape] = {
+                "overscan": "none",
+                "trim": None if cal["trim"] == "auto" else cal["trim"],
+            }
+            continue
+        problem = None
+        if None in cards or len(cards) > 1:
+            problem = "the frames' BIASSEC cards differ or are missing in some"
+        else:
+            for card in ("biassec", "trimsec", "datasec"):
+                text = rows[card].iloc[0]
+                try:
+                    if text is not None:
+                        parse_section(text, shape, path=rows["path"].iloc[0], card=card.upper())
+                except CalibrationError as exc:
+                    problem = str(exc)
+                    break
+        if problem:
+            plan.sections[shape] = {
+                "overscan": "none",
+                "trim": None if cal["trim"] == "auto" else cal["trim"],
+            }
+            plan.decisions.append(
+                f"{where} frames: no overscan subtracted, not trimmed: "
+                f"{problem} (set calibration.overscan/trim to a section)"
+            )
+        else:
+            plan.sections[shape] = {"overscan": "auto", "trim": cal["trim"]}
+            plan.decisions.append(
+                f"{where} frames: overscan {rows['biassec'].iloc[0]} "
+                "(BIASSEC) subtracted row by row, trimmed by TRIMSEC/DATASEC"
+            )
+
+
+def plan_night(
+    paths: Any = None,
+    config: Any = None,
+    *,
+    table: pd.DataFrame | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> NightPlan:
+    """Plan a night from its frames' headers: no pixel is read.
+
+    Parameters
+    ----------
+    paths : files, folders or globs, optional
+        The raw frames; default the configuration's ``inputs``.
+    config : path, mapping or None
+        Choices over the defaults (:func:`~stackengine.night.config.load_config`).
+    table : pandas.DataFrame, optional
+        The frames' :func:`stackengine.summary`, if already made.
+    out_dir : path, optional
+        The output folder: frames inside it (an earlier run's masters and stacks,
+        when the inputs are a glob that matches them) are left out.
+
+    Returns
+    -------
+    NightPlan
+        The masters to make, the groups of lights to stack, what was left out
+        and why, every decision as a line of text.
+
+    Raises
+    ------
+    ParameterError
+        No inputs, no lights among the frames, a bad configuration.
+    """
+    cfg = load_config(config)
+    if paths is not None:
+        paths = [str(p) for p in paths] if isinstance(paths, list | tuple) else [str(paths)]
+        cfg["inputs"] = [p if "://" in p else os.path.abspath(p) for p in paths]
+    if not cfg["inputs"]:
+        raise ParameterError("no input frames: give the raw frames (or inputs in the config)")
+    if table is None:
+        table = summary(cfg["inputs"], filter_keys=cfg["frames"]["filter_keys"],
+                        overrides=cfg["frames"]["overrides"] or None)  # fmt: skip
+    plan = NightPlan(table=table, config=cfg)
+    keep, hinted = [], {}
+    inside = None if out_dir is None else os.path.realpath(out_dir) + os.sep
+    for i, row in table.iterrows():
+        if _excluded(row["path"], cfg["frames"]["exclude"]):
+            plan.dropped.append((row["path"], "excluded by frames.exclude"))
+        elif inside and os.path.realpath(row["path"]).startswith(inside):
+            plan.dropped.append((row["path"], "in the output folder (an earlier run's output)"))
+        elif row["imagetyp"] is None:
+            plan.dropped.append(
+                (
+                    row["path"],
+                    f"type not recognised (IMAGETYP "
+                    f"{row['imagetyp_raw']!r}); set it in frames.overrides",
+                )
+            )
+        elif len(row["shape"]) != 2:
+            plan.dropped.append((row["path"], f"not a 2-D frame (shape {row['shape']})"))
+        else:
+            keep.append(i)
+            if "the file name says" in row["decided"]:
+                hinted.setdefault(row["decided"], []).append(os.path.basename(row["path"]))
+    for text, names in hinted.items():
+        shown = ", ".join(names) if len(names) <= 2 else f"{names[0]} .. {names[-1]}"
+        plan.decisions.append(
+            f"{len(names)} frame{'s' * (len(names) > 1)} ({shown}): {text}; "
+            "the header wins (set frames.overrides to change it)"
+        )
+    used = table.loc[keep]
+    lights = used[used["imagetyp"] == "light"]
+    if lights.empty:
+        counts = used["imagetyp"].value_counts()
+        found = ", ".join(f"{n} {k}" for k, n in counts.items()) or "none usable"
+        raise ParameterError(
+            f"no lights among the {len(table)} frames ({found}): nothing to stack; mark the "
+            "lights in frames.overrides (--set 'PATTERN:imagetyp=light'), or make masters "
+            "only with 'stackengine master'"
+        )
+    _sections(plan, used)
+    from .matching import masters_and_groups
+
+    masters_and_groups(plan, used, lights)
+    return plan

@@ -1,0 +1,217 @@
+"""``stackengine run`` (issue 18): a whole real night with no option, from raw frames to
+masters, calibrated registered stacks per filter, a report and a replayable configuration.
+
+The nights are read from ../shared/data/real beside the repository at run time.
+uam_ngc2420 (CAFOS): 2 bias, a B and a V dome flat, 6 B and 5 V lights drifting by up
+to 4.6 px; its filter is only in INSFLNAM and its BIASSEC is malformed. The
+registration is checked against an independent measure: the stars' fwhm in the
+stack (found by the registration's own star finder on the in-memory image) is not
+worse than in the plain, unregistered stack of the same calibrated lights.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+import stackengine as se
+from stackengine.cli import main
+from stackengine.io.fits import FitsFrame
+
+UAM_FILES = ["master_bias.fits", "master_flat_JohnsonB.fits", "master_flat_JohnsonV.fits",
+             "stack_JohnsonB.fits", "stack_JohnsonV.fits", "report.png", "report.md",
+             "config.toml"]  # fmt: skip
+
+
+def _hdus(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(path) as hdul:
+            return {h.name: (h.header.copy(), None if h.data is None else np.array(h.data))
+                    for h in hdul}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def uam(real_dir):
+    return real_dir / "uam_ngc2420"
+
+
+@pytest.fixture(scope="module")
+def uam_run(uam, tmp_path_factory):
+    """``stackengine run uam_ngc2420 -o DIR`` with no other option."""
+    out = tmp_path_factory.mktemp("run") / "night"
+    assert main(["run", str(uam), "-o", str(out)]) == 0
+    return out
+
+
+def test_run_writes_masters_stacks_report_and_config(uam_run):
+    assert sorted(p.name for p in uam_run.iterdir()) == sorted(UAM_FILES)
+    bias = _hdus(uam_run / "master_bias.fits")
+    assert bias["PRIMARY"][0]["IMAGETYP"] == "bias" and bias["PRIMARY"][0]["NCOMBINE"] == 2
+    for band in "BV":
+        flat = _hdus(uam_run / f"master_flat_Johnson{band}.fits")["PRIMARY"]
+        assert flat[0]["IMAGETYP"] == "flat" and flat[0]["FILTER"] == f"Johnson{band}"
+        assert abs(float(np.nanmean(flat[1])) - 1) < 1e-4  # normalized to mean 1
+    for band, n in (("B", 6), ("V", 5)):
+        stack = _hdus(uam_run / f"stack_Johnson{band}.fits")
+        image, count = stack["PRIMARY"][1], stack["COUNT"][1]
+        assert image.shape == (1024, 1024)
+        assert count.max() == n  # every light registered and stacked
+        present = count + stack["REJECTED_LOW"][1] + stack["REJECTED_HIGH"][1]
+        assert (present == n).mean() > 0.9  # drift of a few pixels: the borders lose a frame
+        assert np.isfinite(image[count > 0]).all()
+        assert "REJECTED_HIGH" in stack and stack["REJECTED_HIGH"][1].sum() > 0
+    png = (uam_run / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    report = (uam_run / "report.md").read_text()
+    for text in ("## Decisions", "BIASSEC", "6 of 6", "5 of 5", "registration rms",
+                 "flat_JohnsonB", "stack_JohnsonV.fits"):  # fmt: skip
+        assert text in report, text
+    config = tomllib.loads((uam_run / "config.toml").read_text())
+    assert config["stack"]["register"] == "stars" and config["inputs"]
+
+
+def _fwhm(image: np.ndarray) -> float:
+    """Median star fwhm of an image, by the registration's star finder."""
+    image = np.where(np.isfinite(image), image, np.nanmedian(image)).astype(np.float32)
+    table = se.register(np.stack([image, image]))
+    return float(table["fwhm"].values[0])
+
+
+def test_stacks_are_registered_sharper_than_the_plain_stack(uam_run, uam):
+    lights = sorted(str(p) for p in uam.glob("science_NGC2420_B_*"))
+    calibration = {"bias": str(uam_run / "master_bias.fits"),
+                   "flat": str(uam_run / "master_flat_JohnsonB.fits")}  # fmt: skip
+    with pytest.warns(UserWarning, match="flat pixels below min_value"):
+        plain = se.stack(se.open_frames(lights), calibration=calibration,
+                         normalize="additive+scale", weights="noise")  # fmt: skip
+    plain_fwhm = _fwhm(plain["image"].values)
+    ours = _fwhm(_hdus(uam_run / "stack_JohnsonB.fits")["PRIMARY"][1])
+    assert ours < plain_fwhm, (ours, plain_fwhm)
+    rows = [r for r in (uam_run / "report.md").read_text().splitlines()
+            if r.startswith("| JohnsonB")]  # fmt: skip
+    rms_median = float(rows[0].split("|")[7].split("/")[0])
+    assert rms_median < 0.5
+
+
+def test_config_replay_gives_the_same_bits(uam_run, tmp_path):
+    out = tmp_path / "replay"
+    assert main(["run", "--config", str(uam_run / "config.toml"), "-o", str(out)]) == 0
+    for name in UAM_FILES[:5]:
+        first, again = _hdus(uam_run / name), _hdus(out / name)
+        assert first.keys() == again.keys()
+        for hdu in first:
+            if first[hdu][1] is not None and first[hdu][1].dtype.names is None:
+                np.testing.assert_array_equal(first[hdu][1], again[hdu][1], err_msg=name)
+
+
+def test_a_second_run_refuses_and_names_the_output(uam_run, uam, capsys):
+    before = (uam_run / "master_bias.fits").stat().st_mtime_ns
+    assert main(["run", str(uam), "-o", str(uam_run)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stackengine: error:") and "master_bias.fits: exists" in err
+    assert len(err.splitlines()) == 1 and "--overwrite" in err
+    assert (uam_run / "master_bias.fits").stat().st_mtime_ns == before
+
+
+def test_dry_run_reads_no_pixel_and_prints_the_plan(uam, tmp_path, monkeypatch, capsys):
+    def no_pixels(*args, **kwargs):
+        raise AssertionError("a pixel was read")
+
+    for name in ("read", "read_into", "read_float32", "_read_rows", "_read_compressed"):
+        monkeypatch.setattr(FitsFrame, name, no_pixels)
+    out = tmp_path / "dry"
+    assert main(["run", str(uam), "-o", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert not out.exists()
+    for line in ("light     JohnsonB  60", "flat_JohnsonB", "stack_JohnsonV.fits",
+                 "BIASSEC '[0,513:0,1536]'", "would write into"):  # fmt: skip
+        assert line in text, line
+
+
+def test_overrides_from_the_command_line_change_the_plan(uam, tmp_path, capsys):
+    args = ["run", str(uam), "-o", str(tmp_path / "x"), "--dry-run",
+            "--option", "calibration.flat=none", "--set", "*_0023.fits:imagetyp=bias"]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "not flat-fielded" in text and "master_flat" not in text
+    assert "bias      JohnsonB  2" in text  # the 2 s light, now a bias
+    assert main(["run", str(uam), "-o", str(tmp_path), "--option", "stack.nonsense=1"]) == 1
+    assert "unknown key stack.nonsense" in capsys.readouterr().err
+
+
+def test_no_lights_is_one_clear_error(real_dir, tmp_path, capsys):
+    out = tmp_path / "none"
+    assert main(["run", str(real_dir / "msumastro_feder_bias"), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no lights among the 5 frames (5 bias)" in err
+    assert not out.exists()
+
+
+def test_a_filter_without_flat_and_frames_of_another_size(uam, tmp_path):
+    """A V light cropped to another size is stacked apart; V without its flat is
+    stacked, said in the plan (a decision, not a failure)."""
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for p in uam.glob("*.fits"):
+        if "flat_V" not in p.name:
+            (folder / p.name).symlink_to(p)
+    plan = se.plan_night([str(folder)])
+    names = {g.name: g for g in plan.lights}
+    assert set(names) == {"JohnsonB", "JohnsonV"} and names["JohnsonV"].flat is None
+    assert any("no flat for filter JohnsonV" in d for d in plan.decisions)
+    data = fits.getdata(uam / "science_NGC2420_V_uamA_0029.fits")[:600, :700]
+    header = fits.getheader(uam / "science_NGC2420_V_uamA_0029.fits")
+    fits.writeto(folder / "science_crop.fits", data, header, output_verify="silentfix")
+    plan = se.plan_night([str(folder)])
+    names = {g.name: g for g in plan.lights}
+    assert set(names) == {"JohnsonB", "JohnsonV_1024x1024", "JohnsonV_600x700"}
+    assert names["JohnsonV_600x700"].bias is None  # no bias of that size
+    assert "master_bias_1024x1024.fits" in [m.file for m in plan.masters]
+
+
+def test_a_colour_night_stacks_rgb(real_dir, tmp_path):
+    """seestar_ngc7023: Bayer lights only, two sessions rotated 121.5 deg apart."""
+    result = se.run_night([str(real_dir / "seestar_ngc7023")], tmp_path / "seestar")
+    (stats,) = result.stacks
+    assert stats.name == "IRCUT" and stats.used == 6 and max(stats.rms_px) < 1.0
+    image = _hdus(stats.file)["PRIMARY"][1]
+    assert image.shape == (3, 1920, 1080)  # RGB
+    assert (tmp_path / "seestar" / "report.png").exists()
+    shutil.rmtree(tmp_path / "seestar")
+
+
+def test_config_round_trip_and_errors(tmp_path):
+    from stackengine.errors import ParameterError
+    from stackengine.night import config_text, load_config
+    from stackengine.night.config import set_option
+
+    overrides = {"imagetyp": {"flat-*.FIT": "flat"}}
+    flats = {"B 2": "none"}
+    config = load_config(
+        {"frames": {"overrides": overrides}, "calibration": {"flats": flats}, "inputs": "a.fits"}
+    )
+    set_option(config, "stack.normalize=photometric")
+    set_option(config, "stack.sigma_upper=2.5")
+    set_option(config, 'frames.exclude=["x*", "y*"]')
+    text = config_text(config, "a header\nof two lines")
+    assert text.startswith("# a header\n# of two lines\n")
+    assert tomllib.loads(text) == config and load_config(tomllib.loads(text)) == config
+    assert config["inputs"] == ["a.fits"] and config["stack"]["sigma_upper"] == 2.5
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert load_config(path) == config
+    for bad, message in (({"stack": {"sigma_upper": "x"}}, "expected a number"),
+                         ({"stack": {"drop_failed": 1}}, "expected true or false"),
+                         ({"calibrate": {}}, "unknown key calibrate"),
+                         ({"stack": []}, "must be a table")):  # fmt: skip
+        with pytest.raises(ParameterError, match=message):
+            load_config(bad)
+    path.write_text("stack = [")
+    with pytest.raises(ParameterError, match="not a valid TOML file"):
+        load_config(path)
