@@ -83,20 +83,24 @@ def _fwhm(image: np.ndarray) -> float:
     return float(table["fwhm"].values[0])
 
 
-def test_stacks_are_registered_sharper_than_the_plain_stack(uam_run, uam):
-    lights = sorted(str(p) for p in uam.glob("science_NGC2420_B_*"))
+@pytest.mark.parametrize("band", ["B", "V"])
+def test_stacks_are_registered_not_blurred_by_the_drift(uam_run, uam, band):
+    """B: the 2-3 s lights lie 5 px off the 60 s ones; the registered stack is sharper
+    than the plain one (measured 5.62 against 5.79 px). V drifts by 1 px at most
+    (5.51 against 5.44 px: lanczos3 resampling costs about 1 %): not worse than 3 %."""
+    lights = sorted(str(p) for p in uam.glob(f"science_NGC2420_{band}_*"))
     calibration = {"bias": str(uam_run / "master_bias.fits"),
-                   "flat": str(uam_run / "master_flat_JohnsonB.fits")}  # fmt: skip
+                   "flat": str(uam_run / f"master_flat_Johnson{band}.fits")}  # fmt: skip
     with pytest.warns(UserWarning, match="flat pixels below min_value"):
         plain = se.stack(se.open_frames(lights), calibration=calibration,
                          normalize="additive+scale", weights="noise")  # fmt: skip
     plain_fwhm = _fwhm(plain["image"].values)
-    ours = _fwhm(_hdus(uam_run / "stack_JohnsonB.fits")["PRIMARY"][1])
-    assert ours < plain_fwhm, (ours, plain_fwhm)
+    ours = _fwhm(_hdus(uam_run / f"stack_Johnson{band}.fits")["PRIMARY"][1])
+    assert ours < plain_fwhm if band == "B" else ours < 1.03 * plain_fwhm, (ours, plain_fwhm)
     rows = [r for r in (uam_run / "report.md").read_text().splitlines()
-            if r.startswith("| JohnsonB")]  # fmt: skip
-    rms_median = float(rows[0].split("|")[7].split("/")[0])
-    assert rms_median < 0.5
+            if r.startswith(f"| Johnson{band}")]  # fmt: skip
+    rms_median, rms_max = (float(v) for v in rows[0].split("|")[7].split("/"))
+    assert rms_median < 0.35 and rms_max < 0.5  # pixels, over 50-200 matched stars
 
 
 def test_config_replay_gives_the_same_bits(uam_run, tmp_path):
@@ -215,3 +219,39 @@ def test_config_round_trip_and_errors(tmp_path):
     path.write_text("stack = [")
     with pytest.raises(ParameterError, match="not a valid TOML file"):
         load_config(path)
+
+
+def test_darks_by_exposure_or_scaled_and_mislabelled_flats(real_dir, tmp_path, capsys):
+    """ast443_bigccd: darks of 30, 60 and 300 s and 23 s flats saved as 'Light Frame'."""
+    night = str(real_dir / "ast443_bigccd")
+    plan = se.plan_night([night])
+    made = {m.name: m for m in plan.masters}
+    assert set(made) == {"bias", "dark_30s", "dark_60s", "dark_300s", "dark_per_s"}
+    assert made["dark_60s"].bias == "bias" and len(made["dark_60s"].paths) == 4
+    assert made["dark_per_s"].dark_scale and len(made["dark_per_s"].paths) == 6
+    (group,) = plan.lights  # the flats, as their headers say; the plan says to check
+    assert group.dark == "dark_per_s" and group.dark_scale  # no 23 s dark: scaled
+    assert any("the file name says flat: check" in d for d in plan.decisions)
+    matched = se.plan_night([night], {"calibration": {"dark": "match"}})
+    assert matched.lights[0].dark is None and "dark_per_s" not in [m.name for m in matched.masters]
+    # told they are flats: no lights left, one clear line
+    args = ["run", night, "-o", str(tmp_path / "a"), "--set", "flat-*:imagetyp=flat"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "stackengine: error: no lights among the 12 frames (6 dark, 3 bias, 3 flat): nothing "
+        "to stack; mark the lights in frames.overrides (--set 'PATTERN:imagetyp=light'), or "
+        "make masters only with 'stackengine master'"
+    )
+
+
+def test_lights_without_enough_stars_are_stacked_unregistered_and_said(real_dir, tmp_path, capsys):
+    """astropy_data_M13_blue: faint trailed stars, 0-2 found a frame."""
+    out = tmp_path / "m13"
+    assert main(["run", str(real_dir / "astropy_data_M13_blue"), "-o", str(out)]) == 0
+    assert "NOT REGISTERED" in capsys.readouterr().err
+    assert "NOT REGISTERED" in (out / "report.md").read_text()
+    assert fits.getdata(out / "stack_nofilter.fits", "COUNT").max() == 5
+    assert main(["run", str(real_dir / "astropy_data_M13_blue"), "-o", str(tmp_path / "e"),
+                 "--option", 'stack.if_unregistered="error"']) == 1  # fmt: skip
+    assert "cannot register" in capsys.readouterr().err
