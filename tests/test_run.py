@@ -255,3 +255,86 @@ def test_lights_without_enough_stars_are_stacked_unregistered_and_said(real_dir,
     assert main(["run", str(real_dir / "astropy_data_M13_blue"), "-o", str(tmp_path / "e"),
                  "--option", 'stack.if_unregistered="error"']) == 1  # fmt: skip
     assert "cannot register" in capsys.readouterr().err
+
+
+def test_lights_of_several_objects_in_one_filter_are_stacked_apart(uam, capsys):
+    objects = {"*_0031.fits": "M 67", "*_0032.fits": "M  67"}  # spaces do not matter
+    plan = se.plan_night([str(uam)], {"frames": {"overrides": {"object": objects}}})
+    names = {g.name: len(g.paths) for g in plan.lights}
+    assert names == {"JohnsonB": 6, "NCG2420_V_JohnsonV": 3, "M_67_JohnsonV": 2}
+    assert any("lights of 2 objects" in d for d in plan.decisions)
+    assert all(g.flat == "flat_JohnsonV" for g in plan.lights if "V" in g.name)
+    one = {"*_0031.fits": "M 67"}  # a field of one light: not split, said
+    plan = se.plan_night([str(uam)], {"frames": {"overrides": {"object": one}}})
+    assert {g.name for g in plan.lights} == {"JohnsonB", "JohnsonV"}
+    assert any("stacked together" in d for d in plan.decisions)
+    config = {"frames": {"overrides": {"object": objects}, "split_by_object": "no"}}
+    assert {g.name for g in se.plan_night([str(uam)], config).lights} == {"JohnsonB", "JohnsonV"}
+    with pytest.raises(se.ParameterError, match="split_by_object = 'maybe': choose 'auto'"):
+        se.plan_night([str(uam)], {"frames": {"split_by_object": "maybe"}})
+
+
+def _synthetic_night(folder):
+    """Raw frames with an overscan strip (BIASSEC/TRIMSEC), the filter in FILTNAME,
+    IMAGETYP 'zero' / 'Dark Frame' / 'SKYFLAT' / 'object', 30 s darks for 60 s lights,
+    four R lights drifting by a few pixels over 25 stars, one G light with no flat."""
+    rows, cols, data_cols = 100, 110, 100
+    rng = np.random.default_rng(18)
+    y, x = np.mgrid[:rows, :data_cols]
+    stars = rng.uniform(8, 92, (25, 2))
+    flux = rng.uniform(2000, 20000, 25)
+    response = 1 - 0.15 * ((x - 50) ** 2 + (y - 50) ** 2) / 50**2
+
+    def sky(dy, dx):
+        image = np.full((rows, data_cols), 300.0)
+        for (sy, sx), f in zip(stars, flux, strict=True):
+            image += (
+                f
+                / (2 * np.pi * 1.5**2)
+                * np.exp(-((y - sy - dy) ** 2 + (x - sx - dx) ** 2) / (2 * 1.5**2))
+            )
+        return image
+
+    def write(name, kind, exptime, signal, filt="R"):
+        level = 1000 + 3.0 * np.sin(np.arange(rows) / 7.0)[:, None]
+        raw = level + rng.normal(0, 2.0, (rows, cols))
+        raw[:, :data_cols] += signal + 0.5 * exptime  # dark current 0.5 ADU/s
+        header = fits.Header({"IMAGETYP": kind, "EXPTIME": exptime, "FILTNAME": filt,
+                              "BIASSEC": f"[{data_cols + 1}:{cols},1:{rows}]",
+                              "TRIMSEC": f"[1:{data_cols},1:{rows}]"})  # fmt: skip
+        fits.PrimaryHDU(np.round(raw).astype(np.uint16), header=header).writeto(folder / name)
+
+    for k in range(3):
+        write(f"zero_{k}.fits", "zero", 0.0, 0.0)
+        write(f"dark_{k}.fits", "Dark Frame", 30.0, 0.0)
+        write(f"skyflat_{k}.fits", "SKYFLAT", 5.0, (8000 + 2000 * k) * response)
+    for k in range(4):
+        write(f"obj_{k}.fits", "object", 60.0, response * sky(1.3 * k, -0.8 * k))
+    write("obj_g.fits", "object", 60.0, response * sky(0, 0), filt="G")
+
+
+def test_a_night_with_overscan_darks_to_scale_and_a_filter_without_flat(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _synthetic_night(raw)
+    out = tmp_path / "out"
+    assert main(["run", str(raw), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "overscan [101:110,1:100] (BIASSEC) subtracted" in printed
+    assert "stack G: no flat for filter G" in printed and "stack G: a single light" in printed
+    names = sorted(p.name for p in out.glob("*.fits"))
+    assert names == ["master_bias.fits", "master_dark_30s.fits", "master_dark_per_s.fits",
+                     "master_flat_R.fits", "stack_G.fits", "stack_R.fits"]  # fmt: skip
+    flat = _hdus(out / "master_flat_R.fits")["PRIMARY"]
+    assert flat[1].shape == (100, 100) and flat[0]["FILTER"] == "R"  # trimmed
+    per_s = fits.getdata(out / "master_dark_per_s.fits")
+    assert abs(float(np.median(per_s)) - 0.5) < 0.02  # the dark current, per second
+    stack = _hdus(out / "stack_R.fits")
+    assert stack["PRIMARY"][1].shape == (100, 100) and stack["COUNT"][1].max() == 4
+    sky = float(np.nanmedian(stack["PRIMARY"][1]))
+    y, x = np.mgrid[:100, :100]
+    mean_response = float(np.mean(1 - 0.15 * ((x - 50) ** 2 + (y - 50) ** 2) / 50**2))
+    # bias, overscan and the scaled dark removed; the flat (mean 1) leaves the mean response
+    assert abs(sky - 300 * mean_response) < 2
+    report = (out / "report.md").read_text()
+    assert "| R | 4 of 4 |" in report and "dark_per_s (scaled)" in report

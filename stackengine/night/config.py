@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "frames": {
         "filter_keys": ["FILTER", "FILTNAME", "INSFLNAM", "FILTER1"],
         "exclude": [],
+        "split_by_object": "auto",
         "overrides": {},
     },
     "calibration": {
@@ -78,6 +79,8 @@ HELP: dict[str, str] = {
     "frames": "how frames are sorted: se.summary()",
     "frames.filter_keys": "header keywords tried in turn for the filter",
     "frames.exclude": "globs of files (name or path) to leave out",
+    "frames.split_by_object": "auto (stack the lights of each OBJECT apart when a filter has "
+    "several, each of two lights or more), yes, no",
     "frames.overrides": "what to read instead of the headers: [frames.overrides.COLUMN] "
     'PATTERN = VALUE, e.g. [frames.overrides.imagetyp] "flat-*.FIT" = "flat"',
     "calibration": "auto = decided from the frames (see report.md)",
@@ -107,6 +110,17 @@ HELP: dict[str, str] = {
     "output": "what is written",
     "output.dtype": "float32 or float64",
     "output.report": "write report.png and report.md",
+}
+
+#: the choices that take one of a few words (or, marked "...", also a path or pattern)
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("frames", "split_by_object"): ("auto", "yes", "no"),
+    ("calibration", "bias"): ("auto", "none", "..."),
+    ("calibration", "dark"): ("auto", "match", "scale", "none", "..."),
+    ("calibration", "flat"): ("auto", "none"),
+    ("stack", "register"): ("stars", "none"),
+    ("stack", "if_unregistered"): ("stack", "error"),
+    ("output", "dtype"): ("float32", "float64"),
 }
 
 #: keys whose value is a table of the user's own keys (patterns, filters)
@@ -178,7 +192,17 @@ def load_config(config: str | os.PathLike | Mapping[str, Any] | None = None) -> 
             raise ParameterError(f"{config}: cannot read the configuration ({exc})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ParameterError(f"{config}: not a valid TOML file: {exc}") from None
-    return _check(config, DEFAULTS, "")
+    return _choices(_check(config, DEFAULTS, ""))
+
+
+def _choices(config: dict[str, Any]) -> dict[str, Any]:
+    for (section, key), allowed in CHOICES.items():
+        value = config[section][key]
+        if value not in allowed and "..." not in allowed:
+            raise ParameterError(
+                f"config: {section}.{key} = {value!r}: choose {', '.join(map(repr, allowed))}"
+            )
+    return config
 
 
 def set_option(config: dict[str, Any], item: str) -> None:
@@ -203,6 +227,7 @@ def set_option(config: dict[str, Any], item: str) -> None:
     for name in names[:-1]:
         node, new = node[name], new[name]
     node[names[-1]] = new[names[-1]]
+    _choices(config)
 
 
 # -- writing ---------------------------------------------------------------------------

@@ -171,8 +171,10 @@ def masters_and_groups(plan: NightPlan, used: pd.DataFrame, lights: pd.DataFrame
     filters_with_shapes: dict[str, int] = {}
     for _shape, filt in by_filter.groups:
         filters_with_shapes[filt] = filters_with_shapes.get(filt, 0) + 1
-    for (shape, filt), rows in by_filter:
+    for (shape, filt), rows, target in _by_target(plan, by_filter):
         name = _slug(filt) if filt else "nofilter"
+        if target is not None:
+            name = f"{_slug(target)}_{name}"
         if filters_with_shapes[filt] > 1:
             name += f"_{_shape_text(shape)}"
             plan.decisions.append(
@@ -217,3 +219,36 @@ def masters_and_groups(plan: NightPlan, used: pd.DataFrame, lights: pd.DataFrame
             plan.decisions.append(f"{what}: a single light: calibrated only (no registration, "
                                   "normalization or rejection)")  # fmt: skip
         plan.lights.append(group)
+
+
+def _target(value: Any) -> str:
+    return re.sub(r"\s+", " ", str(value)).strip() if isinstance(value, str) else ""
+
+
+def _by_target(plan: NightPlan, by_filter: Any) -> list[tuple[tuple, pd.DataFrame, str | None]]:
+    """Each (shape, filter) group of lights, split by OBJECT when it names several
+    fields with at least two lights each (``frames.split_by_object``: "auto")."""
+    mode = plan.config["frames"]["split_by_object"]
+    out: list[tuple[tuple, pd.DataFrame, str | None]] = []
+    for key, rows in by_filter:
+        targets = rows["object"].map(_target)
+        counts = targets.value_counts()
+        if len(counts) < 2 or mode == "no":
+            out.append((key, rows, None))
+            continue
+        names = ", ".join(f"{t or '(none)'} ({n})" for t, n in counts.items())
+        if mode == "auto" and counts.min() < 2:
+            plan.decisions.append(
+                f"filter {key[1] or '(none)'}: OBJECT differs ({names}) but not as fields of "
+                'two lights or more: stacked together (frames.split_by_object = "yes" to '
+                "split them; lights of another field are dropped by the registration)"
+            )
+            out.append((key, rows, None))
+            continue
+        plan.decisions.append(
+            f"filter {key[1] or '(none)'}: lights of {len(counts)} objects ({names}): "
+            'stacked apart (frames.split_by_object = "no" to stack them together)'
+        )
+        for target in counts.index:
+            out.append((key, rows[targets == target], target or "noobject"))
+    return out
