@@ -186,13 +186,13 @@ def _stack_group(g: LightGroup, plan: NightPlan, files: dict[str, str], out_dir:
     from ..tasks.write import write
 
     t0 = time.perf_counter()
-    stats = StackStats(g.name, out_dir / g.file, g.filter, len(g.paths), len(g.paths))
+    stats = StackStats(g.name, out_dir / g.file, g.filter, g.n_frames, g.n_frames)
     calibration = _calibration(g, plan, files)
     frames = open_frames(g.paths)
-    options = stack_options(g, plan, len(g.paths))
+    options = stack_options(g, plan, g.n_frames)
     register = None
     table = None
-    if len(g.paths) > 1 and plan.config["stack"]["register"] == "stars":
+    if g.n_frames > 1 and plan.config["stack"]["register"] == "stars":
         try:
             table = _registration(frames, g, plan, calibration)
         except RegistrationError as exc:
@@ -211,7 +211,7 @@ def _stack_group(g: LightGroup, plan: NightPlan, files: dict[str, str], out_dir:
         stats.fwhm = [float(v) for v in table["fwhm"].values]
         if stats.used < 2:
             options.update(normalize=None, reject=None, weights=None)
-    elif len(g.paths) > 1 and plan.config["stack"]["register"] not in ("stars", "none"):
+    elif g.n_frames > 1 and plan.config["stack"]["register"] not in ("stars", "none"):
         register = plan.config["stack"]["register"]
     stats.options = {k: v for k, v in options.items() if v is not None}
     result = stack(frames, calibration=calibration, register=register, **options)
@@ -268,7 +268,7 @@ def execute_night(plan: NightPlan, out_dir: str | Path, *, overwrite: bool = Fal
             result.master_stats[m.name] = _master_stats(Path(path))
             result.files.append(Path(path))
         for g in plan.lights:
-            say(f"stack {g.name}: {len(g.paths)} light{'s' * (len(g.paths) != 1)}")
+            say(f"stack {g.name}: {g.n_frames} light{'s' * (g.n_frames != 1)}")
             stats = _stack_group(g, plan, files, out, overwrite)
             result.stacks.append(stats)
             result.files.append(stats.file)

@@ -215,7 +215,7 @@ def masters_and_groups(plan: NightPlan, used: pd.DataFrame, lights: pd.DataFrame
                 + (f" (flats only for {', '.join(others)})" if others else "")
                 + ": stacked without flat-fielding"
             )
-        if len(paths) == 1:
+        if group.n_frames == 1:
             plan.decisions.append(f"{what}: a single light: calibrated only (no registration, "
                                   "normalization or rejection)")  # fmt: skip
         plan.lights.append(group)

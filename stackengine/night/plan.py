@@ -60,6 +60,11 @@ class LightGroup:
     dark_scale: bool = False
     flat: str | None = None
 
+    @property
+    def n_frames(self) -> int:
+        """The number of lights (a cube's planes each count)."""
+        return len(self.exptimes)
+
 
 @dataclass
 class NightPlan:
@@ -99,7 +104,7 @@ class NightPlan:
         rows = [["stack", "lights", "exptimes", "filter", "bias", "dark", "flat", "file"]]
         for g in self.lights:
             dark = (g.dark or "-") + (" (scaled)" if g.dark and g.dark_scale else "")
-            rows.append([g.name + (" (RGB)" if g.bayer else ""), str(len(g.paths)),
+            rows.append([g.name + (" (RGB)" if g.bayer else ""), str(g.n_frames),
                          ",".join(_num(t) for t in sorted(set(g.exptimes))), g.filter or "-",
                          g.bias or "-", dark, g.flat or "-", g.file])  # fmt: skip
         lines += ["", "stacks:", *_columns(rows)]
@@ -253,7 +258,12 @@ def plan_night(
     lights = used[used["imagetyp"] == "light"]
     if lights.empty:
         counts = used["imagetyp"].value_counts()
-        found = ", ".join(f"{n} {k}" for k, n in counts.items()) or "none usable"
+        parts = [f"{n} {k}" for k, n in counts.items()]
+        unknown = int(table.loc[[i for i in table.index if i not in set(keep)], "imagetyp"]
+                      .isna().sum())  # fmt: skip
+        if unknown:
+            parts.append(f"{unknown} of no known type (IMAGETYP missing or not recognised)")
+        found = ", ".join(parts) or "none usable"
         raise ParameterError(
             f"no lights among the {len(table)} frames ({found}): nothing to stack; mark the "
             "lights in frames.overrides (--set 'PATTERN:imagetyp=light'), or make masters "

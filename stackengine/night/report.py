@@ -127,8 +127,10 @@ def contact_sheet(result: NightResult, path: str | Path) -> Path:
     group = plan.lights[0]  # its longest light
     pairs = zip(group.exptimes, group.paths, strict=False)  # a cube: one path, many planes
     first = max(pairs, key=lambda tp: (tp[0] == tp[0], tp[0]))[1]
+    raw = read_image(first)
+    raw = raw[0] if raw.ndim == 3 else raw  # a cube: its first plane
     top: list[tuple[np.ndarray, str, str]] = [
-        (read_image(first), f"raw light\n{os.path.basename(first)}", "light")
+        (raw, f"raw light\n{os.path.basename(first)}", "light")
     ]
     for name, file in result.masters.items():
         m = plan.master(name)
@@ -199,8 +201,8 @@ def report_text(result: NightResult) -> str:
     lines += _table(rows) if plan.masters else ["(none: no calibration frames)"]
     lines += ["", "## Stacks", ""]
     rows = [["stack", "lights used", "exptimes (s)", "bias", "dark", "flat",
-             "registration rms (px) median / max", "star fwhm (px)", "noise (median)",
-             "sky mad_std", "rejected", "time (s)", "file"]]  # fmt: skip
+             "registration rms (px) median / max", "star fwhm (px)", "NOISE map median",
+             "stack noise (sky mad_std)", "rejected", "time (s)", "file"]]  # fmt: skip
     for s, g in zip(result.stacks, plan.lights, strict=True):
         rms = f"{np.median(s.rms_px):.3f} / {max(s.rms_px):.3f}" if s.rms_px else "-"
         dark = (g.dark or "-") + (" (scaled)" if g.dark and g.dark_scale else "")
