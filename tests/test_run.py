@@ -11,6 +11,7 @@ worse than in the plain, unregistered stack of the same calibrated lights.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tomllib
 import warnings
@@ -274,7 +275,7 @@ def test_lights_of_several_objects_in_one_filter_are_stacked_apart(uam, capsys):
         se.plan_night([str(uam)], {"frames": {"split_by_object": "maybe"}})
 
 
-def _synthetic_night(folder):
+def _synthetic_night(folder, light_filter="R"):
     """Raw frames with an overscan strip (BIASSEC/TRIMSEC), the filter in FILTNAME,
     IMAGETYP 'zero' / 'Dark Frame' / 'SKYFLAT' / 'object', 30 s darks for 60 s lights,
     four R lights drifting by a few pixels over 25 stars, one G light with no flat."""
@@ -309,7 +310,7 @@ def _synthetic_night(folder):
         write(f"dark_{k}.fits", "Dark Frame", 30.0, 0.0)
         write(f"skyflat_{k}.fits", "SKYFLAT", 5.0, (8000 + 2000 * k) * response)
     for k in range(4):
-        write(f"obj_{k}.fits", "object", 60.0, response * sky(1.3 * k, -0.8 * k))
+        write(f"obj_{k}.fits", "object", 60.0, response * sky(1.3 * k, -0.8 * k), light_filter)
     write("obj_g.fits", "object", 60.0, response * sky(0, 0), filt="G")
 
 
@@ -338,3 +339,31 @@ def test_a_night_with_overscan_darks_to_scale_and_a_filter_without_flat(tmp_path
     assert abs(sky - 300 * mean_response) < 2
     report = (out / "report.md").read_text()
     assert "| R | 4 of 4 |" in report and "dark_per_s (scaled)" in report
+
+
+def test_filters_that_headers_name_otherwise_are_matched_by_overrides(tmp_path):
+    """Flats say 'R', lights 'Rc': told they are one filter, the lights get the flat
+    (the calibration's own filter check does not refuse the match)."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _synthetic_night(raw, light_filter="Rc")
+    plan = se.plan_night([str(raw)])
+    assert {g.name: g.flat for g in plan.lights} == {"Rc": None, "G": None}
+    config = {"frames": {"overrides": {"filter": {"obj_[0-9].fits": "R"}}}}
+    result = se.run_night([str(raw)], tmp_path / "out", config)
+    (r,) = [s for s in result.stacks if s.name == "R"]
+    assert r.used == 4 and {g.name: g.flat for g in result.plan.lights}["R"] == "flat_R"
+    again = tomllib.loads((tmp_path / "out" / "config.toml").read_text())
+    assert again["frames"]["overrides"] == config["frames"]["overrides"]
+
+
+def test_frames_without_imagetyp_are_typed_by_their_names(tmp_path):
+    for name, data in (("bias_1.fits", 0), ("bias_2.fits", 0), ("m42_light_1.fits", 5),
+                       ("m42_light_2.fits", 5), ("focus.fits", 1)):  # fmt: skip
+        fits.PrimaryHDU(np.full((20, 30), 100 + data, np.uint16)).writeto(tmp_path / name)
+    plan = se.plan_night([str(tmp_path)])
+    assert [m.name for m in plan.masters] == ["bias"] and plan.lights[0].n_frames == 2
+    assert any("taken as bias by their file names" in d for d in plan.decisions)
+    assert [os.path.basename(p) for p, _ in plan.dropped] == ["focus.fits"]
+    with pytest.raises(se.ParameterError, match=r"no lights among the 5 frames \(5 of no known"):
+        se.plan_night([str(tmp_path)], {"frames": {"types_from_names": False}})

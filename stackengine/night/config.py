@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "filter_keys": ["FILTER", "FILTNAME", "INSFLNAM", "FILTER1"],
         "exclude": [],
         "split_by_object": "auto",
+        "types_from_names": True,
         "overrides": {},
     },
     "calibration": {
@@ -81,6 +82,8 @@ HELP: dict[str, str] = {
     "frames.exclude": "globs of files (name or path) to leave out",
     "frames.split_by_object": "auto (stack the lights of each OBJECT apart when a filter has "
     "several, each of two lights or more), yes, no",
+    "frames.types_from_names": "a frame with no known IMAGETYP whose file name says bias, "
+    "dark, flat or light is taken as that",
     "frames.overrides": "what to read instead of the headers: [frames.overrides.COLUMN] "
     'PATTERN = VALUE, e.g. [frames.overrides.imagetyp] "flat-*.FIT" = "flat"',
     "calibration": "auto = decided from the frames (see report.md)",

@@ -111,12 +111,32 @@ def _make_master(m: MasterPlan, plan: NightPlan, files: dict[str, str], out_dir:
     return write(ds, out_dir / m.file, overwrite=overwrite, dtype=plan.config["output"]["dtype"])
 
 
+def _flat(path: str | None, plan: NightPlan) -> Any:
+    """The master flat as calibration takes it: its file, or, when the lights' filters
+    were not read from the standard cards (``frames.overrides`` of the filter, other
+    ``filter_keys``), its pixels without a filter, as the plan matched it already
+    (the lights' headers may name the filter otherwise)."""
+    from .config import DEFAULTS
+
+    frames = plan.config["frames"]
+    standard = frames["filter_keys"] == DEFAULTS["frames"]["filter_keys"]
+    if path is None or (standard and "filter" not in frames["overrides"]):
+        return path
+    import xarray as xr
+
+    from .report import read_image
+
+    image = xr.DataArray(read_image(path), dims=("y", "x"))
+    return xr.Dataset({"image": image}, attrs={"inputs": [path], "filter": None})
+
+
 def _calibration(g: LightGroup, plan: NightPlan, files: dict[str, str]) -> dict[str, Any] | None:
     sections = plan.calibration(g.shape)
     bad = plan.config["calibration"]["bad_pixels"]
+    flat = _flat(files.get(g.flat or ""), plan)
     spec = {"overscan": sections["overscan"], "trim": sections["trim"],
             "bias": files.get(g.bias or ""), "dark": files.get(g.dark or ""),
-            "dark_scale": bool(g.dark and g.dark_scale), "flat": files.get(g.flat or ""),
+            "dark_scale": bool(g.dark and g.dark_scale), "flat": flat,
             "bad_pixels": None if bad == "none" else bad}  # fmt: skip
     if all(spec[k] is None for k in ("bias", "dark", "flat", "bad_pixels", "trim")) and (
         spec["overscan"] in (None, "none")

@@ -185,6 +185,27 @@ def _sections(plan: NightPlan, table: pd.DataFrame) -> None:
             )
 
 
+def _types_from_names(plan: NightPlan) -> None:
+    """Frames without a known IMAGETYP whose file name names one type by a word of
+    its own ('bias_001.fits', 'flat-V-3.fit') take that type, said in the plan."""
+    from ..calibrate.summary import _name_kind
+
+    table = plan.table = plan.table.copy()
+    typed: dict[str, list[str]] = {}
+    for i in table.index[table["imagetyp"].isna()]:
+        kind = _name_kind(table.at[i, "path"])
+        if kind is not None:
+            table.at[i, "imagetyp"] = kind
+            table.at[i, "decided"] += f"; typed {kind} by its file name"
+            typed.setdefault(kind, []).append(os.path.basename(table.at[i, "path"]))
+    for kind, names in typed.items():
+        shown = ", ".join(names) if len(names) <= 2 else f"{names[0]} .. {names[-1]}"
+        plan.decisions.append(
+            f"{len(names)} frame{'s' * (len(names) > 1)} with no known IMAGETYP ({shown}) "
+            f"taken as {kind} by their file names (frames.types_from_names = false: left out)"
+        )
+
+
 def plan_night(
     paths: Any = None,
     config: Any = None,
@@ -227,9 +248,11 @@ def plan_night(
         table = summary(cfg["inputs"], filter_keys=cfg["frames"]["filter_keys"],
                         overrides=cfg["frames"]["overrides"] or None)  # fmt: skip
     plan = NightPlan(table=table, config=cfg)
+    if cfg["frames"]["types_from_names"]:
+        _types_from_names(plan)
     keep, hinted = [], {}
     inside = None if out_dir is None else os.path.realpath(out_dir) + os.sep
-    for i, row in table.iterrows():
+    for i, row in plan.table.iterrows():
         if _excluded(row["path"], cfg["frames"]["exclude"]):
             plan.dropped.append((row["path"], "excluded by frames.exclude"))
         elif inside and os.path.realpath(row["path"]).startswith(inside):
@@ -254,6 +277,7 @@ def plan_night(
             f"{len(names)} frame{'s' * (len(names) > 1)} ({shown}): {text}; "
             "the header wins (set frames.overrides to change it)"
         )
+    table = plan.table
     used = table.loc[keep]
     lights = used[used["imagetyp"] == "light"]
     if lights.empty:
