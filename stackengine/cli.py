@@ -436,8 +436,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"\nwould write into {args.output}: {', '.join(output_names(plan))}")
         return 0
     _log_to_stderr()
-    result = run_night(inputs, args.output, config, overwrite=args.overwrite,
-                       log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    from .progress import progress_context
+
+    with progress_context("night", enabled=sys.stderr.isatty()):
+        result = run_night(inputs, args.output, config, overwrite=args.overwrite,
+                           log=lambda line: print(line, file=sys.stderr))  # fmt: skip
     print(result.plan.describe())
     notes = [f"stack {s.name}: {n}" for s in result.stacks for n in s.notes]
     for line in [*result.warnings, *notes]:
