@@ -160,7 +160,12 @@ def _sections(plan: NightPlan, table: pd.DataFrame) -> None:
         if None in cards or len(cards) > 1:
             problem = "the frames' BIASSEC cards differ or are missing in some"
         else:
-            for card in ("biassec", "trimsec", "datasec"):
+            cards_used = ["biassec", "trimsec"] if rows["trimsec"].notna().any() else [
+                "biassec", "datasec"]  # fmt: skip
+            for card in cards_used:
+                if len(set(rows[card])) > 1:
+                    problem = f"the frames' {card.upper()} cards differ"
+                    break
                 text = rows[card].iloc[0]
                 try:
                     if text is not None:
