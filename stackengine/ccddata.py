@@ -111,7 +111,7 @@ def ccddata_frames(ccds: Any, chunks: Any = "auto") -> xr.DataArray:
     FrameMismatchError
         Frames of different shapes or not 2-D (naming the frame).
     """
-    from .frames import _NUMERIC_COORDS, HEADER_COORDS, chunks_for
+    from .framecoords import _NUMERIC_COORDS, HEADER_COORDS, chunks_for
 
     ccds = list(ccds)
     first = ccds[0]

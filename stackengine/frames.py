@@ -13,6 +13,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from .errors import FrameError, FrameMismatchError, ParameterError
+from .framecoords import _NUMERIC_COORDS, HEADER_COORDS, chunks_for
 from .io import remote
 from .io.sources import FrameSource, FrameStack
 from .tasks.plan import plan_tiles
@@ -27,19 +28,8 @@ __all__ = [
     "tiled_array",
 ]
 
-#: frame-axis coordinates taken from headers: coordinate name -> header keywords tried in turn
-HEADER_COORDS = {
-    "exptime": ("EXPTIME", "EXPOSURE"),
-    "filter": ("FILTER",),
-    "imagetyp": ("IMAGETYP",),
-    "date_obs": ("DATE-OBS",),
-}
-_NUMERIC_COORDS = {"exptime"}
-
 #: the dask names of arrays made by :func:`stack_array` start with this
 _NAME = "open_frames-"
-
-DEFAULT_MEMORY = "1GiB"
 
 
 def _opener_for(path: str, storage_options: dict[str, Any] | None = None):
@@ -137,26 +127,6 @@ def _check_consistent(frames: Sequence[FrameSource], pad: bool = False) -> None:
                 f"{f.path}: dtype mismatch: {np.dtype(f.dtype)} but {first.path} has "
                 f"{np.dtype(first.dtype)}"
             )
-
-
-def chunks_for(
-    shape: tuple[int, ...], dtype: np.dtype, chunks: Any, block: tuple[int, int] = (1, 0)
-) -> tuple[int, int]:
-    """Resolve ``chunks`` ("auto", an int, a (y, x) pair or a memory size) to a tile shape."""
-    if chunks is None or chunks == "auto":
-        return plan_tiles(shape, np.dtype(dtype).itemsize, DEFAULT_MEMORY, block=block)
-    if isinstance(chunks, str):
-        return plan_tiles(shape, np.dtype(dtype).itemsize, chunks, block=block)
-    if isinstance(chunks, int):
-        chunks = (chunks, chunks)
-    if isinstance(chunks, dict):
-        chunks = (chunks.get("y", shape[1]), chunks.get("x", shape[2]))
-    ty, tx = (
-        int(c) if c not in (None, -1) else full for c, full in zip(chunks, shape[1:3], strict=True)
-    )
-    if ty <= 0 or tx <= 0:
-        raise ParameterError(f"chunks={chunks!r}: tile sizes must be positive")
-    return min(ty, shape[1]), min(tx, shape[2])
 
 
 def _identity(frame: Any) -> tuple | None:

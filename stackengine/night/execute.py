@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,48 +22,18 @@ import numpy as np
 
 from ..errors import OutputError
 from ..register import RegistrationError
-from .plan import LightGroup, MasterPlan, NightPlan
+from .model import (
+    CONFIG_TOML,
+    REPORT_MD,
+    REPORT_PNG,
+    LightGroup,
+    MasterPlan,
+    NightPlan,
+    NightResult,
+    StackStats,
+)
 
 __all__ = ["StackStats", "NightResult", "execute_night", "output_names"]
-
-#: the report's and the configuration's file names
-REPORT_PNG, REPORT_MD, CONFIG_TOML = "report.png", "report.md", "config.toml"
-
-
-@dataclass
-class StackStats:
-    """What one stack used and measured."""
-
-    name: str
-    file: Path
-    filter: str | None
-    given: int  #: lights in the group
-    used: int  #: lights stacked
-    dropped: list[str] = field(default_factory=list)  #: "path: reason"
-    reference: str | None = None
-    rms_px: list[float] = field(default_factory=list)  #: registration residual per frame
-    fwhm: list[float] = field(default_factory=list)  #: median star fwhm per frame (px)
-    noise: float = math.nan  #: median of the stack's noise map (standard error)
-    sky_noise: float = math.nan  #: mad_std of the stack's image over its covered pixels
-    coverage: tuple[int, int] = (0, 0)  #: smallest and largest count
-    rejected: float = math.nan  #: share of the values rejected
-    seconds: float = 0.0
-    options: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)  #: what happened that was not planned
-
-
-@dataclass
-class NightResult:
-    """What :func:`~stackengine.run_night` made."""
-
-    plan: NightPlan
-    out_dir: Path
-    masters: dict[str, Path] = field(default_factory=dict)  #: name -> file
-    master_stats: dict[str, dict[str, float]] = field(default_factory=dict)
-    stacks: list[StackStats] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)  #: every file written
-    seconds: float = 0.0
 
 
 def output_names(plan: NightPlan) -> list[str]:

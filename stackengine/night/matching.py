@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .plan import LightGroup, MasterPlan, NightPlan, _num, _shape_text
+from .model import LightGroup, MasterPlan, NightPlan, _num, _shape_text
 
 __all__ = ["masters_and_groups"]
 

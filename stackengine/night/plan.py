@@ -12,122 +12,18 @@ colour). Every decision is a line of :attr:`NightPlan.decisions`;
 from __future__ import annotations
 
 import fnmatch
-import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from ..calibrate.summary import group_table, summary
+from ..calibrate.summary import summary
 from ..errors import CalibrationError, ParameterError
 from .config import load_config
+from .model import LightGroup, MasterPlan, NightPlan, _shape_text
 
 __all__ = ["MasterPlan", "LightGroup", "NightPlan", "plan_night"]
-
-
-@dataclass
-class MasterPlan:
-    """One master to make: its frames, and the masters that calibrate them."""
-
-    name: str  #: e.g. "bias", "dark_60s", "dark_per_s", "flat_B"
-    kind: str  #: "bias", "dark" or "flat"
-    paths: list[str]
-    file: str  #: the output file's name
-    shape: tuple[int, int]
-    filter: str | None = None
-    exptime: float | None = None
-    bias: str | None = None  #: the name of the master bias subtracted first
-    dark: str | None = None
-    dark_scale: bool = False  #: darks: a per-second master; flats: scale the dark
-    given: str | None = None  #: a master the user gave (a path): used, not made
-
-
-@dataclass
-class LightGroup:
-    """The lights of one stack: one filter, one frame shape."""
-
-    name: str  #: e.g. "B", "V_1024x1024"
-    filter: str | None
-    shape: tuple[int, int]
-    paths: list[str]
-    exptimes: list[float]
-    file: str
-    bayer: str | None = None  #: the Bayer pattern of colour frames
-    bias: str | None = None
-    dark: str | None = None
-    dark_scale: bool = False
-    flat: str | None = None
-
-    @property
-    def n_frames(self) -> int:
-        """The number of lights (a cube's planes each count)."""
-        return len(self.exptimes)
-
-
-@dataclass
-class NightPlan:
-    """What ``stackengine run`` will do, decided from the headers alone."""
-
-    table: pd.DataFrame  #: :func:`stackengine.summary` of the frames used and dropped
-    config: dict[str, Any]  #: every choice (:func:`~.config.load_config`)
-    masters: list[MasterPlan] = field(default_factory=list)
-    lights: list[LightGroup] = field(default_factory=list)
-    dropped: list[tuple[str, str]] = field(default_factory=list)  #: (path, reason)
-    decisions: list[str] = field(default_factory=list)
-    sections: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
-
-    def master(self, name: str | None) -> MasterPlan | None:
-        """The master named ``name`` (None for None)."""
-        return next((m for m in self.masters if m.name == name), None)
-
-    def calibration(self, shape: tuple[int, int]) -> dict[str, Any]:
-        """The overscan and trim of the frames of ``shape``."""
-        return dict(self.sections.get(tuple(shape), {"overscan": "none", "trim": None}))
-
-    def describe(self) -> str:
-        """The plan as text: the frames by type, filter and exposure, the masters, the
-        stacks, and the decisions."""
-        lines = ["frames:"]
-        lines += ["  " + s for s in group_table(self.table, ["imagetyp", "filter", "exptime",
-                                                             "shape"], decided=False)
-                  .splitlines()]  # fmt: skip
-        rows = [["master", "frames", "exptime", "filter", "calibrated by", "file"]]
-        for m in self.masters:
-            by = ", ".join(x for x in (m.bias, m.dark) if x) or "-"
-            if m.dark_scale and m.kind == "flat":
-                by += " (scaled)"
-            rows.append([m.name, "given" if m.given else str(len(m.paths)), _num(m.exptime),
-                         m.filter or "-", by, m.given or m.file])  # fmt: skip
-        lines += ["", "masters:", *(_columns(rows) if self.masters else ["  (none)"])]
-        rows = [["stack", "lights", "exptimes", "filter", "bias", "dark", "flat", "file"]]
-        for g in self.lights:
-            dark = (g.dark or "-") + (" (scaled)" if g.dark and g.dark_scale else "")
-            rows.append([g.name + (" (RGB)" if g.bayer else ""), str(g.n_frames),
-                         ",".join(_num(t) for t in sorted(set(g.exptimes))), g.filter or "-",
-                         g.bias or "-", dark, g.flat or "-", g.file])  # fmt: skip
-        lines += ["", "stacks:", *_columns(rows)]
-        if self.dropped:
-            lines += ["", "left out:"]
-            lines += [f"  {os.path.basename(p)}: {why}" for p, why in self.dropped]
-        lines += ["", "decisions:", *(f"  - {d}" for d in self.decisions)]
-        return "\n".join(lines)
-
-
-def _num(value: float | None) -> str:
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
-    return "-" if missing else f"{value:g}"
-
-
-def _columns(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
-    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-            for r in rows]  # fmt: skip
-
-
-def _shape_text(shape: tuple[int, int]) -> str:
-    return f"{shape[0]}x{shape[1]}"
 
 
 def _excluded(path: str, patterns: Sequence[str]) -> bool:

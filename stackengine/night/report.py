@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from .execute import REPORT_MD, REPORT_PNG, NightResult
-from .plan import NightPlan
+from .model import REPORT_MD, REPORT_PNG, NightPlan, NightResult
 
 __all__ = [
     "read_image",

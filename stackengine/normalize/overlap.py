@@ -72,7 +72,8 @@ import xarray as xr
 
 from ..errors import ParameterError
 from ..frames import frame_index
-from ..register.sky import _LOCK, SkyRegistration, _parsed
+from ..register.sky import SkyRegistration
+from ..register.skycache import LOCK, parsed
 from ..register.wcs import exact_map
 from .bins import BinSamples
 from .framephot import measure_pass1
@@ -243,8 +244,8 @@ def _frame_samples(reg: SkyRegistration, k: int, bins: BinSamples, cell: int) ->
         return None
     yy, xx = np.meshgrid(np.arange(i0, i1) * cell + half, np.arange(j0, j1) * cell + half,
                          indexing="ij")  # fmt: skip
-    with _LOCK:  # astropy's WCS objects are not thread safe
-        fx, fy = exact_map(_parsed(reg.out_header), _parsed(reg.frame_headers[k]), xx, yy)
+    with LOCK:  # astropy's WCS objects are not thread safe
+        fx, fy = exact_map(parsed(reg.out_header), parsed(reg.frame_headers[k]), xx, yy)
     fy, fx = fy - reg.origin[0], fx - reg.origin[1]
     h, w = reg.frame_shapes[k]
     inside = (fx >= -0.5) & (fx <= w - 0.5) & (fy >= -0.5) & (fy <= h - 0.5)

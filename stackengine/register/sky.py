@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,13 +32,13 @@ from ..errors import ParameterError
 from ..kernels.resample import MARGINS, METHODS
 from ..kernels.resample_map import map_box, resample_map
 from ..kernels.resample_nodes import node_extent, resample_nodes
+from .skycache import LOCK, cached_nodes, node_area, node_pair, parsed
 from .wcs import (
     WCSError,
     choose_step,
     exact_map,
     frame_wcs,
     interpolate_nodes,
-    map_nodes,
 )
 
 __all__ = [
@@ -58,7 +57,6 @@ WCS_CARD = re.compile(
     r"[AB]P?_ORDER|[AB]P?_\d+_\d+|[AB]_DMAX"
 )
 
-_LOCK = threading.Lock()
 #: interpolation="drizzle" (see :mod:`.skydrizzle`)
 DRIZZLE = "drizzle"
 
@@ -70,39 +68,6 @@ def wcs_cards(header: Any) -> str:
     cards = (text[i : i + 80] for i in range(0, len(text), 80))
     kept = [c for c in cards if WCS_CARD.fullmatch(c[:8].rstrip()) and c[8:10] == "= "]
     return "".join(kept) + "END".ljust(80)
-
-
-@functools.lru_cache(maxsize=4096)
-def _parsed(text: str) -> Any:
-    from astropy.io import fits
-
-    return frame_wcs(fits.Header.fromstring(text), "WCS")
-
-
-@functools.lru_cache(maxsize=1024)
-def _nodes(out_text: str, frame_text: str, box: tuple, step: int, area: bool) -> tuple:
-    """A frame's exact mapping on the nodes of its footprint ``box`` (see module notes);
-    with ``area`` also the frame-pixel area per output pixel at the nodes."""
-    out_wcs, fwcs = _parsed(out_text), _parsed(frame_text)
-    fx, fy, ny0, nx0 = map_nodes(out_wcs, fwcs, box, step)
-    det = _area(out_wcs, fwcs, ny0, nx0, step, fx.shape) if area else None
-    return fx, fy, ny0, nx0, det
-
-
-def _cached_nodes(out_text: str, frame_text: str, box: tuple, area: bool, step: int) -> tuple:
-    """``(fx, fy)`` of :func:`_nodes` (for :func:`~.wcs.choose_step`)."""
-    return _nodes(out_text, frame_text, box, step, area)[:2]
-
-
-def _area(out_wcs: Any, fwcs: Any, ny0: float, nx0: float, step: int, shape: tuple) -> Any:
-    """|det J| of output -> frame at the nodes, by central differences of half a pixel."""
-    gy, gx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
-    gy, gx = ny0 + gy * max(step, 1), nx0 + gx * max(step, 1)
-    xr, yr = exact_map(out_wcs, fwcs, gx + 0.5, gy)
-    xl, yl = exact_map(out_wcs, fwcs, gx - 0.5, gy)
-    xu, yu = exact_map(out_wcs, fwcs, gx, gy + 0.5)
-    xd, yd = exact_map(out_wcs, fwcs, gx, gy - 0.5)
-    return np.abs((xr - xl) * (yu - yd) - (xu - xd) * (yr - yl))
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,7 +144,7 @@ class SkyRegistration:
 
     @property
     def out_wcs(self) -> Any:
-        return _parsed(self.out_header)
+        return parsed(self.out_header)
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -212,10 +177,10 @@ class SkyRegistration:
         area factor (or None) and the extent."""
         box = tuple(int(v) for v in self.boxes[k])
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-        with _LOCK:
-            out_wcs, fwcs = _parsed(self.out_header), _parsed(self.frame_headers[k])
+        with LOCK:
+            out_wcs, fwcs = parsed(self.out_header), parsed(self.frame_headers[k])
             fx, fy = exact_map(out_wcs, fwcs, xx, yy)
-            det = (_area(out_wcs, fwcs, float(y0), float(x0), 1, fx.shape)
+            det = (node_area(out_wcs, fwcs, float(y0), float(x0), 1, fx.shape)
                    if self.conserve_flux else None)  # fmt: skip
         oy, ox = self.origin
         fx, fy = fx - ox, fy - oy
@@ -233,8 +198,8 @@ class SkyRegistration:
         area factor's nodes (or None), computed once per process."""
         step = self.steps[k]
         box = tuple(int(v) for v in self.boxes[k])
-        with _LOCK:
-            nfx, nfy, ny0, nx0, ndet = _nodes(self.out_header, self.frame_headers[k], box,
+        with LOCK:
+            nfx, nfy, ny0, nx0, ndet = cached_nodes(self.out_header, self.frame_headers[k], box,
                                               step, self.conserve_flux)  # fmt: skip
         return (nfx, nfy, ny0, nx0, step), ndet
 
@@ -496,7 +461,7 @@ def plan_sky_registration(
             raise ParameterError(f"register='wcs': {path} has no FITS header to read a WCS from")
         texts.append(wcs_cards(read()))
         try:  # strict: each WCS card as the frame writes it
-            wcss.append(_parsed(texts[-1]))
+            wcss.append(parsed(texts[-1]))
         except WCSError as exc:
             raise WCSError(str(exc).replace("WCS: ", f"{path}: ", 1)) from None
     raw = [tuple(int(v) for v in s) for s in source.frame_shapes]
@@ -508,11 +473,11 @@ def plan_sky_registration(
         if options.get("output_wcs") is not None
         else texts[ref]
     )
-    out_parsed = _parsed(out_text)
+    out_parsed = parsed(out_text)
     conserve = bool(options.get("conserve_flux", False))
     boxes, steps, matrices, back = [], [], [], []
     for k, text in enumerate(texts):
-        fwcs = _parsed(text)
+        fwcs = parsed(text)
         ox, oy = _footprint(out_parsed, fwcs, shapes[k][0], shapes[k][1], origin)
         if method == DRIZZLE:  # a drop reaches pixfrac x its pixel's size beyond the edge
             size = max(float(np.ptp(ox)) / max(shapes[k][1], 1), float(np.ptp(oy))
@@ -523,7 +488,7 @@ def plan_sky_registration(
         box = _box(ox, oy, shape, margin)
         boxes.append(box)
         # the nodes it tries are cached for the tile tasks of this process
-        cached = functools.partial(_cached_nodes, out_text, text, tuple(box), conserve)
+        cached = functools.partial(node_pair, out_text, text, tuple(box), conserve)
         steps.append(choose_step(out_parsed, fwcs, tuple(box), accuracy, nodes=cached)
                      if box[1] > box[0] else 0)  # fmt: skip
         matrices.append(_affine(out_parsed, fwcs, box, origin))

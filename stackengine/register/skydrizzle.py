@@ -30,6 +30,7 @@ import numpy as np
 from ..kernels.drizzle import drizzle_into
 from ..kernels.resample_map import map_box
 from ..kernels.resample_nodes import grid_positions
+from .skycache import LOCK, parsed
 from .wcs import exact_map, map_nodes
 
 __all__ = ["back_region", "drizzle_frame", "locate"]
@@ -38,9 +39,7 @@ __all__ = ["back_region", "drizzle_frame", "locate"]
 @functools.lru_cache(maxsize=1024)
 def _back_nodes(out_text: str, frame_text: str, region: tuple, step: int) -> tuple:
     """Frame pixel -> output pixel on the nodes of the frame's (raw) ``region``."""
-    from .sky import _parsed
-
-    return map_nodes(_parsed(frame_text), _parsed(out_text), region, step)
+    return map_nodes(parsed(frame_text), parsed(out_text), region, step)
 
 
 def back_region(reg: Any, k: int) -> tuple[int, int, int, int]:
@@ -51,15 +50,13 @@ def back_region(reg: Any, k: int) -> tuple[int, int, int, int]:
 
 def pixel_map(reg: Any, k: int, region: tuple[int, int, int, int]) -> tuple:
     """Output-grid positions (x, y) of frame ``k``'s calibrated pixels ``region``."""
-    from .sky import _LOCK, _parsed
-
     oy, ox = reg.origin
     y0, y1, x0, x1 = region[0] + oy, region[1] + oy, region[2] + ox, region[3] + ox
     step = reg.back_steps[k]
-    with _LOCK:
+    with LOCK:
         if step == 0:
             yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-            return exact_map(_parsed(reg.frame_headers[k]), _parsed(reg.out_header), xx, yy)
+            return exact_map(parsed(reg.frame_headers[k]), parsed(reg.out_header), xx, yy)
         px, py, ny0, nx0 = _back_nodes(reg.out_header, reg.frame_headers[k],
                                        back_region(reg, k), step)  # fmt: skip
     fx, fy, _ = grid_positions(px, py, ny0, nx0, step, y0, y1, x0, x1, back_region(reg, k))
