@@ -233,3 +233,17 @@ def test_count_maps_are_int16_up_to_32767_frames():
     for name in ("count", "rejected_low", "rejected_high"):
         assert res[name].dtype == np.int16
     assert int(res["count"].max()) <= 5
+
+
+def test_a_normalized_stack_keeps_its_noise_map_beside_the_frames_noise(tmp_path):
+    """The per-frame measured noise is "frame_noise": it used to replace the stack's
+    per-pixel "noise" output, which then went missing from the written file."""
+    from astropy.io import fits
+
+    data = np.random.default_rng(3).normal(100, 5, (5, 20, 20)).astype(np.float32)
+    ds = se.stack(data, normalize="additive+scale")
+    assert ds["noise"].dims == ("y", "x") and ds["frame_noise"].dims == ("frame",)
+    se.write(ds, tmp_path / "n.fits")
+    with fits.open(tmp_path / "n.fits") as hdul:
+        assert "NOISE" in [h.name for h in hdul]
+        np.testing.assert_array_equal(hdul["NOISE"].data, ds["noise"].values)

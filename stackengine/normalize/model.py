@@ -8,7 +8,11 @@ from typing import Any
 import numpy as np
 from dask.base import normalize_token
 
-__all__ = ["Normalization"]
+__all__ = ["FRAME_NAMES", "Normalization"]
+
+#: measurements whose name is also a per-pixel output of the stack, renamed in the
+#: result's per-frame variables
+FRAME_NAMES = {"noise": "frame_noise"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ class Normalization:
         return ("stackengine.Normalization", normalize_token(contents))
 
     def variables(self, colour: bool) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
-        """Per-frame result variables ("scale", "offset" and the measurements)."""
+        """Per-frame result variables ("scale", "offset" and the measurements; the
+        measured noise is "frame_noise": "noise" is the stack's per-pixel output)."""
         dims = ("frame", "channel") if colour else ("frame",)
 
         def shaped(a: np.ndarray) -> np.ndarray:
@@ -54,6 +59,7 @@ class Normalization:
         out = {"scale": (dims, shaped(self.scale)), "offset": (dims, shaped(self.offset))}
         for name, values in self.table.items():
             values = np.asarray(values)
+            name = FRAME_NAMES.get(name, name)
             out[name] = (dims, shaped(values)) if values.ndim == 2 else (("frame",), values)
         return out
 
