@@ -130,11 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan; read no pixel")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's files")
 
-    p = sub.add_parser("demo", help="make a synthetic frame set, stack it, write a preview")
-    p.add_argument("--frames", type=int, default=16, help="number of frames (16)")
-    p.add_argument("--size", type=int, default=512, help="frame width and height (512)")
-    p.add_argument("-o", "--output", default="stackengine_demo.fits", help="result file")
-    p.add_argument("--overwrite", action="store_true", help="replace existing demo outputs")
+    p = sub.add_parser(
+        "demo", help="make a synthetic raw night, run it from bias to stack, draw a picture"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="stackengine_demo",
+        help="the demo's folder (stackengine_demo); an earlier demo output there is replaced",
+    )
 
     return parser
 
@@ -454,7 +458,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(n_frames=args.frames, size=args.size, output=args.output, overwrite=args.overwrite)
+    run_demo(output=args.output)
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 
 from .errors import OutputError
 
-__all__ = ["make_scene", "make_frames", "write_png", "run_demo"]
+__all__ = ["MARKER", "make_scene", "make_frames", "write_png", "run_demo"]
 
 
 def make_scene(
@@ -128,75 +127,143 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
     Path(path).write_bytes(png)
 
 
-def run_demo(
-    *,
-    n_frames: int = 16,
-    size: int = 512,
-    output: str = "stackengine_demo.fits",
-    overwrite: bool = False,
-) -> dict[str, float]:
-    """Make a synthetic set in a temporary folder, stack it, write result + PNG preview.
+#: the file in a demo folder that marks it as the demo's own (it lists what it wrote)
+MARKER = ".stackengine-demo"
 
-    The result and ``<output stem>.png`` go to the current directory (or where
-    ``output`` points). Prints a short summary and returns its numbers.
-    """
-    from . import open_frames, stack, write
 
-    out = Path(output)
-    preview = out.with_suffix(".png")
-    for target in (out, preview):
-        if target.exists() and not overwrite:
-            raise OutputError(f"{target}: exists (pass --overwrite to replace it)")
-    with tempfile.TemporaryDirectory(prefix="stackengine-demo-") as tmp:
-        t0 = time.perf_counter()
-        paths, truth = make_frames(tmp, n_frames=n_frames, size=size)
-        t1 = time.perf_counter()
-        frames = open_frames(paths)
-        result = stack(frames, reject="sigma", sigma_lower=3.0, sigma_upper=3.0, maxiters=5)
-        write(result, out, overwrite=overwrite)
-        t2 = time.perf_counter()
-        from astropy.io import fits
+def _demo_folder(out: Path) -> bool:
+    """Prepare the demo's folder: replace the demo's own earlier output (the files its
+    marker lists, nothing else), refuse a folder the demo did not make. Returns
+    whether an earlier output was replaced."""
+    import shutil
 
-        with fits.open(out) as hdul:
-            image = hdul[0].data.astype(np.float64)
-            low = int(hdul["REJECTED_LOW"].data.sum())
-            high = int(hdul["REJECTED_HIGH"].data.sum())
-        single = fits.getdata(paths[0]).astype(np.float64)
-    tmp_png = preview.with_name(f".{preview.name}.tmp")
-    write_png(tmp_png, image)
-    os.replace(tmp_png, preview)
-    sky = truth < truth.min() + 1.0  # star-free background pixels
+    if not out.exists():
+        return False
+    marker = out / MARKER
+    if not marker.is_file():
+        if out.is_dir() and not any(out.iterdir()):
+            return False
+        raise OutputError(
+            f"{out}: exists and is not a folder the demo made; give another with -o DIR"
+        )
+    for name in marker.read_text().split():
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    marker.unlink()
+    return True
+
+
+def _pixel_noise(image: np.ndarray) -> float:
+    """The pixel-to-pixel noise: mad_std of neighbour differences over sqrt(2) (smooth
+    gradients and vignetting do not count)."""
     from astropy.stats import mad_std
 
-    noise_single = float(mad_std(single[sky] - truth[sky]))  # robust: ignores the artefacts
-    noise_stack = float(mad_std(image[sky] - truth[sky]))
-    worst = float(np.max(np.abs(image - truth)) / max(noise_stack, 1e-12))
-    total = n_frames * size * size
+    d = (image[:, 1:] - image[:, :-1]).ravel() / np.sqrt(2.0)
+    return float(mad_std(d[np.isfinite(d)]))
+
+
+def _panel(image: np.ndarray) -> np.ndarray:
+    """An image stretched to 0..1 for display (asinh between its 1st and 99.8th
+    percentiles)."""
+    img = np.asarray(image, dtype=np.float64)
+    finite = img[np.isfinite(img)]
+    lo, hi = np.percentile(finite, [1.0, 99.8]) if finite.size else (0.0, 1.0)
+    scaled = np.clip((np.nan_to_num(img, nan=lo) - lo) / max(hi - lo, 1e-12), 0, 1)
+    return np.arcsinh(10 * scaled) / np.arcsinh(10)
+
+
+def _picture(path: Path, raw: np.ndarray, plain: np.ndarray, final: np.ndarray,
+             rejected: np.ndarray) -> None:  # fmt: skip
+    """The demo's picture: a raw light, the plain mean, the final stack, its rejections."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 10.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 2)
+    panels = (
+        (raw, "one raw light (bias, dark, vignetting, gradient)", "gray"),
+        (plain, "plain mean of the raw lights: trail, smeared stars", "gray"),
+        (final, "stackengine run: calibrated, registered, clipped", "gray"),
+        (rejected, "values rejected per pixel (cosmic rays, the trail)", "magma"),
+    )
+    for ax, (img, title, cmap) in zip(axes.ravel(), panels, strict=True):
+        shown = _panel(img) if cmap == "gray" else img
+        ax.imshow(shown, origin="lower", cmap=cmap, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=70, format="png")
+    os.replace(tmp, path)
+
+
+def run_demo(*, output: str | os.PathLike = "stackengine_demo") -> dict[str, float]:
+    """A raw night from bias to finished stack, on synthetic frames, in one folder.
+
+    Makes a small raw night (:func:`stackengine.demo_night.make_night`: bias,
+    darks, flats, lights drifting and turning, a gradient, cosmic rays, a satellite
+    trail) in ``output/raw``, runs :func:`stackengine.run_night` on it into
+    ``output/night`` (masters, the calibrated, registered stack, report), stacks
+    the raw lights plainly (a mean, nothing else) for comparison, and draws
+    ``output/demo.png``: a raw light, the plain mean (trail and smeared stars),
+    the final stack and its rejection map. An earlier demo output in ``output``
+    is replaced (and said); a folder the demo did not make is refused.
+
+    Returns
+    -------
+    dict
+        The numbers printed (seconds, noise, rejections).
+    """
+    from astropy.io import fits
+
+    from . import stack, write
+    from .demo_night import NIGHT, make_night
+    from .night import run_night
+
+    out = Path(output)
+    replaced = _demo_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("raw\nnight\nplain_mean.fits\ndemo.png\n")
+    if replaced:
+        print(f"stackengine demo: replacing the previous demo output in {out}/")
+    t0 = time.perf_counter()
+    files = make_night(out / "raw")
+    t1 = time.perf_counter()
+    result = run_night(out / "raw", out / "night")
+    t2 = time.perf_counter()
+    lights = [str(p) for p in files["light"]]
+    plain = stack(lights, reject=None)
+    write(plain, out / "plain_mean.fits")
+    stats = result.stacks[0]
+    with fits.open(stats.file) as hdul:
+        final = hdul[0].data.astype(np.float64)
+        rejected = (hdul["REJECTED_LOW"].data + hdul["REJECTED_HIGH"].data).astype(np.float64)
+    raw = fits.getdata(lights[0]).astype(np.float64)
+    plain_image = fits.getdata(out / "plain_mean.fits").astype(np.float64)
+    _picture(out / "demo.png", raw, plain_image, final, rejected)
+    sky_single, sky_stack = _pixel_noise(raw), _pixel_noise(final)
+    n = int(NIGHT["n_lights"])
     summary = {
-        "frames": n_frames,
         "seconds_make": t1 - t0,
-        "seconds_stack": t2 - t1,
-        "rejected_low": low,
-        "rejected_high": high,
-        "noise_single": noise_single,
-        "noise_stack": noise_stack,
-        "worst_residual_sigma": worst,
+        "seconds_run": t2 - t1,
+        "frames": float(n),
+        "used": float(stats.used),
+        "rejected_share": float(stats.rejected),
+        "noise_single": sky_single,
+        "noise_stack": sky_stack,
     }
-    print(
-        f"stackengine demo: {n_frames} synthetic {size}x{size} frames with noise, "
-        f"cosmic rays and a satellite trail"
-    )
-    print(
-        f"  stacked (sigma 3/3, median/mad_std, 5 iterations, mean) in {t2 - t1:.2f} s "
-        f"-> {out}  (preview {preview})"
-    )
-    print(
-        f"  rejected {high} high and {low} low values of {total} "
-        f"({100 * (high + low) / total:.2f} %)"
-    )
-    print(
-        f"  background noise {noise_single:.1f} in one frame -> {noise_stack:.2f} stacked "
-        f"(ideal {noise_single / np.sqrt(n_frames):.2f}); worst residual "
-        f"{worst:.1f} sigma"
-    )
+    print(f"stackengine demo: a synthetic raw night ({NIGHT['n_bias']} bias, "
+          f"{NIGHT['n_darks']} darks, {NIGHT['n_flats']} flats, {n} lights of "
+          f"{NIGHT['size']}x{NIGHT['size']} drifting {NIGHT['drift_px']:g} px and turning "
+          f"{NIGHT['rotation_deg']:g} deg, with a gradient, cosmic rays and a satellite "
+          f"trail) in {out / 'raw'}")  # fmt: skip
+    print(f"  stackengine run: masters, calibrated and registered stack of {stats.used} "
+          f"lights in {t2 - t1:.1f} s -> {out / 'night'} (report.png, report.md)")  # fmt: skip
+    print(f"  sky noise {sky_single:.1f} ADU in one raw light -> {sky_stack:.1f} in the "
+          f"stack; {100 * stats.rejected:.2f} % of the values rejected")  # fmt: skip
+    print(f"  picture: {out / 'demo.png'} (raw light, plain mean, final stack, rejections)")
     return summary

@@ -68,18 +68,46 @@ def test_info_lists_frames(fits_frames, capsys):
     assert "EXPTIME=10.0" in out and "FILTER=R" in out
 
 
-def test_demo_writes_result_and_preview(tmp_path):
-    code, out, err = _run(["demo", "--frames", "8", "--size", "128"], cwd=tmp_path)
+def test_demo_runs_a_night_twice_and_refuses_a_foreign_folder(tmp_path):
+    """The demo makes a raw night, runs it from bias to stack and draws its picture;
+    run twice it replaces its own output (and says so); it never touches a folder
+    it did not make. Its picture's stack has no trail and no smear: checked on the
+    files (the trail's pixels are rejected; the plain mean keeps them)."""
+    from astropy.io import fits
+
+    code, out, err = _run(["demo"], cwd=tmp_path)
     assert code == 0, err
-    assert (tmp_path / "stackengine_demo.fits").exists()
-    png = (tmp_path / "stackengine_demo.png").read_bytes()
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    folder = tmp_path / "stackengine_demo"
+    assert (folder / "demo.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    for name in ("master_bias.fits", "master_flat_L.fits", "stack_L.fits", "report.png"):
+        assert (folder / "night" / name).exists(), name
     assert "rejected" in out and "noise" in out
-    # a second run refuses to overwrite, a third with --overwrite succeeds
-    code, _, err = _run(["demo", "--frames", "8", "--size", "128"], cwd=tmp_path)
-    _assert_one_line_error(code, err, "stackengine_demo.fits", "exists")
-    code, _, err = _run(["demo", "--frames", "8", "--size", "128", "--overwrite"], cwd=tmp_path)
+    final = fits.getdata(folder / "night" / "stack_L.fits").astype(np.float64)
+    plain = fits.getdata(folder / "plain_mean.fits").astype(np.float64)
+
+    def trail_excess(image: np.ndarray, dy: int) -> float:
+        """Median excess of the demo trail's line (moved by dy rows) over the rows 6
+        px on either side of it."""
+        h, w = image.shape
+        cols = np.arange(w)
+        rows = np.round(0.15 * h + 0.7 * cols).astype(int) + dy
+        ok = (rows - 6 >= 0) & (rows + 6 < h)
+        c, r = cols[ok], rows[ok]
+        side = (image[r - 6, c] + image[r + 6, c]) / 2
+        return float(np.nanmedian(image[r, c] - side))
+
+    assert trail_excess(plain, 0) > 150  # the trail (3000 ADU in 1 of 12 frames)
+    # the final stack is registered: the trail moved with the drift; nowhere near
+    assert max(trail_excess(final, dy) for dy in range(-20, 21)) < 25
+    code, out, err = _run(["demo"], cwd=tmp_path)
     assert code == 0, err
+    assert "replacing the previous demo output" in out
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("not the demo's")
+    code, _, err = _run(["demo", "-o", str(foreign)], cwd=tmp_path)
+    _assert_one_line_error(code, err, "mine", "not a folder the demo made")
+    assert (foreign / "keep.txt").read_text() == "not the demo's"
 
 
 def test_no_file_matches(tmp_path):
