@@ -80,6 +80,8 @@ from typing import Any
 from ._version import __version__
 
 __all__ = [
+    "COMPILING",
+    "announce_compiling",
     "FOLDER",
     "PACKAGES",
     "STAMP",
@@ -268,3 +270,25 @@ def check_caches(module_name: str) -> None:
         _CHECKED.add(folder)
     except Exception:  # the caches are numba's business: never fail an import here
         pass
+
+
+#: said once per process (see :func:`announce_compiling`)
+_ANNOUNCED: list[bool] = []
+COMPILING = "stackengine: compiling kernels (first run only: they are cached for later runs)"
+
+
+def announce_compiling(kernel: Any, stream: Any = None) -> bool:
+    """Say once per process, on stderr, that the kernels are being compiled: when
+    ``kernel`` (a numba dispatcher) is neither compiled in this process nor in its
+    cache folder (a fresh install, or sources changed). Returns whether it said so."""
+    if _ANNOUNCED or getattr(kernel, "signatures", None):
+        return False
+    try:
+        index = kernel._cache._cache_file._index_path  # numba's cache index of the kernel
+    except AttributeError:  # no cache (e.g. no writable folder): compiled every process
+        index = None
+    if index is not None and os.path.exists(index):
+        return False
+    _ANNOUNCED.append(True)
+    print(COMPILING, file=stream if stream is not None else sys.stderr, flush=True)
+    return True

@@ -263,3 +263,28 @@ def test_kernels_defined_while_numba_forgot_the_folder_leave_the_package(
     assert module.f(1) == 2
     assert not _cache_files(package)
     assert len(_cache_files(tmp_path / "cache")) == (2 if mine else 0)
+
+
+def test_first_run_compilation_is_announced_once(tmp_path, monkeypatch):
+    """Said once per process, and only for a kernel neither compiled here nor cached."""
+    import io
+    from types import SimpleNamespace
+
+    from stackengine import _numba_cache
+
+    monkeypatch.setattr(_numba_cache, "_ANNOUNCED", [])
+
+    def kernel(index, signatures=()):
+        cache_file = SimpleNamespace(_index_path=str(index))
+        return SimpleNamespace(signatures=list(signatures),
+                               _cache=SimpleNamespace(_cache_file=cache_file))  # fmt: skip
+
+    out = io.StringIO()
+    cached = tmp_path / "k.nbi"
+    cached.write_bytes(b"")
+    assert not _numba_cache.announce_compiling(kernel(cached), out)  # in the cache
+    assert not _numba_cache.announce_compiling(kernel(tmp_path / "x.nbi", ["sig"]), out)
+    assert _numba_cache.announce_compiling(kernel(tmp_path / "x.nbi"), out)
+    assert not _numba_cache.announce_compiling(kernel(tmp_path / "y.nbi"), out)  # once
+    assert out.getvalue() == _numba_cache.COMPILING + "\n"
+    assert "first run only" in out.getvalue()

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .._numba_cache import check_caches
+from .._numba_cache import announce_compiling, check_caches
 from .combine import combine_pixel, store_pixel
 from .esd import esd_stage
 from .extrema import extrema_stage
@@ -203,18 +203,21 @@ def _kernel(block, stages, stage_params, combine, weights, use_weights, tables, 
     buf = group_buffer(n, np.float32 if exact else np.float64)
     if not use_weights and len(stages) == 1 and stages[0] == STAGE_LINEAR_FIT:
         # decided by rank, combined without weights: no mapping back to frames
+        announce_compiling(reduce_block_linear_fit)
         return reduce_block_linear_fit(
             block, sort_network(buf), stage_params[0], combine, fallback, plain, buf,
             scale, offset, grad, geom, out,
         )  # fmt: skip
     if not use_weights and np.all(np.asarray(stages) == STAGE_SIGMA):
         # every stage keeps a window of the sorted values: the fast kernel
+        announce_compiling(reduce_block_window)
         return reduce_block_window(
             block, sort_network(buf), stage_params, combine, fallback, plain, buf,
             scale, offset, grad, geom, out,
         )  # fmt: skip
     if tables is None:
         tables = np.zeros((len(stages), n + 1), dtype=np.float64)
+    announce_compiling(reduce_block_sorted)
     return reduce_block_sorted(
         block,
         sort_network(buf),
