@@ -29,7 +29,7 @@ from .resample import (
     method_code,
 )
 
-__all__ = ["map_box", "resample_map"]
+__all__ = ["flat_plane", "map_box", "resample_map", "resample_row"]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -48,27 +48,43 @@ def _map_kernel(src, src_y0, src_x0, frame_h, frame_w, fx, fy, out, method, clam
     plane = np.empty(sh * sw, np.float32)
     short = 0
     for c in range(nch):
-        for y in range(sh):
-            for x in range(sw):
-                plane[y * sw + x] = src[y, x, c]
+        flat_plane(src, c, plane)
         for i in range(rows):
             for j in range(cols):
                 fxs[j] = fx[i, j]
                 fys[j] = fy[i, j]
-            args = (plane, sh, sw, src_y0, src_x0, frame_h, frame_w)
-            if method == NEAREST:
-                n_short = _row_nearest(*args, fxs, fys, scl, res)
-            elif method == BILINEAR:
-                n_short = _row_bilinear(*args, clamp, fxs, fys, scl, res, wxs, wys, True, True)
-            elif method == BICUBIC:
-                n_short = _row_bicubic(*args, clamp, fxs, fys, scl, res, wxs, wys, True, True)
-            else:
-                n_short = _row_lanczos3(*args, clamp, fxs, fys, scl, res, wxs, wys, True, True)
+            n_short = resample_row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, method,
+                                   clamp, fxs, fys, scl, res, wxs, wys)  # fmt: skip
             if c == 0:
                 short += n_short
             for j in range(cols):
                 out[i, j, c] = np.float32(res[j])
     return short
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def flat_plane(src, c, plane):
+    """Channel ``c`` of ``src`` (rows, cols, channels) into the flat ``plane``."""
+    sh, sw = src.shape[0], src.shape[1]
+    for y in range(sh):
+        for x in range(sw):
+            plane[y * sw + x] = src[y, x, c]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def resample_row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, method, clamp, fxs, fys,
+                 scl, res, wxs, wys):  # fmt: skip
+    """One output row from the frame ``plane`` at positions ``fxs``, ``fys`` into
+    ``res`` by the row function of ``method``; returns the covered pixels whose
+    support is not inside the plane."""
+    args = (plane, sh, sw, src_y0, src_x0, frame_h, frame_w)
+    if method == NEAREST:
+        return _row_nearest(*args, fxs, fys, scl, res)
+    if method == BILINEAR:
+        return _row_bilinear(*args, clamp, fxs, fys, scl, res, wxs, wys, True, True)
+    if method == BICUBIC:
+        return _row_bicubic(*args, clamp, fxs, fys, scl, res, wxs, wys, True, True)
+    return _row_lanczos3(*args, clamp, fxs, fys, scl, res, wxs, wys, True, True)
 
 
 def map_box(fx, fy, margin: int, frame_shape, extent=None) -> tuple[int, int, int, int]:

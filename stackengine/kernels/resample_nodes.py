@@ -27,16 +27,8 @@ import numpy as np
 from numba import njit
 
 from .._numba_cache import check_caches
-from .resample import (
-    BICUBIC,
-    BILINEAR,
-    NEAREST,
-    _row_bicubic,
-    _row_bilinear,
-    _row_lanczos3,
-    _row_nearest,
-    method_code,
-)
+from .resample import method_code
+from .resample_map import flat_plane, resample_row
 
 __all__ = ["grid_positions", "node_extent", "resample_nodes"]
 
@@ -82,9 +74,21 @@ def _row_positions(ax, ay, ty, inside, fp, x0, oy, ox, fxs, fys):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
+def _positions_row(nfx, nfy, ny0, step, y, row_of, ixs, txs, ax, ay, fp, x0, oy, ox, fxs, fys):
+    """Output row ``y``'s positions into ``fxs``, ``fys``; the x-interpolated node rows
+    ``ax``, ``ay`` are recomputed only when the row enters another cell row
+    (``row_of``: the cell row they hold). Returns the cell row they now hold."""
+    iy, ty = _cell_row(ny0, step, nfx.shape[0], float(y))
+    if iy != row_of:
+        _node_rows(nfx, nfy, iy, ixs, txs, ax, ay)
+    _row_positions(ax, ay, ty, fp[0] <= y < fp[1], fp, x0, oy, ox, fxs, fys)
+    return iy
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
 def _positions_kernel(nfx, nfy, ny0, nx0, step, y0, x0, fp, oy, ox, fx, fy):
     rows, cols = fx.shape
-    gy, gx = nfx.shape
+    gx = nfx.shape[1]
     ixs = np.empty(cols, np.int64)
     txs = np.empty(cols)
     _columns(nx0, step, gx, x0, ixs, txs)
@@ -92,12 +96,8 @@ def _positions_kernel(nfx, nfy, ny0, nx0, step, y0, x0, fp, oy, ox, fx, fy):
     ay = np.empty((2, cols))
     row_of = -1
     for i in range(rows):
-        iy, ty = _cell_row(ny0, step, gy, float(y0 + i))
-        if iy != row_of:
-            _node_rows(nfx, nfy, iy, ixs, txs, ax, ay)
-            row_of = iy
-        inside = fp[0] <= y0 + i < fp[1]
-        _row_positions(ax, ay, ty, inside, fp, x0, oy, ox, fx[i], fy[i])
+        row_of = _positions_row(nfx, nfy, ny0, step, y0 + i, row_of, ixs, txs, ax, ay, fp, x0,
+                                oy, ox, fx[i], fy[i])  # fmt: skip
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -194,7 +194,7 @@ def _nodes_kernel(src, src_y0, src_x0, frame_h, frame_w, nfx, nfy, ny0, nx0, ste
     ``src`` at the node-interpolated positions; returns the covered pixels whose
     support is not inside ``src``."""
     rows, cols, nch = out.shape
-    gy, gx = nfx.shape
+    gx = nfx.shape[1]
     sh = src.shape[0]
     sw = src.shape[1]
     ixs = np.empty(cols, np.int64)
@@ -211,26 +211,13 @@ def _nodes_kernel(src, src_y0, src_x0, frame_h, frame_w, nfx, nfy, ny0, nx0, ste
     plane = np.empty(sh * sw, np.float32)
     short = 0
     for c in range(nch):
-        for y in range(sh):
-            for x in range(sw):
-                plane[y * sw + x] = src[y, x, c]
+        flat_plane(src, c, plane)
         row_of = -1
         for i in range(rows):
-            iy, ty = _cell_row(ny0, step, gy, float(y0 + i))
-            if iy != row_of:
-                _node_rows(nfx, nfy, iy, ixs, txs, ax, ay)
-                row_of = iy
-            inside = fp[0] <= y0 + i < fp[1]
-            _row_positions(ax, ay, ty, inside, fp, x0, oy, ox, fxs, fys)
-            args = (plane, sh, sw, src_y0, src_x0, frame_h, frame_w)
-            if method == NEAREST:
-                n_short = _row_nearest(*args, fxs, fys, scl, res)
-            elif method == BILINEAR:
-                n_short = _row_bilinear(*args, clamp, fxs, fys, scl, res, wxs, wys, True, True)
-            elif method == BICUBIC:
-                n_short = _row_bicubic(*args, clamp, fxs, fys, scl, res, wxs, wys, True, True)
-            else:
-                n_short = _row_lanczos3(*args, clamp, fxs, fys, scl, res, wxs, wys, True, True)
+            row_of = _positions_row(nfx, nfy, ny0, step, y0 + i, row_of, ixs, txs, ax, ay, fp,
+                                    x0, oy, ox, fxs, fys)  # fmt: skip
+            n_short = resample_row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, method,
+                                   clamp, fxs, fys, scl, res, wxs, wys)  # fmt: skip
             if c == 0:
                 short += n_short
             for j in range(cols):
