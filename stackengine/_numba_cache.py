@@ -72,6 +72,7 @@ import os
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -86,6 +87,7 @@ __all__ = [
     "PACKAGES",
     "STAMP",
     "check_caches",
+    "check_kernel",
     "choose_folder",
     "purge_stale",
     "source_hash",
@@ -214,19 +216,26 @@ def _inside_package(kernel: Any) -> bool:
     return path.is_relative_to(_ROOT) and not chosen
 
 
-def _keep_out_of_package(module: ModuleType) -> None:
-    """Enforce the rule (see the module notes) on ``module``'s kernels, before they compile."""
+def _keep_out(kernel: Any) -> Any:
+    """Enforce the rule (see the module notes) on one cached ``kernel`` (a numba
+    dispatcher), before it compiles; returns it."""
     from numba.core import config
     from numba.core.caching import NullCache
 
     if FOLDER is not None and not config.CACHE_DIR:  # numba re-read a changed environment
         config.CACHE_DIR = str(FOLDER)
+    if hasattr(getattr(kernel, "_cache", None), "_cache_path") and _inside_package(kernel):
+        with contextlib.suppress(Exception):  # numba finds no folder at all: RuntimeError
+            kernel.enable_caching()  # a new FunctionCache: picks its folder afresh
+        if not hasattr(kernel._cache, "_cache_path") or _inside_package(kernel):
+            kernel._cache = NullCache()  # no cache rather than one in the package
+    return kernel
+
+
+def _keep_out_of_package(module: ModuleType) -> None:
+    """Enforce the rule (see the module notes) on ``module``'s kernels, before they compile."""
     for kernel in list(_kernels(module)):
-        if _inside_package(kernel):
-            with contextlib.suppress(Exception):  # numba finds no folder at all: RuntimeError
-                kernel.enable_caching()  # a new FunctionCache: picks its folder afresh
-            if not hasattr(kernel._cache, "_cache_path") or _inside_package(kernel):
-                kernel._cache = NullCache()  # no cache rather than one in the package
+        _keep_out(kernel)
 
 
 def purge_stale(folder: Path, digest: str) -> bool:
@@ -261,19 +270,36 @@ def check_caches(module_name: str) -> None:
     try:
         module = sys.modules[module_name]
         _keep_out_of_package(module)
-        folder = _cache_dir(module)
-        if folder is None or folder in _CHECKED:
-            return
-        if not _DIGEST:
-            _DIGEST.append(source_hash(p for pkg in PACKAGES for p in (_ROOT / pkg).glob("*.py")))
-        purge_stale(folder, _DIGEST[0])
-        _CHECKED.add(folder)
+        _check_folder(_cache_dir(module))
     except Exception:  # the caches are numba's business: never fail an import here
         pass
 
 
+def _check_folder(folder: Path | None) -> None:
+    """Purge ``folder``'s caches if compiled from other sources (once per process)."""
+    if folder is None or folder in _CHECKED:
+        return
+    if not _DIGEST:
+        _DIGEST.append(source_hash(p for pkg in PACKAGES for p in (_ROOT / pkg).glob("*.py")))
+    purge_stale(folder, _DIGEST[0])
+    _CHECKED.add(folder)
+
+
+def check_kernel(kernel: Any) -> Any:
+    """:func:`check_caches` for one cached kernel made at run time (a variant of
+    :mod:`stackengine.kernels.variants`), before it compiles; returns it."""
+    try:
+        _keep_out(kernel)
+        path = getattr(kernel._cache, "_cache_path", None)
+        _check_folder(Path(path) if path else None)
+    except Exception:  # the caches are numba's business: never fail a run here
+        pass
+    return kernel
+
+
 #: said once per process (see :func:`announce_compiling`)
 _ANNOUNCED: list[bool] = []
+_ANNOUNCE_LOCK = threading.Lock()
 COMPILING = "stackengine: compiling kernels (first run only: they are cached for later runs)"
 
 
@@ -289,6 +315,9 @@ def announce_compiling(kernel: Any, stream: Any = None) -> bool:
         index = None
     if index is not None and os.path.exists(index):
         return False
-    _ANNOUNCED.append(True)
+    with _ANNOUNCE_LOCK:  # tile tasks in threads reach here at the same time
+        if _ANNOUNCED:
+            return False
+        _ANNOUNCED.append(True)
     print(COMPILING, file=stream if stream is not None else sys.stderr, flush=True)
     return True

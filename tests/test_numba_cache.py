@@ -66,7 +66,9 @@ def test_every_module_with_cached_kernels_checks_its_folder():
     ]
     assert len(cached) >= 15
     for path in cached:
-        assert "check_caches(__name__)" in path.read_text(), path.name
+        # kernels compiled per choice at run time are checked one by one as they are made
+        check = "check_kernel(" if path.name == "variants.py" else "check_caches(__name__)"
+        assert check in path.read_text(), path.name
 
 
 def test_the_kernels_folder_is_stamped_with_the_current_sources():

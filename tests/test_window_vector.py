@@ -65,9 +65,10 @@ def run_window(block, stages, *, combine="mean", fallback=False, vector_max=-1, 
     buf = group_buffer(n, np.float32 if exact else np.float64)
     params = np.array(stages, dtype=np.float64).reshape(-1, N_STAGE_PARAMS)
     out = np.empty((5, npix), dtype=np.float64)
+    norm = (None, None, None, None) if plain else (scale, offset, grad, geom)
     reduce_block_window(
         np.ascontiguousarray(block), network(n), params, COMBINE_CODES[combine], fallback,
-        plain, buf, scale, offset, grad, geom, out_rows(out)[0], vector_max,
+        buf, *norm, out_rows(out)[0], vector_max,
     )  # fmt: skip
     return out
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
-from numba import njit
 
 from .._numba_cache import announce_compiling, check_caches
 from .combine import combine_pixel, store_pixel
@@ -30,6 +30,7 @@ from .percentile import percentile_stage
 from .ranked import reduce_block_linear_fit
 from .select import KEPT, batcher_pairs, cache_blocked, load_pixel, network_sort
 from .sigma import sigma_stage
+from .variants import per_choice, variant
 from .window import PAD, group_buffer, median_run, reduce_block_window
 
 __all__ = [
@@ -68,11 +69,16 @@ STAGE_CODES = {
 }
 
 
-@njit(nogil=True, cache=True)
+#: the stage codes a :func:`reduce_block_sorted` variant is compiled for (see .variants)
+KINDS = tuple(sorted(set(STAGE_CODES.values())))
+
+
+@per_choice(nogil=True)
 def _run_stage(code, prm, table, vals, flags, n, srt, dec, m, presorted, work):
     """Run one stage; ``prm`` holds its parameters, ``table`` its lookup table,
-    ``work`` is (3, n) float64 scratch space."""
-    if code == STAGE_SIGMA:
+    ``work`` is (3, n) float64 scratch space. Compiled per set of stage codes
+    ``KINDS``: the tests of KINDS are constants, so only those stages compile."""
+    if STAGE_SIGMA in KINDS and code == STAGE_SIGMA:
         sigma_stage(
             vals,
             flags,
@@ -86,17 +92,17 @@ def _run_stage(code, prm, table, vals, flags, n, srt, dec, m, presorted, work):
             np.int64(prm[3]),
             np.int64(prm[4]),
         )
-    elif code == STAGE_LINEAR_FIT:
+    elif STAGE_LINEAR_FIT in KINDS and code == STAGE_LINEAR_FIT:
         linear_fit_stage(
             vals, flags, n, srt, dec, m, presorted, prm[0], prm[1], np.int64(prm[2]), work
         )
-    elif code == STAGE_PERCENTILE:
+    elif STAGE_PERCENTILE in KINDS and code == STAGE_PERCENTILE:
         percentile_stage(vals, flags, n, srt, m, presorted, prm[0], prm[1])
-    elif code == STAGE_MINMAX:
+    elif STAGE_MINMAX in KINDS and code == STAGE_MINMAX:
         minmax_stage(vals, flags, n, prm[0], prm[1])
-    elif code == STAGE_EXTREMA:
+    elif STAGE_EXTREMA in KINDS and code == STAGE_EXTREMA:
         extrema_stage(vals, flags, n, srt, dec, m, presorted, np.int64(prm[0]), np.int64(prm[1]))
-    elif code == STAGE_ESD:
+    elif STAGE_ESD in KINDS and code == STAGE_ESD:
         esd_stage(vals, flags, n, srt, dec, m, presorted, prm[0], table)
 
 
@@ -201,24 +207,26 @@ def _kernel(block, stages, stage_params, combine, weights, use_weights, tables, 
     # values a float32 buffer holds exactly are sorted in float32 (8 per SIMD lane)
     exact = plain and block.dtype in EXACT_IN_FLOAT32
     buf = group_buffer(n, np.float32 if exact else np.float64)
+    # the sorted kernels take no normalization as None (their plain variant then
+    # never compiles it)
+    norm = (None, None, None, None) if plain else (scale, offset, grad, geom)
     if not use_weights and len(stages) == 1 and stages[0] == STAGE_LINEAR_FIT:
         # decided by rank, combined without weights: no mapping back to frames
         announce_compiling(reduce_block_linear_fit)
         return reduce_block_linear_fit(
-            block, sort_network(buf), stage_params[0], combine, fallback, plain, buf,
-            scale, offset, grad, geom, out,
-        )  # fmt: skip
+            block, sort_network(buf), stage_params[0], combine, fallback, buf, *norm, out
+        )
     if not use_weights and np.all(np.asarray(stages) == STAGE_SIGMA):
         # every stage keeps a window of the sorted values: the fast kernel
         announce_compiling(reduce_block_window)
         return reduce_block_window(
-            block, sort_network(buf), stage_params, combine, fallback, plain, buf,
-            scale, offset, grad, geom, out,
-        )  # fmt: skip
+            block, sort_network(buf), stage_params, combine, fallback, buf, *norm, out
+        )
     if tables is None:
         tables = np.zeros((len(stages), n + 1), dtype=np.float64)
-    announce_compiling(reduce_block_sorted)
-    return reduce_block_sorted(
+    kernel = reduce_block_sorted(stages)
+    announce_compiling(kernel)
+    return kernel(
         block,
         sort_network(buf),
         buf,
@@ -239,8 +247,14 @@ def _kernel(block, stages, stage_params, combine, weights, use_weights, tables, 
     )
 
 
-@njit(nogil=True, cache=True)
-def reduce_block_sorted(
+def reduce_block_sorted(stages) -> Any:
+    """The compiled general kernel (:func:`_reduce_block_sorted`) for the stage codes
+    in ``stages``: only those stages are compiled (one variant per set of codes)."""
+    return variant(_reduce_block_sorted, KINDS=tuple(sorted({int(c) for c in stages})))
+
+
+@per_choice(nogil=True)
+def _reduce_block_sorted(
     block,
     pairs,
     buf,
@@ -302,7 +316,8 @@ def reduce_block_sorted(
     n = block.shape[0]
     npix = block.shape[1]
     vals = np.empty(n, dtype=np.float64)
-    srt = np.empty(n, dtype=np.float64)
+    # strided type, as the window kernel's (float64) columns: the estimators compile once
+    srt = np.empty((n, 1), dtype=np.float64)[:, 0]
     flags = np.empty(n, dtype=np.int8)
     dec = np.empty(n, dtype=np.int8)
     work = np.empty((3, n), dtype=np.float64)
@@ -349,7 +364,7 @@ def reduce_block_sorted(
                     vals, flags, n, srt, combine, weights, use_weights
                 )
             if count == 0 and fallback and m > 0:
-                value = median_run(buf, g, 0, m)
+                value = median_run(buf, g, np.int64(0), m)
             store_pixel(out, p, value, count, flags, n, noise)
     return out
 

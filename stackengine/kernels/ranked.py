@@ -72,7 +72,7 @@ def combine_sorted(kv, m, combine):
 
 @njit(nogil=True, cache=True)
 def reduce_block_linear_fit(
-    block, pairs, prm, combine, fallback, plain, buf, scale, offset, grad, geom, out
+    block, pairs, prm, combine, fallback, buf, scale, offset, grad, geom, out
 ):
     """Linear-fit clipping (one stage, parameters ``prm``) and an unweighted combination.
 
@@ -93,7 +93,7 @@ def reduce_block_linear_fit(
     maxiters = np.int64(prm[2])
     for g0 in range(0, npix, group):
         gw = min(group, npix - g0)
-        load_sorted(block, g0, gw, plain, raw, buf, cnt, scale, offset, grad, geom, pairs)
+        load_sorted(block, g0, gw, raw, buf, cnt, scale, offset, grad, geom, pairs)
         for g in range(gw):
             m = cnt[g]
             for k in range(m):

@@ -89,6 +89,7 @@ degrees) go one at a time.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -97,6 +98,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._numba_cache import check_caches
+from .variants import per_choice, variant
 
 __all__ = [
     "BICUBIC",
@@ -270,7 +272,6 @@ def _make_row(method, weights):
     # in the pixel loop
     pre = method == LANCZOS3
 
-    @njit(nogil=True, error_model="numpy")
     def row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, clamp, fxs, fys, scl, res, wxs, wys,
             new_x, new_y):  # fmt: skip
         """Values (float64, NaN where missing) at frame positions ``fxs``, ``fys`` of
@@ -419,7 +420,13 @@ def _make_row(method, weights):
             j += 1
         return short
 
-    return row
+    # a name of its own per method: numba names a compiled function after its module,
+    # qualified name and a per-process counter, so two methods' rows compiled in two
+    # processes could get one name, and cached kernels that call them, loaded into one
+    # process, would both call the row that was loaded first
+    name = next(k for k, v in METHODS.items() if v == method)
+    row.__qualname__ = row.__name__ = f"_row_{name}"
+    return njit(nogil=True, error_model="numpy")(row)
 
 
 _row_bilinear = _make_row(BILINEAR, _bilinear_weights)
@@ -448,13 +455,17 @@ def _row_nearest(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, fxs, fys, scl,
     return short
 
 
-@njit(nogil=True, cache=True, error_model="numpy")  # x / 0: inf or NaN, no exception
-def resample_kernel(
-    src, src_y0, src_x0, frame_h, frame_w, matrix, out, out_y0, out_x0, method, clamp, area
+#: the interpolation a :func:`resample_kernel` variant is compiled for (see .variants)
+METHOD = LANCZOS3
+
+
+@per_choice(nogil=True, error_model="numpy")  # x / 0: inf or NaN, no exception
+def _resample_kernel(
+    src, src_y0, src_x0, frame_h, frame_w, matrix, out, out_y0, out_x0, clamp, area
 ):  # pragma: no cover - compiled
-    """Fill ``out`` (rows, cols, channels) from ``src`` (rows, cols, channels); see
-    the module notes. Returns the number of covered output pixels whose support
-    is not inside ``src`` (left NaN: a caller's bug).
+    """Fill ``out`` (rows, cols, channels) from ``src`` (rows, cols, channels) by the
+    interpolation ``METHOD``; see the module notes. Returns the number of covered
+    output pixels whose support is not inside ``src`` (left NaN: a caller's bug).
 
     Each output pixel is computed from its own position alone (no running sums
     along a row), so the values do not depend on how the output is cut in tiles.
@@ -525,13 +536,13 @@ def resample_kernel(
                     scl[j] = abs(det * (r * r * r)) if area else 1.0
             new_x = not (same_x and i > 0)
             args = (plane, sh, sw, src_y0, src_x0, frame_h, frame_w)
-            if method == NEAREST:
+            if METHOD == NEAREST:  # constants: numba compiles only METHOD's row
                 n_short = _row_nearest(*args, fxs, fys, scl, res)
-            elif method == BILINEAR:
+            elif METHOD == BILINEAR:
                 n_short = _row_bilinear(
                     *args, clamp, fxs, fys, scl, res, wxs, wys, new_x, not same_y
                 )
-            elif method == BICUBIC:
+            elif METHOD == BICUBIC:
                 n_short = _row_bicubic(
                     *args, clamp, fxs, fys, scl, res, wxs, wys, new_x, not same_y
                 )
@@ -552,6 +563,13 @@ def resample_kernel(
                     uj = np.uint64(j)
                     out[ui, np.uint64(cols - 1 - j), uc] = np.float32(res[uj])
     return short
+
+
+def resample_kernel(method: int) -> Any:
+    """The compiled resampling kernel for the method code ``method`` (cached; only
+    that method's row is compiled): ``kernel(src, src_y0, src_x0, frame_h, frame_w,
+    matrix, out, out_y0, out_x0, clamp, area)``."""
+    return variant(_resample_kernel, METHOD=int(method))
 
 
 def method_code(method: int | str) -> int:
@@ -740,9 +758,9 @@ def resample(
     s3 = np.ascontiguousarray(src if src.ndim == 3 else src[:, :, None])
     o3 = out if out.ndim == 3 else out[:, :, None]
     o3c = o3 if o3.flags.c_contiguous else np.empty(o3.shape, dtype=np.float32)
-    short = resample_kernel(
+    short = resample_kernel(code)(
         s3, int(src_y0), int(src_x0), fh, fw, np.ascontiguousarray(m), o3c, int(out_y0),
-        int(out_x0), code, bool(clamp), bool(area),
+        int(out_x0), bool(clamp), bool(area),
     )  # fmt: skip
     if o3c is not o3:
         o3[...] = o3c

@@ -21,6 +21,7 @@ from .._numba_cache import check_caches
 from .resample import (
     BICUBIC,
     BILINEAR,
+    LANCZOS3,
     NEAREST,
     _row_bicubic,
     _row_bilinear,
@@ -28,14 +29,20 @@ from .resample import (
     _row_nearest,
     method_code,
 )
+from .variants import per_choice, variant
 
 __all__ = ["flat_plane", "map_box", "resample_map", "resample_row"]
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def _map_kernel(src, src_y0, src_x0, frame_h, frame_w, fx, fy, out, method, clamp):
+#: the interpolation the kernels here are compiled for (see .variants)
+METHOD = LANCZOS3
+
+
+@per_choice(nogil=True, error_model="numpy")
+def _map_kernel(src, src_y0, src_x0, frame_h, frame_w, fx, fy, out, clamp):
     """Fill ``out`` (rows, cols, channels) from ``src`` at positions ``fx``, ``fy``
-    (rows, cols); returns the covered pixels whose support is not inside ``src``."""
+    (rows, cols) by ``METHOD``; returns the covered pixels whose support is not
+    inside ``src``."""
     rows, cols, nch = out.shape
     sh = src.shape[0]
     sw = src.shape[1]
@@ -53,8 +60,8 @@ def _map_kernel(src, src_y0, src_x0, frame_h, frame_w, fx, fy, out, method, clam
             for j in range(cols):
                 fxs[j] = fx[i, j]
                 fys[j] = fy[i, j]
-            n_short = resample_row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, method,
-                                   clamp, fxs, fys, scl, res, wxs, wys)  # fmt: skip
+            n_short = resample_row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, clamp,
+                                   fxs, fys, scl, res, wxs, wys)  # fmt: skip
             if c == 0:
                 short += n_short
             for j in range(cols):
@@ -71,18 +78,19 @@ def flat_plane(src, c, plane):
             plane[y * sw + x] = src[y, x, c]
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def resample_row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, method, clamp, fxs, fys,
-                 scl, res, wxs, wys):  # fmt: skip
+@per_choice(nogil=True, error_model="numpy")
+def resample_row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, clamp, fxs, fys, scl, res,
+                 wxs, wys):  # fmt: skip
     """One output row from the frame ``plane`` at positions ``fxs``, ``fys`` into
-    ``res`` by the row function of ``method``; returns the covered pixels whose
-    support is not inside the plane."""
+    ``res`` by the row function of ``METHOD`` (a kernel compiled per method calls
+    it: :func:`.variants.variant`); returns the covered pixels whose support is
+    not inside the plane."""
     args = (plane, sh, sw, src_y0, src_x0, frame_h, frame_w)
-    if method == NEAREST:
+    if METHOD == NEAREST:  # constants: numba compiles only METHOD's row
         return _row_nearest(*args, fxs, fys, scl, res)
-    if method == BILINEAR:
+    if METHOD == BILINEAR:
         return _row_bilinear(*args, clamp, fxs, fys, scl, res, wxs, wys, True, True)
-    if method == BICUBIC:
+    if METHOD == BICUBIC:
         return _row_bicubic(*args, clamp, fxs, fys, scl, res, wxs, wys, True, True)
     return _row_lanczos3(*args, clamp, fxs, fys, scl, res, wxs, wys, True, True)
 
@@ -158,8 +166,10 @@ def resample_map(
     s3 = np.ascontiguousarray(src if src.ndim == 3 else src[:, :, None])  # one specialization
     o3 = out if out.ndim == 3 else out[:, :, None]
     o3c = o3 if o3.flags.c_contiguous else np.empty(o3.shape, dtype=np.float32)
-    short = _map_kernel(s3, int(src_y0), int(src_x0), int(frame_shape[0]), int(frame_shape[1]),
-                        fx, fy, o3c, code, bool(clamp))  # fmt: skip
+    short = variant(_map_kernel, METHOD=code)(
+        s3, int(src_y0), int(src_x0), int(frame_shape[0]), int(frame_shape[1]), fx, fy, o3c,
+        bool(clamp),
+    )  # fmt: skip
     if o3c is not o3:
         o3[...] = o3c
     if short:

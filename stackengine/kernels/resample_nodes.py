@@ -29,6 +29,7 @@ from numba import njit
 from .._numba_cache import check_caches
 from .resample import method_code
 from .resample_map import flat_plane, resample_row
+from .variants import per_choice, variant
 
 __all__ = ["grid_positions", "node_extent", "resample_nodes"]
 
@@ -187,12 +188,13 @@ def grid_positions(nodes_x, nodes_y, ny0, nx0, step, y0, y1, x0, x1, footprint, 
     return fx, fy, extent
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
+@per_choice(nogil=True, error_model="numpy")
 def _nodes_kernel(src, src_y0, src_x0, frame_h, frame_w, nfx, nfy, ny0, nx0, step, y0, x0,
-                  fp, oy, ox, out, method, clamp):  # fmt: skip
+                  fp, oy, ox, out, clamp):  # fmt: skip
     """Fill ``out`` (rows, cols, channels), output pixel (y0 + i, x0 + j), from
-    ``src`` at the node-interpolated positions; returns the covered pixels whose
-    support is not inside ``src``."""
+    ``src`` at the node-interpolated positions (compiled per method: its
+    ``resample_row`` is that method's, :func:`.variants.variant`); returns the
+    covered pixels whose support is not inside ``src``."""
     rows, cols, nch = out.shape
     gx = nfx.shape[1]
     sh = src.shape[0]
@@ -216,8 +218,8 @@ def _nodes_kernel(src, src_y0, src_x0, frame_h, frame_w, nfx, nfy, ny0, nx0, ste
         for i in range(rows):
             row_of = _positions_row(nfx, nfy, ny0, step, y0 + i, row_of, ixs, txs, ax, ay, fp,
                                     x0, oy, ox, fxs, fys)  # fmt: skip
-            n_short = resample_row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, method,
-                                   clamp, fxs, fys, scl, res, wxs, wys)  # fmt: skip
+            n_short = resample_row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, clamp,
+                                   fxs, fys, scl, res, wxs, wys)  # fmt: skip
             if c == 0:
                 short += n_short
             for j in range(cols):
@@ -246,11 +248,11 @@ def resample_nodes(src, src_y0, src_x0, nodes, out, out_y0, out_x0, method="lanc
     s3 = np.ascontiguousarray(src if src.ndim == 3 else src[:, :, None])
     o3 = out if out.ndim == 3 else out[:, :, None]
     o3c = o3 if o3.flags.c_contiguous else np.empty(o3.shape, dtype=np.float32)
-    short = _nodes_kernel(
+    short = variant(_nodes_kernel, METHOD=code)(
         s3, int(src_y0), int(src_x0), int(frame_shape[0]), int(frame_shape[1]),
         np.ascontiguousarray(nfx, dtype=np.float64), np.ascontiguousarray(nfy, dtype=np.float64),
         float(ny0), float(nx0), float(step), int(out_y0), int(out_x0),
-        np.asarray(footprint, dtype=np.int64), float(origin[0]), float(origin[1]), o3c, code,
+        np.asarray(footprint, dtype=np.int64), float(origin[0]), float(origin[1]), o3c,
         bool(clamp),
     )  # fmt: skip
     if o3c is not o3:

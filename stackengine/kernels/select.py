@@ -217,11 +217,13 @@ def _kth_deviations(srt, q, n_left, n_right, med, k):
         lo = lo + more * (i + 1 - lo)
         hi = hi + (1 - more) * (i - hi)
     j = k + 1 - lo  # taken from the right run
-    top_left = _deviation(srt, q, n_left, n_right, med, 0, lo - 1)
-    top_right = _deviation(srt, q, n_left, n_right, med, 1, j - 1)
+    left = np.int64(0)  # not literals: one compiled _deviation for both sides
+    right = np.int64(1)
+    top_left = _deviation(srt, q, n_left, n_right, med, left, lo - 1)
+    top_right = _deviation(srt, q, n_left, n_right, med, right, j - 1)
     if top_left >= top_right:
-        return top_left, max(_deviation(srt, q, n_left, n_right, med, 0, lo - 2), top_right)
-    return top_right, max(top_left, _deviation(srt, q, n_left, n_right, med, 1, j - 2))
+        return top_left, max(_deviation(srt, q, n_left, n_right, med, left, lo - 2), top_right)
+    return top_right, max(top_left, _deviation(srt, q, n_left, n_right, med, right, j - 2))
 
 
 @njit(nogil=True, cache=True)

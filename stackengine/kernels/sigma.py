@@ -150,7 +150,7 @@ def sigma_stage(
     """
     if not presorted:
         m = sorted_kept(vals, flags, n, srt)
-    a, b = sigma_window(srt, 0, m, sigma_lower, sigma_upper, maxiters, center, spread)
+    a, b = sigma_window(srt, np.int64(0), m, sigma_lower, sigma_upper, maxiters, center, spread)
     mark_window(vals, flags, n, srt, a, b, m)
 
 

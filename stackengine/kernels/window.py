@@ -20,7 +20,7 @@ combination only needs the run. This kernel therefore
    ends their iteration;
 4. finds the window of every other pixel with the same sigma iteration as the
    general kernel (:func:`stackengine.kernels.sigma.sigma_window`), in float64
-   (on a contiguous copy of the column up to :data:`COPY_MAX` frames and for
+   (on a copy of the column, of the buffer's dtype, up to :data:`COPY_MAX` frames and for
    winsorized stages, else on the sorted column where it is), going on from
    the first iteration where it ran;
 5. sums the windows' values and their squares (as deviations from a value of
@@ -65,7 +65,7 @@ __all__ = [
 #: unused lanes at the end of every buffer row: rows a power of two apart in
 #: memory would all fall into the same cache sets when a column is read
 PAD = 16
-#: up to this many frames a pixel iterated on its own gets a contiguous float64 copy of
+#: up to this many frames a pixel iterated on its own gets a contiguous copy of
 #: its sorted column (cheap, and faster to search); beyond it the searches read the
 #: column where it is (a copy of hundreds of values cost more than the iterations)
 COPY_MAX = 16
@@ -118,12 +118,15 @@ def count_finite(buf, gw, cnt):
 
 
 @njit(nogil=True, cache=True)
-def load_sorted(block, g0, gw, plain, raw, buf, cnt, scale, offset, grad, geom, pairs):
+def load_sorted(block, g0, gw, raw, buf, cnt, scale, offset, grad, geom, pairs):
     """Load pixels ``g0 .. g0+gw`` of every frame into ``buf`` (as they are when
-    ``plain``, else normalized through ``raw``; non-finite values as +inf), count
-    each pixel's finite values into ``cnt`` and sort every column (``pairs``: the
-    comparator network)."""
-    if plain:
+    ``scale`` is None, else normalized through ``raw``; non-finite values as +inf),
+    count each pixel's finite values into ``cnt`` and sort every column (``pairs``:
+    the comparator network).
+
+    ``scale`` None is a compile-time choice (numba prunes the branch it does not
+    take before typing): a plain stack never compiles the normalization."""
+    if scale is None:
         load_plain(block, g0, gw, buf, cnt)
     else:
         load_group(block, g0, gw, raw, buf, scale, offset, grad, geom)
@@ -194,7 +197,7 @@ def _pick(buf, gw, lo, hi, cnt, combine, fallback, pick):
             elif combine == COMBINE_MAX:
                 value = np.float64(buf[b - 1, g])
         elif fallback and cnt[g] > 0:
-            value = median_run(buf, g, 0, cnt[g])
+            value = median_run(buf, g, np.int64(0), np.int64(cnt[g]))
         pick[g] = value
 
 
@@ -237,16 +240,16 @@ def _pixel_window(srt, m, n, s0, tried, first_lo, first_hi, stage_params):
     stage ``s0``; ``first_lo``/``first_hi`` are the bounds of the group-wide
     first iteration of stage ``s0`` when it ran (``s0 < tried``) for a full column."""
     n_stages = stage_params.shape[0]
-    a = 0
+    a = np.int64(0)
     b = m
     if s0 < tried and m == n:
         # the first iteration of stage s0 rejected something: go on from there
-        a, b = clip_window(srt, 0, m, first_lo, first_hi)
+        a, b = clip_window(srt, a, m, first_lo, first_hi)
         prm = stage_params[s0]
         maxiters = np.int64(prm[2])
         a, b = sigma_window(
             srt, a, b, prm[0], prm[1], maxiters - 1 if maxiters > 0 else maxiters,
-            CENTER_MEDIAN, SPREAD_MAD_STD,
+            np.int64(CENTER_MEDIAN), np.int64(SPREAD_MAD_STD),
         )  # fmt: skip
         s0 += 1
     for s in range(s0, n_stages):
@@ -264,7 +267,6 @@ def reduce_block_window(
     stage_params,
     combine,
     fallback,
-    plain,
     buf,
     scale,
     offset,
@@ -276,10 +278,10 @@ def reduce_block_window(
     """Sigma-clip (every stage is sigma or winsorized) and combine, unweighted.
 
     Parameters are those of :func:`stackengine.kernels.engine.reduce_block_sorted`
-    (``stage_params`` of the sigma stages only), plus ``plain`` (no
-    normalization: values are copied as they are) and ``buf``, a (frames x
-    width + PAD) scratch buffer from :func:`group_buffer`, whose dtype the
-    values are sorted in, and ``out``, the N_OUT rows of n_pixels to fill
+    (``stage_params`` of the sigma stages only; ``scale``, ``offset``, ``grad`` and
+    ``geom`` all None: no normalization, the values are copied as they are), plus
+    ``buf``, a (frames x width + PAD) scratch buffer from :func:`group_buffer`,
+    whose dtype the values are sorted in, and ``out``, the N_OUT rows to fill
     (:func:`~.engine.out_rows`). ``vector_max``: the largest frame count for which the
     first iteration runs across the group (0: never; -1: :data:`VECTOR_MAX_ODD` /
     :data:`VECTOR_MAX_EVEN`); the results are the same bits either way.
@@ -294,7 +296,9 @@ def reduce_block_window(
     n_stages = stage_params.shape[0]
     group = buf.shape[1] - PAD
     raw = np.empty((n, group), dtype=np.float64)
-    srt = np.empty(n, dtype=np.float64)
+    # a pixel's copy has the type of a column of buf (same dtype, strided layout), so the
+    # estimators compile once for both (every one reads the values in float64)
+    srt = np.empty((n, 1), dtype=buf.dtype)[:, 0]
     cnt = np.empty(group, dtype=np.int32)
     lo = np.empty(group, dtype=np.int64)
     hi = np.empty(group, dtype=np.int64)
@@ -312,13 +316,13 @@ def reduce_block_window(
         copy = copy or np.int64(stage_params[s, 4]) == SPREAD_WINSORIZED
     for g0 in range(0, npix, group):
         gw = min(group, npix - g0)
-        load_sorted(block, g0, gw, plain, raw, buf, cnt, scale, offset, grad, geom, pairs)
+        load_sorted(block, g0, gw, raw, buf, cnt, scale, offset, grad, geom, pairs)
         tried = 0
         if vector:
             tried = sigma_first_columns(buf, gw, cnt, stage_params, start, work)
         for g in range(gw):
-            s0 = start[g]
-            m = cnt[g]
+            s0 = np.int64(start[g])
+            m = np.int64(cnt[g])
             if s0 == n_stages:
                 # every stage kept everything
                 lo[g] = 0
