@@ -249,8 +249,12 @@ def _kernel(block, stages, stage_params, combine, weights, use_weights, tables, 
 
 def reduce_block_sorted(stages) -> Any:
     """The compiled general kernel (:func:`_reduce_block_sorted`) for the stage codes
-    in ``stages``: only those stages are compiled (one variant per set of codes)."""
-    return variant(_reduce_block_sorted, KINDS=tuple(sorted({int(c) for c in stages})))
+    in ``stages``: a run of one kind of stage (or none) compiles only that stage; lists
+    of several kinds share one variant with every stage (at most eight variants)."""
+    kinds = {int(c) for c in stages}
+    if len(kinds) > 1:
+        kinds = set(KINDS)
+    return variant(_reduce_block_sorted, KINDS=tuple(sorted(kinds)))
 
 
 @per_choice(nogil=True)
