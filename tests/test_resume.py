@@ -81,7 +81,7 @@ def test_killed_run_resumes_with_identical_result(frames, tmp_path):
 def test_resume_refuses_a_different_job(frames, tmp_path):
     out = tmp_path / "s.zarr"
     partial = partial_path(out)
-    small = se.stack(se.open_frames(frames[:4]), memory_limit="1MiB")
+    small = se.stack(se.open_frames(frames[:4]), memory_limit="16MiB")
     with pytest.raises(KeyboardInterrupt):
         # interrupt after the metadata: the partial store stays for resume
         from stackengine.tasks import formats as wz
@@ -97,7 +97,7 @@ def test_resume_refuses_a_different_job(frames, tmp_path):
         finally:
             wz.write_tile = real
     assert partial.is_dir() and not out.exists()
-    other = se.stack(se.open_frames(frames[:5]), memory_limit="1MiB")
+    other = se.stack(se.open_frames(frames[:5]), memory_limit="16MiB")
     with pytest.raises(OutputError, match="different job"):
         se.write(other, out, resume=True)
     se.write(small, out, resume=True)
