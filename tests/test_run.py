@@ -367,3 +367,32 @@ def test_frames_without_imagetyp_are_typed_by_their_names(tmp_path):
     assert [os.path.basename(p) for p, _ in plan.dropped] == ["focus.fits"]
     with pytest.raises(se.ParameterError, match=r"no lights among the 5 frames \(5 of no known"):
         se.plan_night([str(tmp_path)], {"frames": {"types_from_names": False}})
+
+
+def test_a_failed_run_leaves_no_partial_night(tmp_path, monkeypatch, capsys):
+    """The stack step fails after the masters are written: the run removes the files it
+    wrote (and the folder it made), keeps what it did not write, and the command says
+    one line and exits non-zero."""
+    from stackengine.night import execute
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _synthetic_night(raw)
+
+    def fail(*args, **kwargs):
+        raise se.StackEngineError("obj_0.fits: the disk is gone")
+
+    monkeypatch.setattr(execute, "_stack_group", fail)
+    out = tmp_path / "night"
+    with pytest.raises(se.StackEngineError, match="disk is gone"):
+        se.run_night([str(raw)], out)
+    assert not out.exists()  # made by the run, emptied, removed
+
+    out.mkdir()  # a folder with a file of the user's and one of an earlier run
+    (out / "notes.txt").write_text("mine")
+    (out / "report.md").write_text("an earlier run's report")
+    assert main(["run", str(raw), "-o", str(out), "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert "disk is gone" in err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "report.md"]
+    assert (out / "report.md").read_text() == "an earlier run's report"  # not rewritten yet

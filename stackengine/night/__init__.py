@@ -12,12 +12,20 @@ filter, a report and the configuration used:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
 from .config import DEFAULTS, config_text, load_config
-from .execute import CONFIG_TOML, NightResult, StackStats, check_outputs, execute_night
+from .execute import (
+    CONFIG_TOML,
+    NightResult,
+    StackStats,
+    check_outputs,
+    execute_night,
+    output_names,
+)
 from .plan import LightGroup, MasterPlan, NightPlan, plan_night
 
 __all__ = ["run_night", "plan_night", "load_config", "config_text", "DEFAULTS", "NightPlan",
@@ -59,7 +67,8 @@ def run_night(
         is written.
     overwrite : bool
         Replace the files of an earlier run in ``out_dir`` (else refused before
-        any work, naming the file).
+        any work, naming the file). A run that fails removes the files it wrote
+        (and the folder, if it made it): no partial night is left.
     log : callable, optional
         Called with a line of text per step.
 
@@ -84,16 +93,47 @@ def run_night(
     if dry_run:
         return plan
     check_outputs(plan, out, overwrite)
-    result = execute_night(plan, out, overwrite=overwrite, log=log)
-    if plan.config["output"]["report"]:
-        from .report import write_report
+    before = _stamps(out, output_names(plan))
+    made = not out.exists()
+    try:
+        result = execute_night(plan, out, overwrite=overwrite, log=log)
+        if plan.config["output"]["report"]:
+            from .report import write_report
 
-        result.files += write_report(result)
-    from .._version import __version__
-    from .report import write_text
+            result.files += write_report(result)
+        from .._version import __version__
+        from .report import write_text
 
-    header = (f"stackengine {__version__}: the configuration of this run.\n"
-              f"Replay it: stackengine run --config {CONFIG_TOML} -o DIR (RAW... replace "
-              "the inputs); edit any choice.")  # fmt: skip
-    result.files.append(write_text(out / CONFIG_TOML, config_text(plan.config, header)))
+        header = (f"stackengine {__version__}: the configuration of this run.\n"
+                  f"Replay it: stackengine run --config {CONFIG_TOML} -o DIR (RAW... replace "
+                  "the inputs); edit any choice.")  # fmt: skip
+        result.files.append(write_text(out / CONFIG_TOML, config_text(plan.config, header)))
+    except BaseException:  # no partial night: what this run wrote goes, nothing else
+        _remove_written(out, before, made)
+        raise
     return result
+
+
+def _stamps(out: Path, names: list[str]) -> dict[str, tuple[int, int] | None]:
+    """Each output file's (inode, mtime) now, None if missing: a file this run writes
+    (atomically: a new file in its place) gets another stamp."""
+    stamps: dict[str, tuple[int, int] | None] = {}
+    for name in names:
+        try:
+            st = (out / name).stat()
+            stamps[name] = (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            stamps[name] = None
+    return stamps
+
+
+def _remove_written(out: Path, before: dict[str, tuple[int, int] | None], made: bool) -> None:
+    """Delete the output files a failed run wrote (their stamps changed) and the folder
+    if the run made it and it is empty now; files it did not write stay."""
+    for name, stamp in _stamps(out, list(before)).items():
+        if stamp is not None and stamp != before[name]:
+            with contextlib.suppress(OSError):
+                (out / name).unlink()
+    if made:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only if empty
