@@ -249,8 +249,8 @@ def _pixel_window(srt, m, n, s0, tried, first_lo, first_hi, stage_params):
         maxiters = np.int64(prm[2])
         a, b = sigma_window(
             srt, a, b, prm[0], prm[1], maxiters - 1 if maxiters > 0 else maxiters,
-            np.int64(CENTER_MEDIAN), np.int64(SPREAD_MAD_STD),
-        )  # fmt: skip
+            CENTER_MEDIAN, SPREAD_MAD_STD,  # literals: compiled with the choice folded in
+        )  # fmt: skip  (5 % faster at 10 frames than np.int64 values, for 0.1 s of compiling)
         s0 += 1
     for s in range(s0, n_stages):
         prm = stage_params[s]
