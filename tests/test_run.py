@@ -371,24 +371,35 @@ def test_frames_without_imagetyp_are_typed_by_their_names(tmp_path):
 
 def test_a_failed_run_leaves_no_partial_night(tmp_path, monkeypatch, capsys):
     """The stack step fails after the masters are written: the run removes the files it
-    wrote (and the folder it made), keeps what it did not write, and the command says
-    one line and exits non-zero."""
+    wrote (and the folder it made), keeps what it did not write (the user's, an earlier
+    run's, one another process wrote meanwhile), and the command says one line and
+    exits non-zero."""
     from stackengine.night import execute
 
     raw = tmp_path / "raw"
     raw.mkdir()
     _synthetic_night(raw)
+    out = tmp_path / "night"
+    other = {"write": False}
 
     def fail(*args, **kwargs):
+        assert any(p.name.startswith("master_") for p in out.iterdir())  # written already
+        if other["write"]:  # another run writes into the folder meanwhile
+            (out / "stack_R.fits").write_bytes(b"another run's stack")
         raise se.StackEngineError("obj_0.fits: the disk is gone")
 
     monkeypatch.setattr(execute, "_stack_group", fail)
-    out = tmp_path / "night"
     with pytest.raises(se.StackEngineError, match="disk is gone"):
         se.run_night([str(raw)], out)
     assert not out.exists()  # made by the run, emptied, removed
 
-    out.mkdir()  # a folder with a file of the user's and one of an earlier run
+    other["write"] = True
+    with pytest.raises(se.StackEngineError, match="disk is gone"):
+        se.run_night([str(raw)], out)
+    assert sorted(p.name for p in out.iterdir()) == ["stack_R.fits"]  # not this run's
+
+    (out / "stack_R.fits").unlink()
+    other["write"] = False
     (out / "notes.txt").write_text("mine")
     (out / "report.md").write_text("an earlier run's report")
     assert main(["run", str(raw), "-o", str(out), "--overwrite"]) == 1

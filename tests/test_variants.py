@@ -40,7 +40,7 @@ def test_a_resampling_variant_compiles_only_its_method(tmp_path):
     value, *names = r.stdout.split()
     # the bilinear value at (x + 0.5, y + 0.25) of the ramp 8 y + x, worked by hand
     assert float(value) == 8 * 2.25 + 3.5
-    assert any(n.startswith("_resample_kernel_method1") for n in names), names
+    assert any(n.startswith("_resample_kernel_method_1") for n in names), names
     # one row function (the old kernel compiled all four)
     assert [n for n in names if "row" in n] == ["_row_bilinear"], names
     assert len(names) < 12, names  # the kernel, one row and a few of numba's helpers
@@ -54,8 +54,10 @@ def test_variants_are_one_object_per_choice_with_names_of_their_own():
     assert a.py_func.__qualname__ != b.py_func.__qualname__  # cache files of their own
     with pytest.raises(TypeError, match="per_choice"):
         variant(np.sum, METHOD=1)
-    with pytest.raises(TypeError, match="bool, an int or a tuple"):
+    with pytest.raises(TypeError, match="bool, an int or a flat tuple"):
         variant(per_choice()(lambda: 0), METHOD=1.5)
+    with pytest.raises(NameError, match="METOHD"):  # a typo: not the default's code
+        variant(rs._resample_kernel, METOHD=rs.BILINEAR)
 
 
 MODULE = """

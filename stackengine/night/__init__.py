@@ -18,14 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import DEFAULTS, config_text, load_config
-from .execute import (
-    CONFIG_TOML,
-    NightResult,
-    StackStats,
-    check_outputs,
-    execute_night,
-    output_names,
-)
+from .execute import CONFIG_TOML, NightResult, StackStats, check_outputs, execute_night
+from .model import WrittenFiles
 from .plan import LightGroup, MasterPlan, NightPlan, plan_night
 
 __all__ = ["run_night", "plan_night", "load_config", "config_text", "DEFAULTS", "NightPlan",
@@ -93,47 +87,26 @@ def run_night(
     if dry_run:
         return plan
     check_outputs(plan, out, overwrite)
-    before = _stamps(out, output_names(plan))
     made = not out.exists()
+    written = WrittenFiles()
     try:
-        result = execute_night(plan, out, overwrite=overwrite, log=log)
+        result = execute_night(plan, out, overwrite=overwrite, log=log, written=written)
         if plan.config["output"]["report"]:
             from .report import write_report
 
-            result.files += write_report(result)
+            result.files += write_report(result, written)
         from .._version import __version__
         from .report import write_text
 
         header = (f"stackengine {__version__}: the configuration of this run.\n"
                   f"Replay it: stackengine run --config {CONFIG_TOML} -o DIR (RAW... replace "
                   "the inputs); edit any choice.")  # fmt: skip
-        result.files.append(write_text(out / CONFIG_TOML, config_text(plan.config, header)))
+        config_file = written.add(write_text(out / CONFIG_TOML, config_text(plan.config, header)))
+        result.files.append(config_file)
     except BaseException:  # no partial night: what this run wrote goes, nothing else
-        _remove_written(out, before, made)
+        written.remove()
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if empty
         raise
     return result
-
-
-def _stamps(out: Path, names: list[str]) -> dict[str, tuple[int, int] | None]:
-    """Each output file's (inode, mtime) now, None if missing: a file this run writes
-    (atomically: a new file in its place) gets another stamp."""
-    stamps: dict[str, tuple[int, int] | None] = {}
-    for name in names:
-        try:
-            st = (out / name).stat()
-            stamps[name] = (st.st_ino, st.st_mtime_ns)
-        except OSError:
-            stamps[name] = None
-    return stamps
-
-
-def _remove_written(out: Path, before: dict[str, tuple[int, int] | None], made: bool) -> None:
-    """Delete the output files a failed run wrote (their stamps changed) and the folder
-    if the run made it and it is empty now; files it did not write stay."""
-    for name, stamp in _stamps(out, list(before)).items():
-        if stamp is not None and stamp != before[name]:
-            with contextlib.suppress(OSError):
-                (out / name).unlink()
-    if made:
-        with contextlib.suppress(OSError):
-            out.rmdir()  # only if empty

@@ -31,6 +31,7 @@ from .model import (
     NightPlan,
     NightResult,
     StackStats,
+    WrittenFiles,
 )
 
 __all__ = ["StackStats", "NightResult", "execute_night", "output_names"]
@@ -219,7 +220,7 @@ def _master_stats(path: Path) -> dict[str, float]:
 
 
 def execute_night(plan: NightPlan, out_dir: str | Path, *, overwrite: bool = False,
-                  log: Any = None) -> NightResult:  # fmt: skip
+                  log: Any = None, written: WrittenFiles | None = None) -> NightResult:  # fmt: skip
     """Make the masters and the stacks of ``plan`` in ``out_dir`` (see the module notes).
 
     Parameters
@@ -232,6 +233,8 @@ def execute_night(plan: NightPlan, out_dir: str | Path, *, overwrite: bool = Fal
         Replace files of an earlier run.
     log : callable, optional
         Called with one line of progress per step (the command line prints them).
+    written : WrittenFiles, optional
+        Records each file as soon as it is written (a failed run removes them).
 
     Returns
     -------
@@ -243,6 +246,7 @@ def execute_night(plan: NightPlan, out_dir: str | Path, *, overwrite: bool = Fal
     check_outputs(plan, out, overwrite)
     out.mkdir(exist_ok=True)
     say = log or (lambda text: None)
+    written = written if written is not None else WrittenFiles()
     result = NightResult(plan=plan, out_dir=out)
     files: dict[str, str] = {m.name: m.given for m in plan.masters if m.given}
     with warnings.catch_warnings(record=True) as caught:
@@ -251,7 +255,7 @@ def execute_night(plan: NightPlan, out_dir: str | Path, *, overwrite: bool = Fal
             if m.given:
                 continue
             say(f"master {m.name}: {len(m.paths)} frame{'s' * (len(m.paths) != 1)}")
-            path = _make_master(m, plan, files, out, overwrite)
+            path = written.add(_make_master(m, plan, files, out, overwrite))
             files[m.name] = str(path)
             result.masters[m.name] = Path(path)
             result.master_stats[m.name] = _master_stats(Path(path))
@@ -259,6 +263,7 @@ def execute_night(plan: NightPlan, out_dir: str | Path, *, overwrite: bool = Fal
         for g in plan.lights:
             say(f"stack {g.name}: {g.n_frames} light{'s' * (g.n_frames != 1)}")
             stats = _stack_group(g, plan, files, out, overwrite)
+            written.add(stats.file)
             result.stacks.append(stats)
             result.files.append(stats.file)
     result.warnings = list(dict.fromkeys(str(w.message) for w in caught))

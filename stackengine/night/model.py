@@ -28,6 +28,7 @@ __all__ = [
     "NightPlan",
     "NightResult",
     "StackStats",
+    "WrittenFiles",
 ]
 
 #: the report's and the configuration's file names
@@ -171,3 +172,41 @@ class NightResult:
     warnings: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)  #: every file written
     seconds: float = 0.0
+
+
+class WrittenFiles:
+    """The files a run has written, each with its stamp (inode, modification time)
+    taken just after it was written: a failed run removes exactly these, and only
+    while they are as it left them (a file another process wrote since, or one a
+    file system renumbered, stays)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Path, tuple[int, int]]] = []
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple[int, int] | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
+    def add(self, path: str | os.PathLike) -> Path:
+        """Record ``path``, just written; returns it."""
+        path = Path(path)
+        stamp = self._stamp(path)
+        if stamp is not None:
+            self.items.append((path, stamp))
+        return path
+
+    def remove(self) -> list[Path]:
+        """Delete the recorded files that are still as written; returns them."""
+        removed = []
+        for path, stamp in self.items:
+            if self._stamp(path) == stamp:
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except OSError:
+                    pass
+        return removed

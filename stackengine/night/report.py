@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from .model import REPORT_MD, REPORT_PNG, NightPlan, NightResult
+from ..io.atomic import atomic_output
+from .model import REPORT_MD, REPORT_PNG, NightPlan, NightResult, WrittenFiles
 
 __all__ = [
     "read_image",
@@ -155,9 +156,8 @@ def contact_sheet(result: NightResult, path: str | Path) -> Path:
     fig.suptitle(f"stackengine run: {len(plan.table)} frames -> {result.out_dir.name}",
                  fontsize=10)  # fmt: skip
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:  # the run checked its outputs before
+        fig.savefig(tmp, format="png")
     return path
 
 
@@ -226,16 +226,18 @@ def report_text(result: NightResult) -> str:
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (a temporary file renamed)."""
+    """Write ``text`` to ``path`` atomically (a temporary file renamed; nothing is
+    left on failure)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:  # the run checked its outputs before
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
-def write_report(result: NightResult) -> list[Path]:
-    """Write ``report.png`` and ``report.md`` into the run's folder."""
-    png = contact_sheet(result, result.out_dir / REPORT_PNG)
-    md = write_text(result.out_dir / REPORT_MD, report_text(result))
+def write_report(result: NightResult, written: WrittenFiles | None = None) -> list[Path]:
+    """Write ``report.png`` and ``report.md`` into the run's folder (each recorded in
+    ``written`` as soon as it is written)."""
+    written = written if written is not None else WrittenFiles()
+    png = written.add(contact_sheet(result, result.out_dir / REPORT_PNG))
+    md = written.add(write_text(result.out_dir / REPORT_MD, report_text(result)))
     return [png, md]
