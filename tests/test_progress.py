@@ -13,19 +13,10 @@ import numpy as np
 import pytest
 import xarray as xr
 from dask.callbacks import Callback
+from progress_lines import LINE, TTY
 
 from stackengine.normalize.measure import measure_frames
 from stackengine.progress import _Compute, _Phase, progress_context, progress_phase
-
-LINE = re.compile(
-    r"^(?P<label>\S*) +(?P<pct>\d+)% \[(?P<bar>[#.]{20})\] (?P<count>.*?)"
-    r"  elapsed (?P<elapsed>\d+:\d\d)  (?P<eta>ETA (?:\d+:)?\d+:\d\d|ETA -:--|failed)$"
-)
-
-
-class TTY(io.StringIO):
-    def isatty(self) -> bool:
-        return True
 
 
 def _slow(block: np.ndarray) -> np.ndarray:

@@ -9,7 +9,6 @@ shell with a ``kernel``, and a recorder in place of the display handle.
 from __future__ import annotations
 
 import io
-import re
 import sys
 import types
 
@@ -17,20 +16,11 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from progress_lines import LINE, TTY
 
 from stackengine import progress_display
 from stackengine.progress import progress_context
 from stackengine.progress_display import _kernel_shell, _NotebookOutput
-
-LINE = re.compile(
-    r"^(?P<label>\S*) +(?P<pct>\d+)% \[(?P<bar>[#.]{20})\] (?P<count>.*?)"
-    r"  elapsed (?P<elapsed>\d+:\d\d)  (?P<eta>ETA (?:\d+:)?\d+:\d\d|ETA -:--|failed)$"
-)
-
-
-class TTY(io.StringIO):
-    def isatty(self) -> bool:
-        return True
 
 
 class Shell:

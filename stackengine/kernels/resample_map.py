@@ -31,7 +31,14 @@ from .resample import (
 )
 from .variants import per_choice, variant
 
-__all__ = ["flat_plane", "map_box", "resample_map", "resample_row"]
+__all__ = [
+    "flat_plane",
+    "map_box",
+    "resample_map",
+    "resample_row",
+    "resample_row_into",
+    "row_buffers",
+]
 
 
 #: the interpolation the kernels here are compiled for (see .variants)
@@ -44,15 +51,10 @@ def _map_kernel(src, src_y0, src_x0, frame_h, frame_w, fx, fy, out, clamp):
     (rows, cols) by ``METHOD``; returns the covered pixels whose support is not
     inside ``src``."""
     rows, cols, nch = out.shape
-    sh = src.shape[0]
-    sw = src.shape[1]
     fxs = np.empty(cols)
     fys = np.empty(cols)
-    scl = np.ones(cols)
-    res = np.empty(cols)
-    wxs = np.empty((6, cols))
-    wys = np.empty((6, cols))
-    plane = np.empty(sh * sw, np.float32)
+    bufs = row_buffers(cols)
+    plane = np.empty(src.shape[0] * src.shape[1], np.float32)
     short = 0
     for c in range(nch):
         flat_plane(src, c, plane)
@@ -60,13 +62,31 @@ def _map_kernel(src, src_y0, src_x0, frame_h, frame_w, fx, fy, out, clamp):
             for j in range(cols):
                 fxs[j] = fx[i, j]
                 fys[j] = fy[i, j]
-            n_short = resample_row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, clamp,
-                                   fxs, fys, scl, res, wxs, wys)  # fmt: skip
-            if c == 0:
-                short += n_short
-            for j in range(cols):
-                out[i, j, c] = np.float32(res[j])
+            n_short = resample_row_into(src, plane, src_y0, src_x0, frame_h, frame_w, clamp,
+                                        fxs, fys, bufs, out, i, c)  # fmt: skip
+            short += n_short if c == 0 else 0
     return short
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def row_buffers(cols):
+    """Scratch space of :func:`resample_row_into` for rows of ``cols`` pixels: the
+    area factors (ones: surface brightness), the values and the x/y tap weights."""
+    return np.ones(cols), np.empty(cols), np.empty((6, cols)), np.empty((6, cols))
+
+
+@per_choice(nogil=True, error_model="numpy")
+def resample_row_into(src, plane, src_y0, src_x0, frame_h, frame_w, clamp, fxs, fys, bufs,
+                      out, i, c):  # fmt: skip
+    """Output row ``i`` of channel ``c`` of ``out`` from ``plane`` (channel ``c`` of
+    ``src``, flat) at positions ``fxs``, ``fys`` by :func:`resample_row`; returns its
+    covered pixels whose support is not inside ``src``."""
+    scl, res, wxs, wys = bufs
+    n_short = resample_row(plane, src.shape[0], src.shape[1], src_y0, src_x0, frame_h, frame_w,
+                           clamp, fxs, fys, scl, res, wxs, wys)  # fmt: skip
+    for j in range(res.shape[0]):
+        out[i, j, c] = np.float32(res[j])
+    return n_short
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

@@ -28,10 +28,21 @@ from numba import njit
 
 from .._numba_cache import check_caches
 from .resample import method_code
-from .resample_map import flat_plane, resample_row
+from .resample_map import flat_plane, resample_row_into, row_buffers
 from .variants import per_choice, variant
 
 __all__ = ["grid_positions", "node_extent", "resample_nodes"]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _row_state(nx0, step, gx, x0, cols):
+    """What :func:`_positions_row` works with along a row of ``cols`` output pixels
+    from column ``x0``: each column's node cell and fraction, and the two node rows
+    interpolated at the columns (filled row by row)."""
+    ixs = np.empty(cols, np.int64)
+    txs = np.empty(cols)
+    _columns(nx0, step, gx, x0, ixs, txs)
+    return ixs, txs, np.empty((2, cols)), np.empty((2, cols))
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -89,12 +100,7 @@ def _positions_row(nfx, nfy, ny0, step, y, row_of, ixs, txs, ax, ay, fp, x0, oy,
 @njit(nogil=True, cache=True, error_model="numpy")
 def _positions_kernel(nfx, nfy, ny0, nx0, step, y0, x0, fp, oy, ox, fx, fy):
     rows, cols = fx.shape
-    gx = nfx.shape[1]
-    ixs = np.empty(cols, np.int64)
-    txs = np.empty(cols)
-    _columns(nx0, step, gx, x0, ixs, txs)
-    ax = np.empty((2, cols))
-    ay = np.empty((2, cols))
+    ixs, txs, ax, ay = _row_state(nx0, step, nfx.shape[1], x0, cols)
     row_of = -1
     for i in range(rows):
         row_of = _positions_row(nfx, nfy, ny0, step, y0 + i, row_of, ixs, txs, ax, ay, fp, x0,
@@ -196,21 +202,11 @@ def _nodes_kernel(src, src_y0, src_x0, frame_h, frame_w, nfx, nfy, ny0, nx0, ste
     ``resample_row`` is that method's, :func:`.variants.variant`); returns the
     covered pixels whose support is not inside ``src``."""
     rows, cols, nch = out.shape
-    gx = nfx.shape[1]
-    sh = src.shape[0]
-    sw = src.shape[1]
-    ixs = np.empty(cols, np.int64)
-    txs = np.empty(cols)
-    _columns(nx0, step, gx, x0, ixs, txs)
-    ax = np.empty((2, cols))
-    ay = np.empty((2, cols))
+    ixs, txs, ax, ay = _row_state(nx0, step, nfx.shape[1], x0, cols)
     fxs = np.empty(cols)
     fys = np.empty(cols)
-    scl = np.ones(cols)
-    res = np.empty(cols)
-    wxs = np.empty((6, cols))
-    wys = np.empty((6, cols))
-    plane = np.empty(sh * sw, np.float32)
+    bufs = row_buffers(cols)
+    plane = np.empty(src.shape[0] * src.shape[1], np.float32)
     short = 0
     for c in range(nch):
         flat_plane(src, c, plane)
@@ -218,12 +214,9 @@ def _nodes_kernel(src, src_y0, src_x0, frame_h, frame_w, nfx, nfy, ny0, nx0, ste
         for i in range(rows):
             row_of = _positions_row(nfx, nfy, ny0, step, y0 + i, row_of, ixs, txs, ax, ay, fp,
                                     x0, oy, ox, fxs, fys)  # fmt: skip
-            n_short = resample_row(plane, sh, sw, src_y0, src_x0, frame_h, frame_w, clamp,
-                                   fxs, fys, scl, res, wxs, wys)  # fmt: skip
-            if c == 0:
-                short += n_short
-            for j in range(cols):
-                out[i, j, c] = np.float32(res[j])
+            n_short = resample_row_into(src, plane, src_y0, src_x0, frame_h, frame_w, clamp,
+                                        fxs, fys, bufs, out, i, c)  # fmt: skip
+            short += n_short if c == 0 else 0
     return short
 
 

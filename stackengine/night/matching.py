@@ -67,6 +67,12 @@ def _dark_for(plan: NightPlan, darks: dict, shape: tuple, exptimes: list[float],
     return make_scaled(shape), True
 
 
+def _master(name: str, kind: str, rows: pd.DataFrame, shape: tuple, **kw: Any) -> MasterPlan:
+    """The plan of master ``name`` made of the frames ``rows``, written to master_<name>.fits."""
+    return MasterPlan(name, kind, list(dict.fromkeys(rows["path"])), f"master_{name}.fits",
+                      shape, **kw)  # fmt: skip
+
+
 def masters_and_groups(plan: NightPlan, used: pd.DataFrame, lights: pd.DataFrame) -> None:
     """Fill ``plan.masters`` and ``plan.lights`` from the frames kept (``used``)."""
     cfg, cal = plan.config, plan.config["calibration"]
@@ -78,17 +84,8 @@ def masters_and_groups(plan: NightPlan, used: pd.DataFrame, lights: pd.DataFrame
         if cal["bias"] != "auto":
             break
         name = "bias" + suffix[shape]
-        plan.masters.append(
-            MasterPlan(
-                name,
-                "bias",
-                list(dict.fromkeys(rows["path"])),
-                f"master_{name}.fits",
-                shape,
-                exptime=0.0,
-            )
-        )
-        biases[shape] = name  # fmt: skip
+        plan.masters.append(_master(name, "bias", rows, shape, exptime=0.0))
+        biases[shape] = name
     if cal["bias"] not in ("auto", "none"):
         plan.masters.append(MasterPlan("bias", "bias", [], "", (0, 0), given=cal["bias"]))
         biases = {s: "bias" for s in shapes}
@@ -101,9 +98,9 @@ def masters_and_groups(plan: NightPlan, used: pd.DataFrame, lights: pd.DataFrame
         if cal["dark"] not in ("auto", "match", "scale") or math.isnan(t):
             continue
         name = f"dark_{_num(t)}s" + suffix[shape]
-        plan.masters.append(MasterPlan(name, "dark", list(dict.fromkeys(rows["path"])),
-                                       f"master_{name}.fits", shape, exptime=float(t),
-                                       bias=biases.get(shape)))  # fmt: skip
+        plan.masters.append(
+            _master(name, "dark", rows, shape, exptime=float(t), bias=biases.get(shape))
+        )
         darks.setdefault(shape, {})[float(t)] = name
     if cal["dark"] not in ("auto", "match", "scale", "none"):
         plan.masters.append(MasterPlan("dark", "dark", [], "", (0, 0), given=cal["dark"]))
@@ -113,19 +110,9 @@ def masters_and_groups(plan: NightPlan, used: pd.DataFrame, lights: pd.DataFrame
         if shape not in scaled:
             rows = used[(used["imagetyp"] == "dark") & (used["shape"] == shape)]
             name = "dark_per_s" + suffix[shape]
-            plan.masters.append(
-                MasterPlan(
-                    name,
-                    "dark",
-                    list(dict.fromkeys(rows["path"])),
-                    f"master_{name}.fits",
-                    shape,
-                    exptime=1.0,
-                    bias=biases.get(shape),
-                    dark_scale=True,
-                )
-            )
-            scaled[shape] = name  # fmt: skip
+            plan.masters.append(_master(name, "dark", rows, shape, exptime=1.0,
+                                        bias=biases.get(shape), dark_scale=True))  # fmt: skip
+            scaled[shape] = name
             plan.decisions.append(
                 f"{_shape_text(shape)}: a per-second master dark of all "
                 f"{len(rows)} darks, scaled to each frame's exposure"
@@ -143,20 +130,10 @@ def masters_and_groups(plan: NightPlan, used: pd.DataFrame, lights: pd.DataFrame
         times = [_exptime(t) for t in rows["exptime"]]
         dark, scale = _dark_for(plan, darks, shape, times, biases.get(shape),
                                 f"flat {filt or '(no filter)'}", make_scaled)  # fmt: skip
-        plan.masters.append(
-            MasterPlan(
-                name,
-                "flat",
-                list(dict.fromkeys(rows["path"])),
-                f"master_{name}.fits",
-                shape,
-                filter=filt or None,
-                exptime=times[0] if len(set(times)) == 1 else None,
-                bias=biases.get(shape),
-                dark=dark,
-                dark_scale=scale,
-            )
-        )
+        exptime = times[0] if len(set(times)) == 1 else None
+        master = _master(name, "flat", rows, shape, filter=filt or None, exptime=exptime,
+                         bias=biases.get(shape), dark=dark, dark_scale=scale)  # fmt: skip
+        plan.masters.append(master)
         flats[(shape, filt)] = name
         if biases.get(shape) is None and dark is None:
             plan.decisions.append(
